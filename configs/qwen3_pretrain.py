@@ -1,0 +1,123 @@
+"""Pre-train a Qwen3-architecture decoder from scratch: the main job of `python -m jaxsuite.launch`.
+
+Commands:
+  python -m jaxsuite.launch                                           # = this file, default CPU variant
+  python -m jaxsuite.launch --config configs/qwen3_pretrain.py --workdir runs/pretrain
+  python -m jaxsuite.launch --config configs/qwen3_pretrain.py:tiny --workdir /tmp/t   # seconds, for tests
+  python -m jaxsuite.launch --config configs/qwen3_pretrain.py:0.6b --workdir gs://bucket/qwen3-0.6b \
+      --config.data.source='tfds:c4/en:3.1.0:train' --config.data.tokenizer=Qwen/Qwen3-0.6B
+
+Variants (the argument after the colon):
+  (none) / cpu   ~4.5M-parameter model on the embedded corpus (the Python stdlib's source), a few CPU minutes
+  tiny           a toy model for tests: a few seconds
+  0.6b 1.7b 4b 8b   the released Qwen3 architectures, for TPU pods / GPU clusters (FSDP x tensor parallel)
+
+The job writes into --workdir: results.json, metrics.jsonl, checkpoints/, loss.png, samples.txt, hf/.
+"""
+import ml_collections
+
+from jaxsuite.core.sharding import DEFAULT_RULES
+
+
+def _arch(**kw):
+    base = dict(vocab_size=4096, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+                num_attention_heads=4, num_key_value_heads=2, head_dim=64, rms_norm_eps=1e-6,
+                rope_theta=1_000_000.0, max_position_embeddings=4096, tie_word_embeddings=True,
+                attention_bias=False, model_type="qwen3")
+    base.update(kw)
+    return ml_collections.ConfigDict(base)
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = (arg or "cpu").lower()
+    c = ml_collections.ConfigDict()
+    c.job = "jaxsuite.pretrain:run"
+    c.seed = 0
+
+    c.model = ml_collections.ConfigDict()
+    c.model.init_from = ""          # "" = random init from model.arch; else an HF folder or hub id
+    c.model.arch = _arch()
+
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+    c.sharding_rules = [list(r) for r in DEFAULT_RULES]
+
+    c.data = ml_collections.ConfigDict()
+    c.data.source = "stdlib"        # "stdlib" | file glob (txt/jsonl/parquet) | "tfds:name:split"
+    c.data.text_key = "text"
+    c.data.tokenizer = "stdlib"     # "stdlib" = sentencepiece trained on the corpus (cached) | path | hub id
+    c.data.vocab_size = 4096        # for the trained tokenizer
+    c.data.seq_len = 128
+    c.data.batch_size = 16          # global batch (all processes together)
+    c.data.shuffle_seed = 0
+    c.data.max_documents = 0        # 0 = all documents; >0 caps the corpus (tests)
+    c.data.eval_fraction = 0.02     # stdlib: held-out files for eval loss / perplexity
+
+    c.train = ml_collections.ConfigDict()
+    c.train.steps = 300
+    c.train.lr = 3e-3
+    c.train.warmup_steps = 30
+    c.train.min_lr_ratio = 0.1
+    c.train.weight_decay = 0.1
+    c.train.b1 = 0.9
+    c.train.b2 = 0.95
+    c.train.eps = 1e-8
+    c.train.grad_clip = 1.0
+    c.train.accum_steps = 1
+    c.train.compute_dtype = "float32"   # "bfloat16" on accelerators: bf16 compute, f32 master weights
+    c.train.log_every = 10
+    c.train.eval_every = 100
+    c.train.eval_batches = 4
+    c.train.checkpoint_every = 100
+    c.train.keep_checkpoints = 2
+
+    c.sample = ml_collections.ConfigDict()
+    c.sample.prompt = "def fibonacci(n):\n"
+    c.sample.max_new_tokens = 64
+    c.sample.temperature = 0.8
+    c.sample.top_p = 0.95
+    c.sample.top_k = 0
+    c.sample.num_samples = 2
+
+    c.export_hf = True
+
+    if variant == "cpu":
+        pass
+    elif variant == "tiny":
+        c.model.arch = _arch(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+        c.data.vocab_size = 512
+        c.data.seq_len = 32
+        c.data.batch_size = 8
+        c.data.max_documents = 60
+        c.data.eval_fraction = 0.1
+        c.train.steps = 12
+        c.train.warmup_steps = 2
+        c.train.log_every = 2
+        c.train.eval_every = 6
+        c.train.eval_batches = 1
+        c.train.checkpoint_every = 6
+        c.sample.max_new_tokens = 8
+        c.sample.num_samples = 1
+    elif variant in ("0.6b", "1.7b", "4b", "8b"):
+        from jaxsuite.models.presets import QWEN3_PRESETS
+        arch = QWEN3_PRESETS[variant].to_hf_config()
+        keep = set(_arch().keys())
+        c.model.arch = _arch(**{k: v for k, v in arch.items() if k in keep})
+        c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=4 if variant in ("4b", "8b") else 1))
+        c.data.tokenizer = "Qwen/Qwen3-0.6B"   # the Qwen3 tokenizer (151k vocab) from the hub
+        c.data.vocab_size = 151936
+        c.data.seq_len = 4096
+        c.data.batch_size = 256
+        c.train.steps = 100_000
+        c.train.lr = 3e-4
+        c.train.warmup_steps = 2000
+        c.train.compute_dtype = "bfloat16"
+        c.train.log_every = 50
+        c.train.eval_every = 2000
+        c.train.eval_batches = 16
+        c.train.checkpoint_every = 1000
+        c.train.keep_checkpoints = 3
+    else:
+        raise ValueError(f"unknown variant {arg!r} of configs/qwen3_pretrain.py; "
+                         "choose one of: cpu, tiny, 0.6b, 1.7b, 4b, 8b")
+    return c

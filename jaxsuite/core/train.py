@@ -1,0 +1,336 @@
+"""The functional training core: optimizer, train state, and jit-compiled train / eval steps.
+
+The model is an NNX module used functionally: `nnx.split` once into a graphdef (static structure) and states
+(pytrees of arrays); jitted pure steps `nnx.merge` the graphdef with the arrays they are given. Nothing inside
+a step touches Python-side module objects, so each step compiles once and runs sharded on any mesh.
+
+Precision: the master weights and the optimizer state are float32. With `compute_dtype=bfloat16` the step
+casts the params to bf16 *inside* the differentiated function, so the forward/backward run in bf16 while the
+gradients arrive in float32 (the cast's transpose casts back) and the update is applied to the f32 weights.
+
+Sharding: parameter shardings come from the params' `logical_axes` via the rules; every optimizer-state
+leaf that mirrors a parameter (Adam's mu / nu, ...) takes that parameter's sharding (found by matching tree
+paths, see `train_state_shardings`), and everything else (step counters, the learning rate) is replicated.
+The batch is sharded on dim 0 by the `act_batch` rule.
+
+Loss: token-level cross-entropy, averaged over the real (loss_mask) tokens of the whole global batch. With
+gradient accumulation the step sums losses and token counts over micro-batches and divides once, so
+`accum_steps=k` computes the same loss and gradients as one big batch (up to float summation order).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxsuite.core import sharding as shd
+
+BATCH_AXES = ("act_batch", "act_length")  # logical axes of every [B, T] batch array
+
+
+# --- optimizer --------------------------------------------------------------------------------------------------
+def _get(cfg: Any, name: str, default: Any = None) -> Any:
+    """Reads a field from a ConfigDict, a dataclass / namespace or a plain dict."""
+    if isinstance(cfg, dict) or hasattr(cfg, "keys"):
+        return cfg[name] if name in cfg else default
+    return getattr(cfg, name, default)
+
+
+def make_schedule(train_cfg: Any, total_steps: int | None = None) -> optax.Schedule:
+    """Linear warm-up from 0 to `lr` over `warmup_steps`, then cosine decay to `lr * min_lr_ratio` at
+    `total_steps` (default `train_cfg.steps`), constant afterwards.
+
+    lr(0) = 0, lr(warmup_steps) = lr, lr(total_steps) = lr * min_lr_ratio.
+    """
+    lr = float(_get(train_cfg, "lr"))
+    total = int(total_steps if total_steps is not None else _get(train_cfg, "steps"))
+    warmup = int(_get(train_cfg, "warmup_steps", 0))
+    end = lr * float(_get(train_cfg, "min_lr_ratio", 0.0))
+    if total <= 0:
+        raise ValueError(f"total_steps must be positive, got {total}")
+    if warmup < 0:
+        raise ValueError(f"warmup_steps must be >= 0, got {warmup}")
+    # optax counts decay_steps from step 0 (warm-up included); it needs decay_steps > warmup_steps.
+    return optax.warmup_cosine_decay_schedule(init_value=0.0, peak_value=lr, warmup_steps=warmup,
+                                              decay_steps=max(total, warmup + 1), end_value=end)
+
+
+def _path_names(path) -> list[str]:
+    return [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+
+
+def decay_mask(params: Any) -> Any:
+    """True for weights that get weight decay: matrices / embeddings, not norms, biases or 1-D params."""
+    def one(path, x):
+        names = _path_names(path)
+        skip = jnp.ndim(x) < 2 or "bias" in names or any("norm" in n for n in names)
+        return not skip
+
+    return jax.tree_util.tree_map_with_path(one, params)
+
+
+def make_optimizer(train_cfg: Any, total_steps: int | None = None) -> optax.GradientTransformation:
+    """AdamW with warm-up + cosine schedule, masked weight decay and global-norm clipping.
+
+    Reads `lr, warmup_steps, min_lr_ratio, steps, weight_decay, b1, b2, grad_clip` (and optional `eps`) from
+    `train_cfg`. `grad_clip <= 0` disables clipping. The learning rate is injected as a hyper-parameter, so the
+    optimizer state carries the rate of the latest update (`learning_rate_of(opt_state)`), which the train
+    step logs; `make_schedule(train_cfg, total_steps)` gives the same schedule as a function.
+    """
+    schedule = make_schedule(train_cfg, total_steps)
+    clip = float(_get(train_cfg, "grad_clip", 0.0) or 0.0)
+    chain = [optax.clip_by_global_norm(clip)] if clip > 0 else []
+    chain += [
+        optax.scale_by_adam(b1=float(_get(train_cfg, "b1", 0.9)), b2=float(_get(train_cfg, "b2", 0.95)),
+                            eps=float(_get(train_cfg, "eps", 1e-8))),
+        optax.add_decayed_weights(float(_get(train_cfg, "weight_decay", 0.0)), mask=decay_mask),
+        # Decoupled weight decay as in optax.adamw: update = -lr * (adam + wd * param).
+        optax.inject_hyperparams(optax.scale_by_learning_rate)(learning_rate=schedule),
+    ]
+    return optax.chain(*chain)
+
+
+def learning_rate_of(opt_state: Any) -> jax.Array:
+    """The learning rate recorded in an optimizer state built by `make_optimizer` (NaN when there is none)."""
+    # inject_hyperparams keeps both the value and the schedule's state under "learning_rate": take the array.
+    lr = optax.tree_utils.tree_get(opt_state, "learning_rate", filtering=lambda _, v: hasattr(v, "dtype"))
+    return jnp.asarray(jnp.nan if lr is None else lr, jnp.float32)
+
+
+# --- train state ------------------------------------------------------------------------------------------------
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step reads and writes. `model_state` holds the module's non-Param variables (empty for
+    DecoderLM); it is passed to the forward pass unchanged and never trained."""
+    step: jax.Array          # int32 scalar: number of optimizer updates applied
+    params: nnx.State        # nnx.Param variables, float32 master weights
+    opt_state: Any
+    model_state: nnx.State = flax.struct.field(default_factory=lambda: nnx.State({}))
+
+
+def _to_float32(tree: Any) -> Any:
+    """Floating leaves -> float32 (ShapeDtypeStructs too); integer / key leaves are left alone."""
+    def one(x):
+        if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype != jnp.float32:
+            return x.astype(jnp.float32)
+        return x
+    return jax.tree.map(one, tree)
+
+
+def _cast(tree: Any, dtype) -> Any:
+    return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def _leaf_shardings(state: Any, mesh: Mesh, rules: shd.Rules) -> Any:
+    """`sharding.state_shardings`, expanded to one NamedSharding per array leaf (same structure as `state`)."""
+    per_variable = jax.tree.leaves(shd.state_shardings(state, mesh, rules),
+                                   is_leaf=lambda x: isinstance(x, NamedSharding))
+    return jax.tree.unflatten(jax.tree.structure(state), per_variable)
+
+
+def _mirror_shardings(opt_state: Any, params: Any, param_shardings: Any, mesh: Mesh) -> Any:
+    """Shardings for an optimizer state: a leaf whose tree path ends with a parameter's path (e.g.
+    `[1].mu['layers'][0]['mlp']['down_proj']['kernel'].value` ends with the kernel's path) and has its shape
+    takes the parameter's sharding; every other leaf (counters, hyper-parameters) is replicated."""
+    by_path = {}
+    for (path, leaf), sharding in zip(jax.tree_util.tree_flatten_with_path(params)[0],
+                                      jax.tree.leaves(param_shardings)):
+        by_path[tuple(path)] = (tuple(jnp.shape(leaf)), sharding)
+    replicated = NamedSharding(mesh, PartitionSpec())
+
+    def one(path, leaf):
+        path = tuple(path)
+        for start in range(len(path)):  # the longest matching suffix wins
+            hit = by_path.get(path[start:])
+            if hit is not None and hit[0] == tuple(jnp.shape(leaf)):
+                return hit[1]
+        return replicated
+
+    return jax.tree_util.tree_map_with_path(one, opt_state)
+
+
+def _init_state(params: Any, model_state: Any, optimizer: optax.GradientTransformation) -> TrainState:
+    params = _to_float32(params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                      model_state=model_state)
+
+
+def train_state_shardings(params: Any, model_state: Any, optimizer: optax.GradientTransformation,
+                          mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES) -> TrainState:
+    """A TrainState-shaped pytree of NamedShardings (one per array leaf) for the given params."""
+    param_sh = _leaf_shardings(params, mesh, rules)
+    abstract_opt = jax.eval_shape(lambda p: optimizer.init(_to_float32(p)), params)
+    return TrainState(step=NamedSharding(mesh, PartitionSpec()), params=param_sh,
+                      opt_state=_mirror_shardings(abstract_opt, params, param_sh, mesh),
+                      model_state=_leaf_shardings(model_state, mesh, rules))
+
+
+def abstract_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, mesh: Mesh,
+                         rules: shd.Rules = shd.DEFAULT_RULES) -> tuple[nnx.GraphDef, TrainState, TrainState]:
+    """(graphdef, TrainState of ShapeDtypeStructs carrying their shardings, shardings) for checkpoint restore.
+
+    `model` may be abstract (`nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0)))`): nothing is allocated.
+    """
+    graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+    shardings = train_state_shardings(params, model_state, optimizer, mesh, rules)
+    abstract = jax.eval_shape(lambda p, r: _init_state(p, r, optimizer), params, model_state)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
+    return graphdef, abstract, shardings
+
+
+def create_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, mesh: Mesh,
+                       rules: shd.Rules = shd.DEFAULT_RULES) -> tuple[nnx.GraphDef, TrainState, TrainState]:
+    """Splits the model once and places a fresh TrainState on the mesh.
+
+    Returns (graphdef, state, state_shardings). Params are cast to float32 master weights; the optimizer
+    state is created directly with its shardings (jit with out_shardings), so no device holds it whole.
+    """
+    graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+    shardings = train_state_shardings(params, model_state, optimizer, mesh, rules)
+    # may_alias=False: the step donates its state, which must not delete the caller's model arrays.
+    params = jax.device_put(_to_float32(params), shardings.params, may_alias=False)
+    model_state = jax.device_put(model_state, shardings.model_state, may_alias=False)
+    opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)
+    step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
+    return graphdef, TrainState(step=step, params=params, opt_state=opt_state, model_state=model_state), shardings
+
+
+# --- loss -------------------------------------------------------------------------------------------------------
+def token_log_probs(logits: jax.Array, targets: jax.Array) -> jax.Array:
+    """log p(target) per position, in float32: logits [..., V], targets [...] int -> [...].
+
+    The target logit is picked with a one-hot contraction rather than a gather, so a vocab-sharded logits
+    tensor stays sharded (each shard contributes its slice; XLA all-reduces the sum).
+    """
+    logits = logits.astype(jnp.float32)
+    lse = jax.nn.logsumexp(logits, axis=-1)                                        # [B, T]
+    onehot = jax.nn.one_hot(targets, logits.shape[-1], dtype=jnp.float32)          # [B, T, V]
+    return jnp.sum(logits * onehot, axis=-1) - lse
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array,
+                  mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """Summed token cross-entropy and the number of counted tokens: (loss_sum, tokens), float32 scalars.
+
+    Returns sums, not a mean, so that callers can add them over micro-batches or hosts and divide once;
+    the mean loss is `loss_sum / tokens`. `mask` (1.0 = counted) defaults to all tokens.
+    """
+    nll = -token_log_probs(logits, targets)                                       # [B, T]
+    mask = jnp.ones(nll.shape, jnp.float32) if mask is None else mask.astype(jnp.float32)
+    return jnp.sum(nll * mask), jnp.sum(mask)
+
+
+def batch_sharding(mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES) -> NamedSharding:
+    """Sharding of [B, T] batch arrays: dim 0 by the `act_batch` rule (e.g. over ("data", "fsdp"))."""
+    return NamedSharding(mesh, shd.logical_to_spec(BATCH_AXES, rules, mesh))
+
+
+def _loss_sums(params, model_state, graphdef, batch, compute_dtype):
+    """Forward pass on one (micro-)batch: (loss_sum, tokens). Differentiated w.r.t. the f32 `params`."""
+    model = nnx.merge(graphdef, _cast(params, compute_dtype), model_state)
+    logits = model(batch["inputs"], positions=batch.get("positions"),
+                   segment_ids=batch.get("segment_ids"))                        # [B, T, V] float32
+    return cross_entropy(logits, batch["targets"], batch["loss_mask"])
+
+
+def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int) -> None:
+    """Trace-time shape checks with messages that name the offending input."""
+    missing = [k for k in ("inputs", "targets", "loss_mask") if k not in batch]
+    if missing:
+        raise KeyError(f"batch is missing {missing}; it has {sorted(batch)}")
+    size = batch["inputs"].shape[0]
+    spec = shd.logical_to_spec(BATCH_AXES, rules, mesh)[0]
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    shards = math.prod(mesh.shape[a] for a in axes)
+    if size % (accum_steps * shards):
+        raise ValueError(f"global batch {size} must be divisible by accum_steps={accum_steps} x {shards} batch "
+                         f"shards (mesh axes {axes}), so every micro-batch spreads evenly over the devices")
+
+
+# --- steps ------------------------------------------------------------------------------------------------------
+def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *, mesh: Mesh,
+                    rules: shd.Rules = shd.DEFAULT_RULES, state_shardings: TrainState, accum_steps: int = 1,
+                    compute_dtype: Any = jnp.float32) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+    """A jit-compiled `step(state, batch) -> (new_state, metrics)`; `state` is donated.
+
+    batch: dict of [B, T] arrays "inputs", "targets", "loss_mask" and optionally "positions", "segment_ids"
+    (B = global batch, divisible by accum_steps). metrics: loss (mean over real tokens of the global batch),
+    tokens, grad_norm (before clipping), lr (of this update), param_norm (after the update).
+    """
+    accum_steps = int(accum_steps)
+    if accum_steps < 1:
+        raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
+    compute_dtype = jnp.dtype(compute_dtype)
+    param_sh = state_shardings.params
+    grad_fn = jax.value_and_grad(_loss_sums, has_aux=True)
+
+    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        _check_batch(batch, mesh, rules, accum_steps)
+        with shd.use_sharding(mesh, rules):  # the model's constrain() calls see the mesh while tracing
+            params = state.params
+            total_tokens = jnp.sum(batch["loss_mask"].astype(jnp.float32))
+            if accum_steps == 1:
+                (loss_sum, _), grad_sum = grad_fn(params, state.model_state, graphdef, batch, compute_dtype)
+            else:
+                size = batch["inputs"].shape[0]
+
+                # Micro-batch j takes rows j, j + A, j + 2A, ...: each micro-batch is spread over all the
+                # batch shards (a contiguous split would put each micro-batch on a subset of the devices).
+                def split(x):  # [B, ...] -> [A, B / A, ...]
+                    x = x.reshape(size // accum_steps, accum_steps, *x.shape[1:]).swapaxes(0, 1)
+                    return shd.constrain(x, (None, "act_batch") + (None,) * (x.ndim - 2))
+
+                micro = jax.tree.map(split, batch)
+                zeros = jax.lax.with_sharding_constraint(jax.tree.map(jnp.zeros_like, params), param_sh)
+
+                def body(carry, mb):
+                    g_acc, l_acc = carry
+                    (l, _), g = grad_fn(params, state.model_state, graphdef, mb, compute_dtype)
+                    return (jax.tree.map(jnp.add, g_acc, g), l_acc + l), None
+
+                (grad_sum, loss_sum), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)), micro)
+
+            denom = jnp.maximum(total_tokens, 1.0)
+            grads = jax.tree.map(lambda g: g / denom, grad_sum)
+            grads = jax.lax.with_sharding_constraint(grads, param_sh)
+            updates, opt_state = optimizer.update(grads, state.opt_state, params)
+            new_params = optax.apply_updates(params, updates)
+            metrics = {
+                "loss": loss_sum / denom,
+                "tokens": total_tokens,
+                "grad_norm": optax.global_norm(grads),
+                "lr": learning_rate_of(opt_state),
+                "param_norm": optax.global_norm(new_params),
+            }
+            new_state = state.replace(step=state.step + 1, params=new_params, opt_state=opt_state)
+            return new_state, metrics
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh, rules)),
+                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+
+
+def make_eval_step(graphdef: nnx.GraphDef, *, mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES,
+                   state_shardings: TrainState, compute_dtype: Any = jnp.float32,
+                   model_state: nnx.State | None = None) -> Callable[[nnx.State, dict], dict]:
+    """A jit-compiled `eval_step(params, batch) -> {"loss_sum", "tokens"}` (sums, so that a job adds them over
+    batches and divides once). `model_state`: the non-Param variables, if the model has any."""
+    compute_dtype = jnp.dtype(compute_dtype)
+    model_state = nnx.State({}) if model_state is None else model_state
+
+    def eval_step(params: nnx.State, batch: dict) -> dict:
+        _check_batch(batch, mesh, rules, 1)
+        with shd.use_sharding(mesh, rules):
+            loss_sum, tokens = _loss_sums(params, model_state, graphdef, batch, compute_dtype)
+        return {"loss_sum": loss_sum, "tokens": tokens}
+
+    replicated = NamedSharding(mesh, PartitionSpec())
+    return jax.jit(eval_step, in_shardings=(state_shardings.params, batch_sharding(mesh, rules)),
+                   out_shardings=replicated)
+

@@ -1,0 +1,187 @@
+"""The one decode loop: batched, jit-compiled, over the model's KV cache.
+
+Every system that samples from an LM (evaluation, RL rollouts, latent reasoning, data editing, agents) calls
+`generate`; they extend it through hooks (`logits_processor`) rather than writing their own loops.
+
+How it stays fast
+  * Prompts are normalised to LEFT padding on the host (right-padded rows are rolled), so every row's next
+    token sits in the same cache slot and one `decode` call serves the whole batch.
+  * The prompt length is padded up to a bucket (powers of two from 16), so prompts of 20 and 27 tokens
+    share one compilation; the whole prefill + decode loop is one `jax.jit` program (a `lax.while_loop`
+    that stops as soon as every row has hit a stop token).
+  * Sampling settings that change the program's structure (greedy or not, top-k, the stop-token set, the
+    hook) are static; temperature, top-p and the seed are traced, so changing them does not recompile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+# logits_processor(logits [B, V] f32, generated [B, N] int32, step int32) -> logits [B, V]
+LogitsProcessor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass
+class GenerateOutput:
+    tokens: np.ndarray     # [B, N] new tokens; positions after a row stopped hold pad_token_id
+    lengths: np.ndarray    # [B] number of new tokens per row (the stop token included)
+    finished: np.ndarray   # [B] whether the row emitted a stop token
+
+    def sequences(self) -> list[list[int]]:
+        """The new tokens of each row, without the padding after a stop."""
+        return [row[:n].tolist() for row, n in zip(self.tokens, self.lengths)]
+
+
+def _bucket(n: int, minimum: int = 16) -> int:
+    return max(minimum, 1 << (max(n, 1) - 1).bit_length())
+
+
+def left_pad(input_ids: Any, attention_mask: Any | None, pad_token_id: int, bucket: bool = True):
+    """Normalises a batch of prompts to left padding: returns (ids [B, P], mask [B, P]) numpy int32.
+
+    `input_ids` is a [B, P] array (with `attention_mask` 1 for real tokens, any padding side) or a list of
+    token lists of different lengths.
+    """
+    if isinstance(input_ids, (list, tuple)) and input_ids and not np.isscalar(input_ids[0]):
+        rows = [np.asarray(r, np.int32).reshape(-1) for r in input_ids]
+        if attention_mask is not None:
+            raise ValueError("attention_mask must be None when input_ids is a list of token lists")
+    else:
+        ids = np.asarray(input_ids)
+        if ids.ndim == 1:
+            ids = ids[None]
+        if ids.ndim != 2:
+            raise ValueError(f"input_ids must be [batch, length], got shape {ids.shape}")
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"input_ids must be integers, got dtype {ids.dtype}")
+        mask = np.ones_like(ids, bool) if attention_mask is None else np.asarray(attention_mask).astype(bool)
+        if mask.shape != ids.shape:
+            raise ValueError(f"attention_mask shape {mask.shape} does not match input_ids shape {ids.shape}")
+        rows = [row[m] for row, m in zip(ids.astype(np.int32), mask)]
+    if any(len(r) == 0 for r in rows):
+        raise ValueError("every prompt needs at least one token")
+    length = max(len(r) for r in rows)
+    width = _bucket(length) if bucket else length
+    out_ids = np.full((len(rows), width), pad_token_id, np.int32)
+    out_mask = np.zeros((len(rows), width), np.int32)
+    for i, r in enumerate(rows):
+        out_ids[i, width - len(r):] = r
+        out_mask[i, width - len(r):] = 1
+    return out_ids, out_mask
+
+
+def sample_logits(logits: jax.Array, rng: jax.Array, *, greedy: bool, temperature: jax.Array,
+                  top_k: int, top_p: jax.Array) -> jax.Array:
+    """Picks one token per row from logits [B, V]: argmax, or temperature / top-k / top-p sampling."""
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
+    if top_k > 0:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]                       # [B, 1]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    # nucleus: keep the smallest set of tokens whose probability mass reaches top_p (at least one)
+    sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]                      # [B, V] descending
+    cum = jnp.cumsum(jax.nn.softmax(sorted_logits, axis=-1), axis=-1)
+    keep = cum - jax.nn.softmax(sorted_logits, axis=-1) < top_p             # mass before this token < p
+    cutoff = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+    logits = jnp.where(logits < cutoff, -jnp.inf, logits)
+    return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "stop_tokens",
+                                             "pad_token_id", "logits_processor", "cache_dtype"))
+def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, *, max_new_tokens: int, greedy: bool,
+                  top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
+                  logits_processor: LogitsProcessor | None, cache_dtype):
+    model = nnx.merge(graphdef, state)
+    batch, prompt_len = ids.shape
+    cache = model.init_cache(batch, prompt_len + max_new_tokens, dtype=cache_dtype)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)   # [B, P]
+    logits, cache = model.decode(ids, positions, cache, token_mask=mask.astype(bool))
+    stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
+
+    def pick(logits_bv, generated, step, rng):
+        if logits_processor is not None:
+            logits_bv = logits_processor(logits_bv, generated, step)
+        return sample_logits(logits_bv, rng, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+
+    generated = jnp.full((batch, max_new_tokens), pad_token_id, jnp.int32)    # [B, N]
+    rng, sub = jax.random.split(rng)
+    token = pick(logits[:, -1], generated, jnp.int32(0), sub)                   # [B]
+    generated = generated.at[:, 0].set(token)
+    done = jnp.isin(token, stops)
+    next_pos = positions[:, -1] + 1                                             # [B]
+
+    def cond(carry):
+        step, _, _, done, _, _, _ = carry
+        return (step < max_new_tokens) & ~jnp.all(done)
+
+    def body(carry):
+        step, token, cache, done, generated, pos, rng = carry
+        logits, cache = model.decode(token[:, None], pos[:, None], cache)        # [B, 1, V]
+        rng, sub = jax.random.split(rng)
+        new = pick(logits[:, 0], generated, step, sub)
+        new = jnp.where(done, pad_token_id, new)
+        generated = jax.lax.dynamic_update_slice(generated, new[:, None], (0, step))
+        done = done | jnp.isin(new, stops)
+        return step + 1, new, cache, done, generated, pos + 1, rng
+
+    carry = (jnp.int32(1), token, cache, done, generated, next_pos, rng)
+    _, _, _, done, generated, _, _ = jax.lax.while_loop(cond, body, carry)
+    is_stop = jnp.isin(generated, stops)
+    first_stop = jnp.argmax(is_stop, axis=1)
+    lengths = jnp.where(done, first_stop + 1, max_new_tokens)
+    return generated, lengths, done
+
+
+def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attention_mask: Any | None = None,
+             temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+             stop_tokens: int | Sequence[int] | None = None, seed: int = 0, pad_token_id: int | None = None,
+             logits_processor: LogitsProcessor | None = None, cache_dtype: Any = None) -> GenerateOutput:
+    """Generates up to `max_new_tokens` tokens for each prompt of a batch.
+
+    Args:
+      model: a jaxsuite LM (anything with `init_cache` and `decode`).
+      input_ids: [B, P] prompt ids (left- or right-padded, with `attention_mask`), or a list of token lists.
+      temperature: 0 means greedy decoding; otherwise softmax sampling at this temperature.
+      top_p, top_k: nucleus and top-k filtering (1.0 / 0 disable them).
+      stop_tokens: token id(s) that end a row (default: the model config's eos_token_id). The stop token is
+        included in the output; later positions hold `pad_token_id`.
+      seed: sampling seed (ignored when greedy).
+      logits_processor: optional hook `(logits [B, V], generated [B, N], step) -> logits`, traced into the
+        loop; must be hashable (a module-level function or a functools.partial of one).
+    Returns a GenerateOutput(tokens [B, N], lengths [B], finished [B]).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    cfg = getattr(model, "config", None)
+    if stop_tokens is None:
+        eos = getattr(cfg, "eos_token_id", None)
+        stop_tokens = () if eos is None else eos
+    stop_tokens = (int(stop_tokens),) if np.isscalar(stop_tokens) else tuple(int(t) for t in stop_tokens)
+    if pad_token_id is None:
+        pad_token_id = getattr(cfg, "pad_token_id", None)
+        pad_token_id = stop_tokens[0] if pad_token_id is None and stop_tokens else (pad_token_id or 0)
+    vocab = getattr(cfg, "vocab_size", None)
+    ids, mask = left_pad(input_ids, attention_mask, pad_token_id)
+    if vocab is not None and (ids.min() < 0 or ids.max() >= vocab):
+        raise ValueError(f"input_ids contain ids outside [0, {vocab}) (min {ids.min()}, max {ids.max()})")
+    graphdef, state = nnx.split(model)
+    tokens, lengths, done = _generate_jit(
+        graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(seed),
+        jnp.float32(temperature), jnp.float32(top_p), max_new_tokens=int(max_new_tokens),
+        greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens, pad_token_id=int(pad_token_id),
+        logits_processor=logits_processor, cache_dtype=cache_dtype)
+    return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done))

@@ -1,0 +1,72 @@
+"""Run the job a config names: `config.job(config, workdir)`.
+
+    python -m jaxsuite.launch                                    # configs/qwen3_pretrain.py, ./runs/qwen3_pretrain
+    python -m jaxsuite.launch --config configs/qwen3_pretrain.py:tiny --config.train.steps=20
+    python -m jaxsuite.launch --config my.py --workdir gs://bucket/run1 \\
+        --coordinator_address 10.0.0.2:1234 --num_processes 2 --process_id 0      # or SLURM / TPU pod: auto
+
+The launcher parses flags, joins the other processes (jax.distributed) before any other JAX use, writes the
+resolved config to workdir/config.json and calls the job. It knows no system by name: a new system is a new
+config whose `job` points at its `run(config, workdir)`. Logic lives in jaxsuite.core.config_utils and
+jaxsuite.core.distributed so it can be tested in-process.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Sequence
+
+from jaxsuite.core import config_utils, distributed
+
+log = logging.getLogger("jaxsuite.launch")
+
+
+def parse_args(argv: Sequence[str]) -> config_utils.LaunchArgs:
+    """The command line (without the program name) -> config with overrides applied, workdir, process flags.
+
+    Raises config_utils.ConfigError naming the bad file, key or value."""
+    return config_utils.parse_launch_args(argv)
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("jaxsuite").setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)   # orbax logs every file operation at INFO
+    logging.getLogger("jax").setLevel(logging.WARNING)    # e.g. "Unable to initialize backend tpu"
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Parses `argv` (default sys.argv[1:]), initialises jax.distributed if needed and runs the job.
+
+    Returns the job's return value. Bad arguments exit with status 2 and a message on stderr."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "-h" in argv or "--help" in argv:
+        print(config_utils.launch_help())
+        return None
+    _setup_logging()
+    try:
+        args = parse_args(argv)
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+    except ValueError as e:   # ConfigError is a ValueError; so are bad process flags
+        print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+
+    import jax   # only now: jax.distributed must be initialised before the backend exists
+
+    try:   # imported after initialisation: a job module may create arrays at import time
+        job = config_utils.import_job(args.config.job)
+    except config_utils.ConfigError as e:
+        print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    if jax.process_index() == 0:
+        config_utils.dump_config(args.config, args.workdir)
+    log.info("job %s | workdir %s | process %d/%d | %d devices (%s)", args.config.job, args.workdir,
+             jax.process_index(), jax.process_count(), jax.device_count(), jax.default_backend())
+    return job(args.config, args.workdir)
+
+
+if __name__ == "__main__":
+    main()

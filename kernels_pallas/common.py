@@ -1,0 +1,201 @@
+"""Shared plumbing: argument validation, implementation dispatch, ALiBi slopes, chunk layouts.
+
+Conventions (those of flash-linear-attention): q, k [B, T, H, K]; v [B, T, H, V]; states [B, H, K, V]
+float32; gates are natural-log decays (<= 0). Internally every implementation except the reference works
+on a head-major, zero-padded layout [B, H, T_pad, D] with T_pad a multiple of the chunk length C; padded
+tokens have q = k = v = 0, gate 0 and (delta rule) beta 0, so they leave the state untouched.
+
+Segment resets (``segment_ids`` [B, T], packed sequences): the state is set to zero before the first token
+of every segment after the first, i.e. wherever ``segment_ids[b, t] != segment_ids[b, t - 1]``. The first
+segment of a row starts from ``initial_state`` (zero if none). ``final_state`` is the state after the last
+token, hence that of the row's last segment. Id values carry no meaning beyond "changed" (padding id 0 is
+just another segment). Inside chunks the reset is represented by a per-token count of resets since the
+chunk start (``reset_counts``): two tokens interact only if their counts match, and a token sees the state
+carried into its chunk only if its count is 0. Unlike a -inf log-decay, this keeps every exponent finite.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+IMPLEMENTATIONS = ("reference", "xla", "pallas", "pallas_gpu", "pallas_tpu")
+_FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
+
+
+# ---------------------------------------------------------------------------------------------------
+# ALiBi slopes (Lightning attention's fixed per-head decay, as in HypeNet)
+# ---------------------------------------------------------------------------------------------------
+
+def alibi_slopes(num_heads: int) -> np.ndarray:
+    """ALiBi slopes [H] float32: 2^(-8 (h+1) / H) for H a power of two.
+
+    For other H, the standard ALiBi fallback (Press et al., reference code): the slopes of the nearest
+    lower power of two n, followed by every other slope of 2n until H are filled.
+    """
+    if not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
+        raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
+
+    def power_of_two(n):
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    if num_heads & (num_heads - 1) == 0:
+        slopes = power_of_two(num_heads)
+    else:
+        n = 2 ** math.floor(math.log2(num_heads))
+        slopes = power_of_two(n) + power_of_two(2 * n)[0::2][: num_heads - n]
+    return np.asarray(slopes, np.float32)
+
+
+def lightning_g_gamma(num_heads: int) -> np.ndarray:
+    """Lightning attention's per-head log-decay g_gamma = -alibi_slopes(H), as HypeNet uses it."""
+    return -alibi_slopes(num_heads)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Validation: every error names the offending argument
+# ---------------------------------------------------------------------------------------------------
+
+def _is_float(x) -> bool:
+    return any(jnp.dtype(x.dtype) == jnp.dtype(d) for d in _FLOAT_DTYPES)
+
+
+def check_qkv(q, k, v) -> tuple[int, int, int, int, int]:
+    """Checks q, k [B, T, H, K] and v [B, T, H, V]; returns (B, T, H, K, V)."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not hasattr(x, "shape") or x.ndim != 4:
+            raise ValueError(f"{name} must be a 4-D array [B, T, H, D]; got shape {getattr(x, 'shape', None)}")
+        if not _is_float(x):
+            raise TypeError(f"{name} must be float32, bfloat16 or float16; got {x.dtype}")
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {q.shape}; got {k.shape}")
+    if v.shape[:3] != q.shape[:3]:
+        raise ValueError(f"v must be [B, T, H, V] with B, T, H of q {q.shape[:3]}; got {v.shape}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must share a dtype; got q {q.dtype}, k {k.dtype}, v {v.dtype}")
+    if q.shape[1] < 1:
+        raise ValueError(f"q must have at least one token; got T = {q.shape[1]}")
+    b, t, h, dk = q.shape
+    return b, t, h, dk, v.shape[3]
+
+
+def check_array(name: str, x, shape: tuple[int, ...], *, floating: bool = True):
+    if not hasattr(x, "shape") or tuple(x.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}; got {getattr(x, 'shape', None)}")
+    if floating and not _is_float(x):
+        raise TypeError(f"{name} must be float32, bfloat16 or float16; got {x.dtype}")
+    if not floating and not jnp.issubdtype(x.dtype, jnp.integer):
+        raise TypeError(f"{name} must be an integer array; got {x.dtype}")
+
+
+def check_common(b, h, dk, dv, t, *, initial_state, segment_ids, chunk_size, scale):
+    if initial_state is not None:
+        check_array("initial_state", initial_state, (b, h, dk, dv))
+    if segment_ids is not None:
+        check_array("segment_ids", segment_ids, (b, t), floating=False)
+    if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1 or chunk_size & (chunk_size - 1):
+        raise ValueError(f"chunk_size must be a positive power of two; got {chunk_size!r}")
+    if scale is not None and not isinstance(scale, (int, float, np.floating)):
+        raise TypeError(f"scale must be a Python float (it is baked into the kernels); got {type(scale)}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dispatch
+# ---------------------------------------------------------------------------------------------------
+
+def pallas_problem(platform: str, *, dk: int, dv: int, chunk: int) -> str | None:
+    """Why the Pallas kernels cannot take these shapes on ``platform`` (None if they can)."""
+    if chunk < 16:
+        return f"chunk_size must be >= 16 for the Pallas kernels (matmul tiles); got {chunk}"
+    if platform == "gpu":
+        for name, d in (("K (q/k head dim)", dk), ("V (v head dim)", dv)):
+            if d < 16 or d & (d - 1):
+                return f"{name} must be a power of two >= 16 for the Triton kernels; got {d}"
+    return None
+
+
+def resolve_implementation(implementation, *, interpret, dk, dv, chunk) -> tuple[str, str | None]:
+    """Returns (implementation, pallas platform or None).
+
+    Default (implementation=None): the Pallas kernel of the current backend on GPU and TPU, "xla" on
+    CPU, and "xla" as the fallback when the kernels cannot take the shapes. An explicit choice never
+    falls back: it runs or raises a ValueError that says why.
+    """
+    if implementation is not None and implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None; got {implementation!r}")
+    backend = jax.default_backend()
+    native = backend if backend in ("gpu", "tpu") else None
+    if implementation is None:
+        if native is not None and pallas_problem(native, dk=dk, dv=dv, chunk=chunk) is None:
+            return "pallas", native
+        return "xla", None
+    if implementation in ("reference", "xla"):
+        return implementation, None
+    if implementation == "pallas":
+        platform = native or ("tpu" if interpret else None)
+        if platform is None:
+            raise ValueError(
+                f"implementation='pallas' needs a GPU or TPU backend (this one is {backend!r}); pass "
+                "interpret=True to run the kernels in the Pallas interpreter, or use implementation='xla'")
+    else:
+        platform = implementation.removeprefix("pallas_")
+        if platform != native and not interpret:
+            raise ValueError(
+                f"implementation={implementation!r} compiles for {platform.upper()} but the default backend "
+                f"is {backend!r}; pass interpret=True to run it in the Pallas interpreter")
+    problem = pallas_problem(platform, dk=dk, dv=dv, chunk=chunk)
+    if problem is not None:
+        raise ValueError(f"implementation={implementation!r} cannot run these inputs: {problem}")
+    return "pallas", platform
+
+
+# ---------------------------------------------------------------------------------------------------
+# Chunk layouts
+# ---------------------------------------------------------------------------------------------------
+
+def padded_length(t: int, chunk: int) -> int:
+    return -(-t // chunk) * chunk
+
+
+def to_heads_first(x, t_pad: int):
+    """[B, T, H, ...] -> [B, H, T_pad, ...], zero-padded along time."""
+    x = jnp.moveaxis(x, 2, 1)
+    pad = [(0, 0)] * x.ndim
+    pad[2] = (0, t_pad - x.shape[2])
+    return jnp.pad(x, pad)
+
+
+def from_heads_first(x, t: int):
+    """[B, H, T_pad, ...] -> [B, T, H, ...]."""
+    return jnp.moveaxis(x[:, :, :t], 1, 2)
+
+
+def chunk_local_cumsum(g, chunk: int):
+    """Inclusive cumulative sum of float32 log-decays inside each chunk, along axis 2 of [B, H, T_pad, ...].
+
+    Kept in float32 and restarted every chunk, so it never grows beyond C steps of decay.
+    """
+    b, h, t_pad = g.shape[:3]
+    rest = g.shape[3:]
+    gc = g.astype(jnp.float32).reshape(b, h, t_pad // chunk, chunk, *rest)
+    return jnp.cumsum(gc, axis=3).reshape(g.shape)
+
+
+def reset_counts(segment_ids, t_pad: int, chunk: int):
+    """[B, T] ids -> [B, T_pad] float32: number of segment starts in the chunk up to and including t.
+
+    The first token of a row is never a reset (it continues from initial_state); padding continues the
+    last segment.
+    """
+    seg = jnp.asarray(segment_ids)
+    starts = jnp.concatenate(
+        [jnp.zeros_like(seg[:, :1], dtype=jnp.float32), (seg[:, 1:] != seg[:, :-1]).astype(jnp.float32)], axis=1)
+    starts = jnp.pad(starts, ((0, 0), (0, t_pad - seg.shape[1])))
+    b = seg.shape[0]
+    return jnp.cumsum(starts.reshape(b, t_pad // chunk, chunk), axis=2).reshape(b, t_pad)
+
+
+def default_scale(dk: int, scale) -> float:
+    return float(dk) ** -0.5 if scale is None else float(scale)

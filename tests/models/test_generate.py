@@ -1,0 +1,140 @@
+"""jaxsuite.generate against transformers' own greedy `generate`, plus padding, stop rules, sampling and hooks."""
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxsuite
+from jaxsuite.generate import _generate_jit, left_pad, sample_logits
+
+torch = pytest.importorskip("torch")
+
+PROMPTS = [[5, 17, 42, 7, 99, 3, 250], [11, 64, 2]]   # different lengths: exercises padding
+
+
+@pytest.fixture(scope="module")
+def pair(hf_checkpoints):
+    folder, tmodel = hf_checkpoints("qwen3_tied")
+    return tmodel, jaxsuite.load_pretrained(folder)
+
+
+def hf_greedy(tmodel, prompts, new):
+    """transformers' greedy generate on a left-padded batch (the padding side HF recommends for decoders)."""
+    width = max(map(len, prompts))
+    ids = torch.zeros((len(prompts), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    with torch.no_grad():
+        out = tmodel.generate(ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new, do_sample=False,
+                              eos_token_id=None, pad_token_id=0)
+    return out[:, width:].numpy()
+
+
+def test_greedy_matches_transformers_token_for_token(pair):
+    tmodel, jmodel = pair
+    expected = hf_greedy(tmodel, PROMPTS, 12)
+    out = jaxsuite.generate(jmodel, PROMPTS, 12, stop_tokens=())
+    np.testing.assert_array_equal(out.tokens, expected)
+    assert out.lengths.tolist() == [12, 12] and not out.finished.any()
+
+
+def test_right_padding_equals_left_padding(pair):
+    _, jmodel = pair
+    width = max(map(len, PROMPTS))
+    right = np.zeros((2, width), np.int32)
+    mask = np.zeros((2, width), np.int32)
+    for i, p in enumerate(PROMPTS):
+        right[i, :len(p)] = p
+        mask[i, :len(p)] = 1
+    a = jaxsuite.generate(jmodel, right, 6, attention_mask=mask, stop_tokens=())
+    b = jaxsuite.generate(jmodel, PROMPTS, 6, stop_tokens=())
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+
+
+def test_single_prompt_equals_its_row_in_a_batch(pair):
+    _, jmodel = pair
+    batch = jaxsuite.generate(jmodel, PROMPTS, 6, stop_tokens=())
+    alone = jaxsuite.generate(jmodel, [PROMPTS[1]], 6, stop_tokens=())
+    np.testing.assert_array_equal(alone.tokens[0], batch.tokens[1])
+
+
+def test_stop_token_ends_a_row_and_pads_the_rest(pair):
+    _, jmodel = pair
+    free = jaxsuite.generate(jmodel, PROMPTS, 8, stop_tokens=()).tokens
+    stop = int(free[0, 2])
+    first = int(np.argmax(free[0] == stop))           # the stop may already occur before index 2
+    out = jaxsuite.generate(jmodel, PROMPTS, 8, stop_tokens=[stop], pad_token_id=0)
+    assert out.finished[0] and out.lengths[0] == first + 1
+    np.testing.assert_array_equal(out.tokens[0, :first + 1], free[0, :first + 1])
+    assert (out.tokens[0, first + 1:] == 0).all()
+    assert out.sequences()[0] == free[0, :first + 1].tolist()
+
+
+def test_sampling_is_seeded_and_top_k_1_is_greedy(pair):
+    _, jmodel = pair
+    greedy = jaxsuite.generate(jmodel, PROMPTS, 6, stop_tokens=()).tokens
+    a = jaxsuite.generate(jmodel, PROMPTS, 6, temperature=1.5, seed=1, stop_tokens=()).tokens
+    b = jaxsuite.generate(jmodel, PROMPTS, 6, temperature=1.5, seed=1, stop_tokens=()).tokens
+    c = jaxsuite.generate(jmodel, PROMPTS, 6, temperature=1.5, seed=2, stop_tokens=()).tokens
+    np.testing.assert_array_equal(a, b)
+    assert (a != c).any(), "different seeds gave identical samples at temperature 1.5"
+    k1 = jaxsuite.generate(jmodel, PROMPTS, 6, temperature=1.0, top_k=1, seed=3, stop_tokens=()).tokens
+    np.testing.assert_array_equal(k1, greedy)
+
+
+def test_sample_logits_filters_by_hand():
+    import jax
+    logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]], jnp.float32))
+    key = jax.random.key(0)
+    # top_p=0.7: the nucleus is {0, 1} (0.5 < 0.7 <= 0.8); never token 2 or 3
+    draws = [int(sample_logits(logits, jax.random.fold_in(key, i), greedy=False, temperature=jnp.float32(1.0),
+                               top_k=0, top_p=jnp.float32(0.7))[0]) for i in range(40)]
+    assert set(draws) <= {0, 1} and {0, 1} <= set(draws)
+    # top_k=3 never draws the 4th token; tiny top_p is greedy
+    draws = [int(sample_logits(logits, jax.random.fold_in(key, i), greedy=False, temperature=jnp.float32(1.0),
+                               top_k=3, top_p=jnp.float32(1.0))[0]) for i in range(40)]
+    assert 3 not in draws
+    assert int(sample_logits(logits, key, greedy=False, temperature=jnp.float32(1.0), top_k=0,
+                             top_p=jnp.float32(1e-4))[0]) == 0
+
+
+def _ban(logits, generated, step, *, token):
+    return logits.at[:, token].set(-jnp.inf)
+
+
+def test_logits_processor_hook(pair):
+    _, jmodel = pair
+    free = jaxsuite.generate(jmodel, PROMPTS, 6, stop_tokens=()).tokens
+    banned = int(free[0, 0])
+    out = jaxsuite.generate(jmodel, PROMPTS, 6, stop_tokens=(),
+                            logits_processor=functools.partial(_ban, token=banned)).tokens
+    assert banned not in out
+
+
+def test_prompt_lengths_share_a_compilation(pair):
+    _, jmodel = pair
+    jaxsuite.generate(jmodel, [[1, 2, 3]], 4, stop_tokens=())
+    before = _generate_jit._cache_size()
+    for n in (4, 9, 13, 16):                     # all in the 16-token bucket
+        jaxsuite.generate(jmodel, [list(range(1, n + 1))], 4, stop_tokens=())
+    assert _generate_jit._cache_size() == before
+
+
+def test_left_pad_and_input_errors(pair):
+    _, jmodel = pair
+    ids, mask = left_pad([[1, 2], [3]], None, pad_token_id=0, bucket=False)
+    np.testing.assert_array_equal(ids, [[1, 2], [0, 3]])
+    np.testing.assert_array_equal(mask, [[1, 1], [0, 1]])
+    with pytest.raises(ValueError, match="top_p"):
+        jaxsuite.generate(jmodel, PROMPTS, 2, top_p=0.0)
+    with pytest.raises(ValueError, match="at least one token"):
+        jaxsuite.generate(jmodel, [[1], []], 2)
+    with pytest.raises(ValueError, match="outside"):
+        jaxsuite.generate(jmodel, [[1, 100000]], 2)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        jaxsuite.generate(jmodel, PROMPTS, 0)
