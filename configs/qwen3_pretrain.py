@@ -42,19 +42,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sharding_rules = [list(r) for r in DEFAULT_RULES]
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "stdlib"        # "stdlib" | file glob (txt/jsonl/parquet) | "tfds:name:split"
+    c.data.source = "stdlib"        # "stdlib" (train split) | file glob (txt/jsonl/parquet) | "tfds:name:split"
+    c.data.eval_source = "stdlib:eval"  # held-out data for eval loss / perplexity; "" = no evaluation
     c.data.text_key = "text"
-    c.data.tokenizer = "stdlib"     # "stdlib" = sentencepiece trained on the corpus (cached) | path | hub id
+    c.data.tokenizer = "stdlib"     # "stdlib": sentencepiece trained on the corpus (cached) | "byte" | path | hub id
     c.data.vocab_size = 4096        # for the trained tokenizer
     c.data.seq_len = 128
     c.data.batch_size = 16          # global batch (all processes together)
     c.data.shuffle_seed = 0
-    c.data.max_documents = 0        # 0 = all documents; >0 caps the corpus (tests)
-    c.data.eval_fraction = 0.02     # stdlib: held-out files for eval loss / perplexity
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300
-    c.train.lr = 3e-3
+    c.train.lr = 1.5e-3
     c.train.warmup_steps = 30
     c.train.min_lr_ratio = 0.1
     c.train.weight_decay = 0.1
@@ -83,13 +82,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if variant == "cpu":
         pass
     elif variant == "tiny":
-        c.model.arch = _arch(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        c.model.arch = _arch(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                              num_attention_heads=4, num_key_value_heads=2, head_dim=16)
-        c.data.vocab_size = 512
+        c.data.tokenizer = "byte"   # no tokenizer training in tests
+        c.data.vocab_size = 259
         c.data.seq_len = 32
         c.data.batch_size = 8
-        c.data.max_documents = 60
-        c.data.eval_fraction = 0.1
         c.train.steps = 12
         c.train.warmup_steps = 2
         c.train.log_every = 2
@@ -105,6 +103,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.arch = _arch(**{k: v for k, v in arch.items() if k in keep})
         c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=4 if variant in ("4b", "8b") else 1))
         c.data.tokenizer = "Qwen/Qwen3-0.6B"   # the Qwen3 tokenizer (151k vocab) from the hub
+        c.data.eval_source = ""                # set a held-out source for the corpus you train on
         c.data.vocab_size = 151936
         c.data.seq_len = 4096
         c.data.batch_size = 256

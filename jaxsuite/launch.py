@@ -13,6 +13,7 @@ jaxsuite.core.distributed so it can be tested in-process.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, Sequence
 
@@ -49,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
     _setup_logging()
     try:
         args = parse_args(argv)
-        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
+        plan = distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     except ValueError as e:   # ConfigError is a ValueError; so are bad process flags
         print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
@@ -65,7 +66,21 @@ def main(argv: Sequence[str] | None = None) -> Any:
         config_utils.dump_config(args.config, args.workdir)
     log.info("job %s | workdir %s | process %d/%d | %d devices (%s)", args.config.job, args.workdir,
              jax.process_index(), jax.process_count(), jax.device_count(), jax.default_backend())
-    return job(args.config, args.workdir)
+    try:
+        return job(args.config, args.workdir)
+    except BaseException as e:
+        if not plan.multi_process or (isinstance(e, SystemExit) and e.code in (0, None)):
+            raise
+        # A failed process must exit now: at interpreter exit jax.distributed.shutdown() waits in a barrier
+        # for the other processes, which are themselves waiting for this one in a collective, so the failure
+        # would only surface after a timeout. The scheduler (srun --kill-on-bad-exit, gcloud ssh) or jax's
+        # heartbeat then stops the others.
+        log.exception("job failed on process %d of %d; exiting without waiting for the others",
+                      jax.process_index(), jax.process_count())
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
 
 
 if __name__ == "__main__":

@@ -44,10 +44,8 @@ def mesh_and_rules(config) -> tuple[jax.sharding.Mesh, shd.Rules]:
 
 def build_tokenizer(data_cfg):
     """The config's tokenizer: "stdlib" trains (once, cached) a sentencepiece model on the embedded corpus."""
-    from jaxsuite.core.tokenizer import load_tokenizer, stdlib_tokenizer
-    if data_cfg.tokenizer == "stdlib":
-        return stdlib_tokenizer(vocab_size=int(data_cfg.vocab_size))
-    return load_tokenizer(data_cfg.tokenizer)
+    from jaxsuite.core.tokenizer import load_tokenizer
+    return load_tokenizer(data_cfg.tokenizer, vocab_size=int(data_cfg.vocab_size))
 
 
 def build_model(config, tokenizer, mesh, rules) -> DecoderLM:
@@ -68,14 +66,16 @@ def build_model(config, tokenizer, mesh, rules) -> DecoderLM:
 
 
 def build_datasets(config, tokenizer):
-    """(train dataset, eval dataset) yielding per-process batches of the training-batch contract."""
+    """(train dataset, eval dataset or None) yielding per-process batches of the training-batch contract.
+
+    The eval set is read once, unshuffled, so every evaluation sees the same batches."""
     from jaxsuite.core import data
     d = config.data
-    common = dict(tokenizer=tokenizer, seq_len=int(d.seq_len), batch_size=int(d.batch_size),
-                  text_key=d.text_key, max_documents=int(d.max_documents) or None,
-                  eval_fraction=float(d.eval_fraction))
-    train = data.make_lm_dataset(d.source, split="train", seed=int(d.shuffle_seed), shuffle=True, **common)
-    evals = data.make_lm_dataset(d.source, split="eval", seed=0, shuffle=False, num_epochs=1, **common)
+    common = dict(tokenizer=tokenizer, seq_len=int(d.seq_len), batch_size=int(d.batch_size), text_key=d.text_key)
+    train = data.make_lm_dataset(d.source, seed=int(d.shuffle_seed), shuffle=True, **common)
+    evals = None
+    if d.eval_source:
+        evals = data.make_lm_dataset(d.eval_source, seed=0, shuffle=False, num_epochs=1, **common)
     return train, evals
 
 
@@ -86,6 +86,8 @@ def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedShard
 
 def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int) -> dict[str, float]:
     """Mean loss and perplexity over (up to) `max_batches` batches of a fresh pass over the eval data."""
+    if eval_dataset is None:
+        return {}
     loss_sum, tokens, batches = 0.0, 0.0, 0
     for local in iter(eval_dataset):
         if batches >= max_batches:
@@ -95,7 +97,8 @@ def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int) -> dic
         tokens += float(out["tokens"])
         batches += 1
     if tokens == 0:
-        raise ValueError("the eval split produced no tokens: raise data.eval_fraction or add data")
+        raise ValueError("the eval data (data.eval_source) produced no full batch: use a larger eval set or a "
+                         "smaller data.batch_size / data.seq_len")
     loss = loss_sum / tokens
     return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)), "eval_tokens": tokens}
 
@@ -171,7 +174,8 @@ def run(config, workdir: str) -> dict[str, Any]:
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             window.append(metrics)
             record = {f"train/{k}": v for k, v in metrics.items()}
-            if int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0 or step == total_steps):
+            if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
+                                                                   or step == total_steps):
                 last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
                 record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
             writer.write(step, record)
@@ -185,7 +189,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     ckpt.close()
     writer.close()
 
-    if not last_eval and int(tc.eval_every) > 0:
+    if not last_eval:
         last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
     final = nnx.merge(graphdef, replicated(state.params, mesh), replicated(state.model_state, mesh))
     samples = sample_text(final, tokenizer, config.sample, seed=int(config.seed))

@@ -116,6 +116,11 @@ def pallas_problem(platform: str, *, dk: int, dv: int, chunk: int) -> str | None
     return None
 
 
+def _backend() -> str:
+    """The platform kernels are chosen for ("cpu", "gpu" or "tpu"); a function so tests can stand in."""
+    return jax.default_backend()
+
+
 def resolve_implementation(implementation, *, interpret, dk, dv, chunk) -> tuple[str, str | None]:
     """Returns (implementation, pallas platform or None).
 
@@ -125,7 +130,7 @@ def resolve_implementation(implementation, *, interpret, dk, dv, chunk) -> tuple
     """
     if implementation is not None and implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None; got {implementation!r}")
-    backend = jax.default_backend()
+    backend = _backend()
     native = backend if backend in ("gpu", "tpu") else None
     if implementation is None:
         if native is not None and pallas_problem(native, dk=dk, dv=dv, chunk=chunk) is None:

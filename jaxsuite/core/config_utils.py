@@ -150,7 +150,7 @@ def _walk_to_parent(config: ml_collections.ConfigDict, key: str) -> tuple[Any, s
     for depth, part in enumerate(parts):
         if not isinstance(node, (ml_collections.ConfigDict, dict)):
             where = ".".join(parts[:depth])
-            raise ConfigError(f"unknown config key 'config.{key}': config.{where} is a "
+            raise ConfigError(f"unknown config key 'config.{key}': config.{where} is of type "
                               f"{type(node).__name__}, not a nested config")
         keys = list(node.keys())
         if part not in keys:
@@ -188,10 +188,14 @@ def _parse_value(key: str, raw: str | None, current: Any, field_type: Any) -> An
             try:
                 return int(raw)
             except ValueError:
+                pass
+            try:
                 f = float(raw)   # allow 1e4 for an int field, but never silently truncate 2.5
-                if not f.is_integer():
-                    raise
-                return int(f)
+            except ValueError:
+                f = float("nan")
+            if not f.is_integer():
+                raise ValueError("expected an integer")
+            return int(f)
         if field_type is float:
             return float(raw)
         if field_type is str:

@@ -39,7 +39,7 @@ def test_two_processes_match_one_process(tmp_path, monkeypatch):
 
     monkeypatch.syspath_prepend(str(FIXTURES))
     ref = launch.main(["--config", str(LINREG), "--workdir", str(tmp_path / "single")])   # 1 process, 4 devices
-    assert ref["process_count"] == 1 and ref["device_count"] == 4
+    assert ref["process_count"] == 1 and ref["mesh_devices"] == 4
 
     for pid in (0, 1):
         got = json.loads((tmp_path / "multi" / f"result_{pid}.json").read_text())

@@ -241,7 +241,7 @@ def test_sharded_forward_and_decode_on_mesh(qwen3, token_ids):
     mesh = sh.make_mesh({"data": -1, "fsdp": 2, "tensor": 2})
     graphdef, state = nnx.split(model)
     state = jax.device_put(state, sh.state_shardings(state, mesh, sh.DEFAULT_RULES))
-    assert state["layers"][0]["self_attn"]["q_proj"]["kernel"][...].sharding.spec == ("fsdp", "tensor", None)
+    assert state["layers"][0]["self_attn"]["q_proj"]["kernel"][...].sharding.spec == jax.P("fsdp", "tensor", None)
 
     @jax.jit
     def step(state, ids, positions, cache):

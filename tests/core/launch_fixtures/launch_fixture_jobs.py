@@ -123,7 +123,7 @@ def sharded_linreg(config, workdir):
     writer.close()
 
     result = {"process_index": jax.process_index(), "process_count": jax.process_count(),
-              "device_count": jax.device_count(), "losses": losses, "resumed_losses": losses2,
+              "device_count": jax.device_count(), "mesh_devices": mesh.devices.size, "losses": losses, "resumed_losses": losses2,
               "resumed_from": step0, "w": final["w"].tolist(), "b": final["b"].tolist(),
               "w_after_resume": final2["w"].tolist(),
               "rng_ok": bool(np.array_equal(jax.random.key_data(extra["rng"]),

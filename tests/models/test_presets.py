@@ -1,0 +1,39 @@
+"""The released Qwen3 architectures: parameter counts match the model cards, checked without allocating."""
+import math
+
+import jax
+import pytest
+from flax import nnx
+
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.models import DecoderLM, count_params
+from jaxsuite.models.factory import arch_from_config
+from jaxsuite.models.presets import (QWEN3_PRESETS, QWEN3_PUBLISHED_BILLIONS,
+                                     QWEN3_PUBLISHED_NON_EMBEDDING_BILLIONS)
+
+
+def abstract_param_count(cfg) -> int:
+    model = nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0)))   # ShapeDtypeStructs only
+    return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+@pytest.mark.parametrize("size", ["0.6b", "1.7b", "4b", "8b"])
+def test_released_sizes_match_published_counts(size):
+    cfg = arch_from_config(load_config("configs/qwen3_pretrain.py", size).model.arch)
+    assert cfg == QWEN3_PRESETS[size].replace(bos_token_id=None, eos_token_id=None,
+                                              max_position_embeddings=cfg.max_position_embeddings)
+    n = abstract_param_count(cfg)
+    assert n == count_params(cfg)
+    embed = cfg.vocab_size * cfg.hidden_size * (1 if cfg.tie_word_embeddings else 2)
+    # the model cards round to one decimal (0.6B, 1.7B, 4.0B, 8.2B) and give non-embedding counts
+    assert round(n / 1e9, 1) == QWEN3_PUBLISHED_BILLIONS[size]
+    published = QWEN3_PUBLISHED_NON_EMBEDDING_BILLIONS[size]
+    digits = len(repr(published).split(".")[1])          # compare at the precision the card gives
+    assert round((n - embed) / 1e9, digits) == published
+
+
+def test_hand_counted_tiny_model():
+    # 2 layers of: q 64*4*16 + k,v 2*(64*2*16) + o 4*16*64 + q/k norms 2*16 + mlp 3*64*128 + 2 norms 2*64
+    cfg = arch_from_config(load_config("configs/qwen3_pretrain.py", "tiny").model.arch)
+    per_layer = 4096 + 4096 + 4096 + 32 + 24576 + 128
+    assert abstract_param_count(cfg) == 2 * per_layer + 260 * 64 + 64
