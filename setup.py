@@ -25,6 +25,7 @@ setup(
         "sentencepiece>=0.2",
         "tensorflow-datasets>=4.9.8",
         "array-record>=0.7",
+        "importlib_resources>=6",   # tensorflow-datasets builders import it even on Python >= 3.9
         "pyarrow>=15",
         "matplotlib>=3.8",
         "tqdm>=4.66",

@@ -50,6 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data.seq_len = 128
     c.data.batch_size = 16          # global batch (all processes together)
     c.data.shuffle_seed = 0
+    c.data.shuffle_window = 1024   # packed windows shuffled within this buffer (mixes long documents)
 
     c.train = ml_collections.ConfigDict()
     c.train.steps = 300

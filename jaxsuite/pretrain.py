@@ -72,7 +72,8 @@ def build_datasets(config, tokenizer):
     from jaxsuite.core import data
     d = config.data
     common = dict(tokenizer=tokenizer, seq_len=int(d.seq_len), batch_size=int(d.batch_size), text_key=d.text_key)
-    train = data.make_lm_dataset(d.source, seed=int(d.shuffle_seed), shuffle=True, **common)
+    train = data.make_lm_dataset(d.source, seed=int(d.shuffle_seed), shuffle=True,
+                                 shuffle_window=int(d.shuffle_window), **common)
     evals = None
     if d.eval_source:
         evals = data.make_lm_dataset(d.eval_source, seed=0, shuffle=False, num_epochs=1, **common)
@@ -223,13 +224,23 @@ def model_name(config) -> str:
                                      f"{config.model.arch.num_hidden_layers}L"
 
 
-def export_tokenizer(tokenizer, hf_dir: str) -> None:
-    """Puts the tokenizer's files beside the exported weights (sentencepiece: tokenizer.model)."""
-    path = getattr(tokenizer, "model_file", None) or getattr(tokenizer, "path", None)
-    if path and os.path.isfile(path):
-        shutil.copyfile(path, os.path.join(hf_dir, "tokenizer.model" if path.endswith(".model")
-                                           else os.path.basename(path)))
-    elif path and os.path.isdir(path):
-        for name in os.listdir(path):
+def export_tokenizer(tokenizer, hf_dir: str) -> list[str]:
+    """Puts the tokenizer's files beside the exported weights; returns the names written.
+
+    A sentencepiece model becomes `tokenizer.model`; an HF tokenizer folder contributes its tokenizer files.
+    The byte tokenizer has no file (it is fully described by its class)."""
+    path = getattr(tokenizer, "path", None) or getattr(tokenizer, "model_file", None)
+    if not path:
+        return []
+    path = os.fspath(path)
+    written = []
+    if os.path.isfile(path):
+        name = "tokenizer.model" if path.endswith(".model") else os.path.basename(path)
+        shutil.copyfile(path, os.path.join(hf_dir, name))
+        written.append(name)
+    elif os.path.isdir(path):
+        for name in sorted(os.listdir(path)):
             if name.startswith("tokenizer") or name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
                 shutil.copyfile(os.path.join(path, name), os.path.join(hf_dir, name))
+                written.append(name)
+    return written

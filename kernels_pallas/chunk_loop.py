@@ -76,6 +76,8 @@ def chunk_loop_call(
         inputs.append(carry_init)
     out_shape = [*token_out.values(), *chunk_out.values(),
                  jax.ShapeDtypeStruct((bh, *carry_shape), jnp.float32)]
+    inputs = _same_varying(inputs)
+    out_shape = [_varying_like(s, inputs) for s in out_shape]
     n_tok, n_row, n_chk = len(tok_names), len(row_names), len(chk_names)
     n_tout, n_cout = len(tout_names), len(cout_names)
 
@@ -192,6 +194,27 @@ def chunk_loop_call(
         )(*inputs), tout_names, cout_names)
 
     raise ValueError(f"internal: unknown Pallas platform {platform!r}")
+
+
+def _same_varying(inputs):
+    """Inside ``jax.shard_map`` make every input vary over the same mesh axes (e.g. reset counts built
+    from replicated segment ids next to head-sharded q): the Pallas interpreter requires it."""
+    varying = frozenset().union(*(jax.typeof(x).manual_axis_type.varying for x in inputs))
+    if not varying:
+        return inputs
+    out = []
+    for x in inputs:
+        missing = tuple(sorted(varying - jax.typeof(x).manual_axis_type.varying))
+        out.append(lax.pcast(x, missing, to="varying") if missing else x)
+    return out
+
+
+def _varying_like(shape: jax.ShapeDtypeStruct, inputs) -> jax.ShapeDtypeStruct:
+    """Inside ``jax.shard_map`` (check_vma=True) Pallas outputs must declare the mesh axes they vary
+    over: the union of the inputs' (e.g. "heads" when heads are sharded)."""
+    varying = frozenset().union(*(jax.typeof(x).manual_axis_type.varying for x in inputs))
+    return jax.ShapeDtypeStruct(shape.shape, shape.dtype,
+                                manual_axis_type=jax.typeof(inputs[0]).manual_axis_type.update(varying=varying))
 
 
 def _unpack(outs, tout_names, cout_names):

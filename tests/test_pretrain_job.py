@@ -93,3 +93,17 @@ def test_bad_override_fails_at_start_naming_the_key(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "train.stepz" in out.stderr
     assert not os.path.exists(os.path.join(tmp_path, "metrics.jsonl"))
+
+
+def test_export_tokenizer_puts_the_sentencepiece_model_beside_the_weights(tmp_path):
+    from jaxsuite.core.tokenizer import ByteTokenizer, SentencePieceTokenizer, train_sentencepiece
+    from jaxsuite.pretrain import export_tokenizer
+
+    text = ["def f(x):\n    return x + 1\n", "class A:\n    pass\n", "import os, sys\n"] * 50
+    sp = train_sentencepiece(text, vocab_size=300, model_prefix=str(tmp_path / "sp"))
+    hf_dir = tmp_path / "hf"
+    hf_dir.mkdir()
+    assert export_tokenizer(sp, str(hf_dir)) == ["tokenizer.model"]
+    copy = SentencePieceTokenizer(hf_dir / "tokenizer.model")
+    assert copy.encode("def g(y): return y") == sp.encode("def g(y): return y")
+    assert export_tokenizer(ByteTokenizer(), str(hf_dir)) == []

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import grain
+import jax
 import numpy as np
 
 from jaxsuite.core.tokenizer import Tokenizer, load_tokenizer
@@ -80,7 +81,8 @@ def _stdlib_files(split: str, eval_fraction: float) -> tuple[Path, ...]:
         # Prune in place so os.walk never descends into site-packages, test suites, etc.
         dirnames[:] = [
             d for d in dirnames
-            if d not in _STDLIB_EXCLUDE_ANYWHERE and not (top and any(fnmatch.fnmatch(d, p) for p in STDLIB_EXCLUDE))
+            if d not in _STDLIB_EXCLUDE_ANYWHERE
+            and not (top and any(fnmatch.fnmatch(d, pat) for pat in STDLIB_EXCLUDE))
         ]
         rels += [(rel_dir / f).as_posix() for f in filenames if f.endswith(".py") and not f.startswith("test_")]
     keep = [r for r in sorted(rels) if split == "all" or (split == "eval") == is_eval_file(r, eval_fraction)]
@@ -250,7 +252,8 @@ class ParquetSource:
                 self._cache[gi] = rows
         text = rows[i - (int(self._ends[gi - 1]) if gi else 0)]
         if not isinstance(text, str):
-            raise ValueError(f"{self.paths[self._groups[gi][0]]}: row {i}: {self.text_key!r} is not a string: {text!r}")
+            path = self.paths[self._groups[gi][0]]
+            raise ValueError(f"{path}: document {i}: {self.text_key!r} is not a string: {text!r}")
         return text
 
     def __getstate__(self):
@@ -273,7 +276,7 @@ class TfdsSource:
         try:
             self._ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
         except tfds.core.registered.DatasetNotFoundError:
-            raise ValueError(f"tfds dataset {name!r} is unknown (not registered and not found in {where})") from None
+            raise ValueError(f"tfds dataset {name!r} is unknown (not registered, not found in {where})") from None
         except Exception as e:  # noqa: BLE001 - registered but not prepared, bad split, ...
             raise ValueError(f"cannot open tfds dataset {name!r} split {split!r} in {where}: {e}") from e
 
@@ -283,7 +286,9 @@ class TfdsSource:
     def __getitem__(self, i: int) -> str:
         record = self._ds[i]
         if self.text_key not in record:
-            raise ValueError(f"tfds {self.name}:{self.split}: no text_key {self.text_key!r} (found {sorted(record)})")
+            raise ValueError(
+                f"tfds {self.name}:{self.split}: no text_key {self.text_key!r} (found {sorted(record)})"
+            )
         text = record[self.text_key]
         return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text)
 
@@ -536,16 +541,20 @@ def make_lm_dataset(
     per_line: bool = False,
     data_dir: str | os.PathLike | None = None,
     read_threads: int = 4,
+    shuffle_window: int = 1024,
 ) -> grain.IterDataset:
     """Packed LM batches of this process's share: dicts of numpy [batch_size // shard_count, seq_len].
 
     `iter(ds)` gives a grain DatasetIterator whose get_state()/set_state() (JSON-safe) resume exactly at
-    the next batch. shard_index/shard_count default to jax.process_index()/jax.process_count(). With
+    the next batch. shard_index/shard_count default to jax.process_index()/jax.process_count().
+
+    Shuffling happens twice: documents are permuted per epoch, and (with shuffle=True) packed windows are
+    shuffled within a buffer of `shuffle_window` windows. The second is what mixes a batch: a long source
+    file fills many consecutive windows, and without it every row of a batch would come from one file.
+    With
     num_epochs=None the stream is infinite; otherwise the last window is padded and, with
     drop_remainder=False, the last batch may be smaller.
     """
-    import jax
-
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     if batch_size % shard_count:
@@ -560,4 +569,8 @@ def make_lm_dataset(
     )
     pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     packed = PackedWindowsIterDataset(tokens, seq_len=seq_len, pad_id=pad_id)
+    if shuffle and shuffle_window > 1:
+        # grain's window shuffle checkpoints as (parent state at the window's start, position): JSON-safe.
+        packed = grain.experimental.WindowShuffleIterDataset(packed, window_size=int(shuffle_window),
+                                                             seed=(int(seed) + 1) % 2**32)
     return packed.batch(batch_size // shard_count, drop_remainder=drop_remainder)

@@ -221,7 +221,8 @@ class ByteTokenizer:
         return [b + self._OFFSET for b in text.encode("utf-8")]
 
     def decode(self, ids: Sequence[int]) -> str:
-        return bytes(int(i) - self._OFFSET for i in ids if int(i) >= self._OFFSET).decode("utf-8", errors="replace")
+        raw = bytes(int(i) - self._OFFSET for i in ids if int(i) >= self._OFFSET)
+        return raw.decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:
         return "ByteTokenizer()"
@@ -325,6 +326,13 @@ def _load_hf_hub(repo_id: str) -> HFTokenizer:
         return HFTokenizer(tok, **_special_ids_from_folder(tok, folder), name=repo_id)
     except Exception as e:  # noqa: BLE001
         errors.append(f"tokenizers: {type(e).__name__}: {e}")
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        if isinstance(e, LocalEntryNotFoundError):  # offline / unreachable: transformers would retry in vain
+            raise FileNotFoundError(
+                f"tokenizer {repo_id!r} is not a local path, and the Hugging Face hub is unreachable and has no "
+                f"cached copy: {e}"
+            ) from None
     try:
         from transformers import AutoTokenizer
 

@@ -5,9 +5,7 @@ References are independent: hand-built packing expectations, synthetic token str
 (document, position) so every target can be checked, files written here with json/pyarrow/tfds, and
 transformers' own tokenizer for the Hugging Face wrapper.
 """
-import importlib
 import json
-import os
 import sys
 
 import grain
@@ -129,13 +127,14 @@ def test_each_epoch_is_a_new_permutation_of_all_documents():
     assert list(unshuffled) == texts
 
 
+@pytest.mark.parametrize("shuffle_window", [1, 5])
 @pytest.mark.parametrize("skip", [0, 1, 3, 6])
-def test_iterator_state_restores_the_exact_next_batches(skip):
+def test_iterator_state_restores_the_exact_next_batches(skip, shuffle_window):
     # Long documents so that saved states land in the middle of documents (offset > 0) too.
     rng = np.random.default_rng(1)
     texts = ["".join(rng.choice(list("abcdefgh"), size=int(n))) for n in rng.integers(1, 90, size=30)]
     ds = data.make_lm_dataset(data.InMemorySource(texts), ByteTokenizer(), seq_len=24, batch_size=3, seed=7,
-                              num_epochs=3, shard_index=0, shard_count=1)
+                              num_epochs=3, shard_index=0, shard_count=1, shuffle_window=shuffle_window)
     it = iter(ds)
     _take(it, skip)
     state = json.loads(json.dumps(it.get_state()))  # grain's checkpoint handler round-trips through JSON
@@ -143,6 +142,21 @@ def test_iterator_state_restores_the_exact_next_batches(skip):
     restored = iter(ds)
     restored.set_state(state)
     _assert_batches_equal(_take(restored, 4), expected)
+
+
+def test_window_shuffle_mixes_long_documents_within_a_batch():
+    # 6 long one-letter documents: each fills ~60 consecutive windows of 16 tokens
+    texts = [c * 1000 for c in "abcdef"]
+    src = data.InMemorySource(texts)
+
+    def letters_per_row(shuffle_window):
+        ds = data.make_lm_dataset(src, ByteTokenizer(), seq_len=16, batch_size=8, seed=0, shard_index=0,
+                                  shard_count=1, shuffle_window=shuffle_window)
+        batch = next(iter(ds))
+        return {chr(int(row[0]) - 3) for row in batch["inputs"]}
+
+    assert len(letters_per_row(1)) == 1            # without it, a batch is one document's consecutive windows
+    assert len(letters_per_row(400)) >= 3          # the window spans all documents: rows come from several
 
 
 def test_sharding_partitions_documents_across_two_processes():
@@ -221,7 +235,7 @@ def test_reader_errors_name_the_file_and_line(tmp_path):
         data.open_source(tmp_path / "x.csv")
 
 
-def _build_tiny_tfds(data_dir, texts):
+def _build_tiny_tfds(data_dir, texts, monkeypatch):
     """Write a real tfds dataset (array_record) with a GeneratorBasedBuilder; TensorFlow is not needed."""
     try:
         import importlib_resources  # noqa: F401
@@ -229,7 +243,7 @@ def _build_tiny_tfds(data_dir, texts):
         import importlib.resources
         import importlib.resources.abc  # noqa: F401
 
-        sys.modules["importlib_resources"] = importlib.resources
+        monkeypatch.setitem(sys.modules, "importlib_resources", importlib.resources)
     import tensorflow_datasets as tfds
 
     with tfds.core.registered.skip_registration():
@@ -251,9 +265,9 @@ def _build_tiny_tfds(data_dir, texts):
     TinyJaxsuiteText(data_dir=str(data_dir), file_format="array_record").download_and_prepare()
 
 
-def test_tfds_array_record_source(tmp_path):
+def test_tfds_array_record_source(tmp_path, monkeypatch):
     texts = [f"tfds document {i} é" for i in range(8)]
-    _build_tiny_tfds(tmp_path, texts)
+    _build_tiny_tfds(tmp_path, texts, monkeypatch)
     src = data.open_source("tfds:tiny_jaxsuite_text:train", data_dir=tmp_path)
     assert sorted(src[i] for i in range(len(src))) == sorted(texts[:-2])
     sliced = data.open_source("tfds:tiny_jaxsuite_text:train[:50%]", data_dir=tmp_path)
@@ -314,6 +328,8 @@ def test_hugging_face_tokenizer_folder_and_file(tmp_path):
         load_tokenizer(str(tmp_path / "no_such_tok.model"))
     with pytest.raises(FileNotFoundError, match="missing_dir"):
         load_tokenizer(str(tmp_path / "missing_dir"))
+    with pytest.raises(FileNotFoundError, match="no-such-org/no-such-model"):  # hub id; tests run offline
+        load_tokenizer("no-such-org/no-such-model")
 
 
 def test_stdlib_corpus_listing_is_deterministic_with_disjoint_eval_split():

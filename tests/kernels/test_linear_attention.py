@@ -107,12 +107,11 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("impl", FAST)
+# Every implementation on the hard case; the plain path (no state, no segments) of the Pallas kernels
+# is covered by the bfloat16 test, which keeps the interpret-mode suite fast.
+@pytest.mark.parametrize("impl,case", [(i, "ragged+state+segments") for i in FAST] + [("xla", "whole+plain")])
 @pytest.mark.parametrize("op", OPS)
 def test_float32_matches_reference(op, impl, case):
-    if case == "whole+plain" and impl == "pallas_gpu":
-        pytest.skip("same kernel bodies as pallas_tpu; the GPU schedule is covered by the harder case")
     x, kw = CASES[case](op)
     got = outputs_and_grads(op, impl, x, **kw)
     want = reference_results(op, case)
@@ -132,9 +131,9 @@ def _rel_rms(a, b):
 @pytest.mark.parametrize("op", OPS)
 def test_bfloat16_error_is_a_small_multiple_of_the_references(op, impl):
     """bf16 inputs: error vs the float32 reference <= 3x the reference's own error on the same bf16 inputs."""
-    x, kw = CASES["ragged+state+segments"](op)
-    exact = reference_results(op, "ragged+state+segments")
-    ref_bf16 = reference_results(op, "ragged+state+segments", "bfloat16")
+    x, kw = CASES["whole+plain"](op)
+    exact = reference_results(op, "whole+plain")
+    ref_bf16 = reference_results(op, "whole+plain", "bfloat16")
     got = outputs_and_grads(op, impl, x, dtype=jnp.bfloat16, **kw)
     for name in exact:
         base = _rel_rms(ref_bf16[name], exact[name])
@@ -143,11 +142,12 @@ def test_bfloat16_error_is_a_small_multiple_of_the_references(op, impl):
         assert err <= 3.0 * base, f"{op}/{impl}: {name} bf16 error {err:.2e} vs reference's {base:.2e}"
 
 
-@pytest.mark.parametrize("impl", ("reference", "xla", "pallas_tpu"))
+@pytest.mark.parametrize("impl", ("reference", "pallas_tpu"))
 @pytest.mark.parametrize("op", OPS)
 def test_segment_resets_equal_separate_runs(op, impl):
     """Three packed 12-token segments (T = 36, resets mid-chunk) == the three run as separate rows,
-    the first from initial_state and the others from zero."""
+    the first from initial_state and the others from zero. (The oracle's semantics, and one chunked
+    implementation's; the others match the oracle with segments in the float32 test.)"""
     t, n_seg = 12, 3
     sep = make_inputs(op, t, seed=3, b=n_seg, h=H)
     sep["initial_state"] = sep["initial_state"].at[1:].set(0.0)
