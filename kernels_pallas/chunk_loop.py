@@ -18,7 +18,7 @@ Two schedules, one per hardware family:
 
 Both run on CPU with ``interpret=True`` (or a ``pltpu.InterpretParams`` object for the TPU schedule).
 
-Array layouts the launcher expects (the op wrappers build them; see ``common.to_chunk_layout``):
+Array layouts the launcher expects (the op wrappers in ``*/api.py`` build them):
   token inputs/outputs  [BH, T_pad, D]          one row per token, D on lanes
   row inputs            [BH, num_chunks, 1, C]  a per-token scalar laid out along lanes (a row vector)
   chunk inputs/outputs  [BH, num_chunks, R, S]  one small matrix per chunk (e.g. saved states)
@@ -29,7 +29,8 @@ which Mosaic TPU handles poorly for such thin shapes.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import dataclasses
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +38,15 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 Body = Callable[..., tuple[dict, dict, jax.Array]]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelConfig:
+    """Static (hashable) kernel parameters; the custom_vjp ops take it as a non-differentiable argument."""
+    scale: float
+    chunk: int
+    platform: str          # "tpu" (Mosaic TPU schedule) or "gpu" (Triton schedule)
+    interpret: Any         # False, True or a pltpu.InterpretParams
 
 
 def chunk_loop_call(
@@ -76,7 +86,6 @@ def chunk_loop_call(
         inputs.append(carry_init)
     out_shape = [*token_out.values(), *chunk_out.values(),
                  jax.ShapeDtypeStruct((bh, *carry_shape), jnp.float32)]
-    inputs = _same_varying(inputs)
     out_shape = [_varying_like(s, inputs) for s in out_shape]
     n_tok, n_row, n_chk = len(tok_names), len(row_names), len(chk_names)
     n_tout, n_cout = len(tout_names), len(cout_names)
@@ -196,17 +205,20 @@ def chunk_loop_call(
     raise ValueError(f"internal: unknown Pallas platform {platform!r}")
 
 
-def _same_varying(inputs):
-    """Inside ``jax.shard_map`` make every input vary over the same mesh axes (e.g. reset counts built
-    from replicated segment ids next to head-sharded q): the Pallas interpreter requires it."""
-    varying = frozenset().union(*(jax.typeof(x).manual_axis_type.varying for x in inputs))
+def match_varying(*arrays):
+    """Inside ``jax.shard_map`` (check_vma=True), casts every array to vary over the union of the mesh axes
+    any of them varies over. Call it on a custom_vjp op's inputs *before* the op: its backward kernels
+    produce cotangents that vary like q, and for an input that did not vary (say reset counts from
+    replicated segment ids, or a zero initial state) the transpose of this cast is the psum it needs.
+    Outside shard_map it returns the arrays unchanged."""
+    varying = frozenset().union(*(jax.typeof(x).manual_axis_type.varying for x in arrays))
     if not varying:
-        return inputs
+        return arrays
     out = []
-    for x in inputs:
+    for x in arrays:
         missing = tuple(sorted(varying - jax.typeof(x).manual_axis_type.varying))
         out.append(lax.pcast(x, missing, to="varying") if missing else x)
-    return out
+    return tuple(out)
 
 
 def _varying_like(shape: jax.ShapeDtypeStruct, inputs) -> jax.ShapeDtypeStruct:
@@ -269,3 +281,12 @@ def masked_exp(mask, x):
     return jnp.exp(jnp.where(mask, x, -jnp.inf))
 
 
+def segment_masks(cc, cr, cl, c):
+    """Segment masks from reset counts: column cc [C,1], row cr [1,C], chunk-last cl [1,1]."""
+    same = (iota((c, c), 0) >= iota((c, c), 1)) & (cc == cr)       # j <= i, same segment  [C, C]
+    return cc == 0, cc == cl, cl == 0, same                         # mq [C,1], mk [C,1], carry [1,1]
+
+
+def saved_states(save, bh, n, dk, dv):
+    """The forward writes the state entering every chunk only when a backward pass will read it."""
+    return dict(h=jax.ShapeDtypeStruct((bh, n, dk, dv), jnp.float32)) if save else {}

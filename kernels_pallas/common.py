@@ -90,6 +90,20 @@ def check_array(name: str, x, shape: tuple[int, ...], *, floating: bool = True):
         raise TypeError(f"{name} must be an integer array; got {x.dtype}")
 
 
+def check_step(q, k, v, state) -> tuple[int, int, int, int]:
+    """Checks one decoding token: q, k [B, H, K], v [B, H, V], state [B, H, K, V]; returns (B, H, K, V)."""
+    for name, x in (("q", q), ("k", k), ("v", v)):
+        if not hasattr(x, "shape") or x.ndim != 3:
+            raise ValueError(f"{name} must be [B, H, D] (one token); got shape {getattr(x, 'shape', None)}")
+    if k.shape != q.shape:
+        raise ValueError(f"k must have the shape of q {q.shape}; got {k.shape}")
+    if v.shape[:2] != q.shape[:2]:
+        raise ValueError(f"v must be [B, H, V] with B, H of q {q.shape[:2]}; got {v.shape}")
+    b, h, dk = q.shape
+    check_array("state", state, (b, h, dk, v.shape[2]))
+    return b, h, dk, v.shape[2]
+
+
 def check_common(b, h, dk, dv, t, *, initial_state, segment_ids, chunk_size, scale):
     if initial_state is not None:
         check_array("initial_state", initial_state, (b, h, dk, dv))
@@ -121,19 +135,27 @@ def _backend() -> str:
     return jax.default_backend()
 
 
+# Backends whose Pallas kernels have passed tests/kernels (the `accelerator`-marked hardware test) on real
+# hardware. The default turns to Pallas only there: until then a kernel that has only run in the Pallas
+# interpreter is opt-in (implementation="pallas"), never a silent default. As of 2026-11-25 no GPU or TPU has
+# been available to run them, so the set is empty; add "gpu" / "tpu" once that test passes on the device.
+PALLAS_VERIFIED_BACKENDS: frozenset[str] = frozenset()
+
+
 def resolve_implementation(implementation, *, interpret, dk, dv, chunk) -> tuple[str, str | None]:
     """Returns (implementation, pallas platform or None).
 
-    Default (implementation=None): the Pallas kernel of the current backend on GPU and TPU, "xla" on
-    CPU, and "xla" as the fallback when the kernels cannot take the shapes. An explicit choice never
-    falls back: it runs or raises a ValueError that says why.
+    Default (implementation=None): the Pallas kernel of the current backend where that backend is in
+    PALLAS_VERIFIED_BACKENDS, else "xla" (CPU always; also the fallback when the kernels cannot take the
+    shapes). An explicit choice never falls back: it runs or raises a ValueError that says why.
     """
     if implementation is not None and implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None; got {implementation!r}")
     backend = _backend()
     native = backend if backend in ("gpu", "tpu") else None
     if implementation is None:
-        if native is not None and pallas_problem(native, dk=dk, dv=dv, chunk=chunk) is None:
+        if (native in PALLAS_VERIFIED_BACKENDS
+                and pallas_problem(native, dk=dk, dv=dv, chunk=chunk) is None):
             return "pallas", native
         return "xla", None
     if implementation in ("reference", "xla"):
@@ -204,3 +226,12 @@ def reset_counts(segment_ids, t_pad: int, chunk: int):
 
 def default_scale(dk: int, scale) -> float:
     return float(dk) ** -0.5 if scale is None else float(scale)
+
+
+def count_layouts(cnt, b, h, t_pad, c):
+    """Reset counts [B, T_pad] (or None) -> column [BH,T_pad,1], row [BH,N,1,C], chunk-last [BH,N,1,1]."""
+    n = t_pad // c
+    if cnt is None:
+        cnt = jnp.zeros((b, t_pad), jnp.float32)
+    full = jnp.broadcast_to(cnt[:, None, :], (b, h, t_pad)).reshape(b * h, t_pad)
+    return full[..., None], full.reshape(b * h, n, 1, c), full.reshape(b * h, n, c)[:, :, -1:, None]

@@ -13,9 +13,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from kernels_pallas import common
+from kernels_pallas.chunk_loop import KernelConfig, match_varying
 from kernels_pallas.gated_delta_rule import chunk_xla, pallas, reference
-from kernels_pallas.gla.api import _check_step, _count_layouts
-from kernels_pallas.gla.pallas import KernelConfig
 
 
 def gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, output_final_state=False,
@@ -59,11 +58,11 @@ def gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, output
         flat = lambda x: x.reshape(rows, t_pad, x.shape[-1])
         h0 = (jnp.zeros((rows, dk, dv), jnp.float32) if initial_state is None
               else initial_state.astype(jnp.float32).reshape(rows, dk, dv))
-        cc, cr, cl = _count_layouts(cnt, b, h, t_pad, c)
+        cc, cr, cl = common.count_layouts(cnt, b, h, t_pad, c)
         cfg = KernelConfig(scale=scale, chunk=c, platform=platform, interpret=interpret)
-        o, final = pallas.gated_delta_rule_pallas(
-            cfg, flat(qh), flat(kh), flat(vh), flat(gh), gh.reshape(rows, n, 1, c),
-            gh.reshape(rows, n, c, 1)[:, :, -1:, :], flat(bh_), h0, cc, cr, cl)
+        args = (flat(qh), flat(kh), flat(vh), flat(gh), gh.reshape(rows, n, 1, c),
+                gh.reshape(rows, n, c, 1)[:, :, -1:, :], flat(bh_), h0, cc, cr, cl)
+        o, final = pallas.gated_delta_rule_pallas(cfg, *match_varying(*args))
         o, final = o.reshape(b, h, t_pad, dv), final.reshape(b, h, dk, dv)
     return common.from_heads_first(o, t), (final if output_final_state else None)
 
@@ -73,7 +72,7 @@ def gated_delta_rule_step(q, k, v, g, beta, *, state, scale=None):
 
     Returns (o [B, H, V] in v's dtype, new state float32).
     """
-    b, h, dk, dv = _check_step(q, k, v, state)
+    b, h, dk, dv = common.check_step(q, k, v, state)
     common.check_array("g", g, (b, h))
     common.check_array("beta", beta, (b, h))
     o, new = reference.gated_delta_rule_step_reference(q, k, v, g, beta, state,

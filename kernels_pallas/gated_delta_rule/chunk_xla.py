@@ -8,7 +8,7 @@ recurrence gives S_i = exp(G_i) S + sum_{j<=i} Gamma_ij k_j^T u_j, where the cor
     <=>  (I + A) u = diag(beta) V - diag(beta e^G) K S,     A = strict_lower(diag(beta) (K K^T) ⊙ Gamma)
 
 so with the WY factors W = (I + A)^{-1} diag(beta e^G) K and U = (I + A)^{-1} diag(beta) V (one unit
-lower-triangular solve per chunk, independent of S, all chunks at once):
+lower-triangular inverse per chunk, independent of S, all chunks at once):
 
     u      = U - W S
     o      = scale * [ (Q ⊙ e^G) S + ((Q K^T) ⊙ Gamma) u ]
@@ -16,10 +16,14 @@ lower-triangular solve per chunk, independent of S, all chunks at once):
 
 Only the last three lines depend on S: a ``lax.scan`` over the T / C chunks carries S and emits u.
 Gradients are JAX autodiff of this code.
+
+The inverse is built from matmuls, (I + A)^{-1} = (I - A)(I + A^2)(I + A^4)..., not with
+``jax.scipy.linalg.solve_triangular``: besides mapping onto matmul units, this avoids jaxlib's batched CPU
+triangular solve, whose inner parallel-for blocks on the XLA thread pool and deadlocks when two solves
+run concurrently on a 2-thread pool (observed with jax 0.10.2 on a 2-core machine: W's and U's solves).
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -30,6 +34,18 @@ _HI = lax.Precision.HIGHEST
 
 def _einsum(spec, *xs):
     return jnp.einsum(spec, *xs, precision=_HI)
+
+
+def unit_lower_inverse(a):
+    """(I + a)^{-1} for strictly lower-triangular a [..., C, C], C a power of two: with N = -a nilpotent,
+    sum_{p<C} N^p = (I + N)(I + N^2)(I + N^4)..., accumulated as T <- T + P T, P <- P P."""
+    c = a.shape[-1]
+    p = -a
+    t = jnp.eye(c, dtype=a.dtype) + p
+    for _ in range(max(c.bit_length() - 2, 0)):
+        p = _einsum("...ij,...jk->...ik", p, p)
+        t = t + _einsum("...ij,...jk->...ik", p, t)
+    return t
 
 
 def chunk_gated_delta_rule_xla(q, k, v, g, beta, cnt, initial_state, *, scale: float, chunk: int):
@@ -46,10 +62,10 @@ def chunk_gated_delta_rule_xla(q, k, v, g, beta, cnt, initial_state, *, scale: f
     gamma = jnp.exp(jnp.where(same, gc - jnp.swapaxes(gc, -1, -2), -jnp.inf))   # [B, H, N, C, C]
     strict = ~jnp.eye(c, dtype=bool)
     a = jnp.where(strict, bc * _einsum("...ik,...jk->...ij", kc, kc) * gamma, 0.0)
-    lower = a + jnp.eye(c, dtype=jnp.float32)
+    inv = unit_lower_inverse(a)                                                 # (I + A)^{-1}
     e_q = jnp.exp(gc) * mq                                                      # [B, H, N, C, 1]
-    w = jax.scipy.linalg.solve_triangular(lower, bc * e_q * kc, lower=True, unit_diagonal=True)
-    u_base = jax.scipy.linalg.solve_triangular(lower, bc * vc, lower=True, unit_diagonal=True)
+    w = _einsum("...ij,...jk->...ik", inv, bc * e_q * kc)
+    u_base = _einsum("...ij,...jv->...iv", inv, bc * vc)
     g_last = gc[..., -1:, :]                                                    # [B, H, N, 1, 1]
     k_dec = kc * jnp.exp(g_last - gc) * mk
     state_decay = jnp.exp(g_last) * carry                                       # [B, H, N, 1, 1]
@@ -65,7 +81,7 @@ def chunk_gated_delta_rule_xla(q, k, v, g, beta, cnt, initial_state, *, scale: f
 
     chunk_major = lambda x: jnp.moveaxis(x, 2, 0)
     final, (s_prev, u) = lax.scan(step, s0, (chunk_major(w), chunk_major(u_base), chunk_major(k_dec),
-                                             chunk_major(jnp.broadcast_to(state_decay, (b, h, n, 1, 1)))))
+                                             chunk_major(state_decay)))
     s_prev, u = jnp.moveaxis(s_prev, 0, 2), jnp.moveaxis(u, 0, 2)               # [B, H, N, K, V], [B, H, N, C, V]
     scores = _einsum("...ik,...jk->...ij", qc, kc) * gamma
     o = scale * (_einsum("bhnck,bhnkv->bhncv", qc * e_q, s_prev) + _einsum("bhnij,bhnjv->bhniv", scores, u))

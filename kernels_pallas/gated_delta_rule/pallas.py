@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from kernels_pallas.chunk_loop import chunk_loop_call, colsum, dot, iota, masked_exp, rowsum, total
-from kernels_pallas.gla.pallas import KernelConfig, _masks
+from kernels_pallas.chunk_loop import (KernelConfig, chunk_loop_call, colsum, dot, iota, masked_exp, rowsum,
+                                      saved_states, segment_masks, total)
 
 
 def unit_lower_inverse(a):
@@ -51,7 +51,7 @@ def unit_lower_inverse(a):
 def _chunk_factors(q, k, v, gc, beta, cc, gr, cr, gl, cl, s, cfg, cdt):
     """Recomputes the per-chunk quantities both passes need."""
     c = cfg.chunk
-    mq, mk, carry, same = _masks(cc, cr, cl, c)
+    mq, mk, carry, same = segment_masks(cc, cr, cl, c)
     kf, vf = k.astype(jnp.float32), v.astype(jnp.float32)
     gamma = masked_exp(same, gc - gr)                                # [C, C]
     kk = dot(k, k, tb=True, dtype=cdt)
@@ -139,14 +139,14 @@ def _call(cfg, body, reverse, token_in, row_in, chunk_in, carry_init, token_out,
         num_warps=8)
 
 
-def _forward(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl):
+def _forward(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl, *, save_states):
     bh, t_pad, dk = q.shape
     n, dv = t_pad // cfg.chunk, v.shape[-1]
     tout, cout, final = _call(
         cfg, _fwd_body, False, dict(q=q, k=k, v=v, gc=gc, beta=beta, cc=cc), dict(gr=gr, cr=cr),
         dict(gl=gl, cl=cl), h0, dict(o=jax.ShapeDtypeStruct((bh, t_pad, dv), v.dtype)),
-        dict(h=jax.ShapeDtypeStruct((bh, n, dk, dv), jnp.float32)), "gated_delta_rule_fwd")
-    return tout["o"], final, cout["h"]
+        saved_states(save_states, bh, n, dk, dv), "gated_delta_rule_fwd")
+    return tout["o"], final, cout.get("h")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -155,12 +155,12 @@ def gated_delta_rule_pallas(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl):
     chunk-local cumulative gate as column, row and chunk-last value; beta [BH, T_pad, 1] float32; h0
     [BH, K, V] float32; cc, cr, cl: reset counts in the gate's three layouts.
     Returns (o [BH, T_pad, V], final state [BH, K, V] float32)."""
-    o, final, _ = _forward(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl)
+    o, final, _ = _forward(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl, save_states=False)
     return o, final
 
 
 def _vjp_fwd(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl):
-    o, final, h = _forward(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl)
+    o, final, h = _forward(cfg, q, k, v, gc, gr, gl, beta, h0, cc, cr, cl, save_states=True)
     return (o, final), (q, k, v, gc, gr, gl, beta, cc, cr, cl, h)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from kernels_pallas import common
+from kernels_pallas.chunk_loop import KernelConfig, match_varying
 from kernels_pallas.gla import chunk_xla, pallas, reference
 
 
@@ -89,7 +90,7 @@ def _run(q, k, v, gate, scalar_gate, scale, initial_state, output_final_state, s
         o, final = chunk_xla.chunk_gla_xla(qh, kh, vh, gh, cnt, initial_state, scale=scale, chunk=c,
                                            scalar_gate=scalar_gate)
     else:
-        cfg = pallas.KernelConfig(scale=scale, chunk=c, platform=platform, interpret=interpret)
+        cfg = KernelConfig(scale=scale, chunk=c, platform=platform, interpret=interpret)
         o, final = _run_pallas(cfg, qh, kh, vh, gh, cnt, initial_state, scalar_gate)
     return common.from_heads_first(o, t), (final if output_final_state else None)
 
@@ -101,24 +102,15 @@ def _run_pallas(cfg, qh, kh, vh, gh, cnt, initial_state, scalar_gate):
     flat = lambda x: x.reshape(bh, t_pad, x.shape[-1])
     h0 = (jnp.zeros((bh, dk, dv), jnp.float32) if initial_state is None
           else initial_state.astype(jnp.float32).reshape(bh, dk, dv))
-    cc, cr, cl = _count_layouts(cnt, b, h, t_pad, c)
+    cc, cr, cl = common.count_layouts(cnt, b, h, t_pad, c)
     g_last = gh.reshape(bh, n, c, gh.shape[-1])[:, :, -1:, :]               # [BH, N, 1, Kg]
     if scalar_gate:
-        o, final = pallas.simple_gla_pallas(
-            cfg, flat(qh), flat(kh), flat(vh), flat(gh), gh.reshape(bh, n, 1, c), g_last, h0, cc, cr, cl)
+        args = (flat(qh), flat(kh), flat(vh), flat(gh), gh.reshape(bh, n, 1, c), g_last, h0, cc, cr, cl)
+        o, final = pallas.simple_gla_pallas(cfg, *match_varying(*args))
     else:
-        o, final = pallas.gla_pallas(
-            cfg, flat(qh), flat(kh), flat(vh), flat(gh), g_last, jnp.swapaxes(g_last, -1, -2), h0, cc, cr, cl)
+        args = (flat(qh), flat(kh), flat(vh), flat(gh), g_last, jnp.swapaxes(g_last, -1, -2), h0, cc, cr, cl)
+        o, final = pallas.gla_pallas(cfg, *match_varying(*args))
     return o.reshape(b, h, t_pad, dv), final.reshape(b, h, dk, dv)
-
-
-def _count_layouts(cnt, b, h, t_pad, c):
-    """Reset counts [B, T_pad] (or None) -> column [BH,T_pad,1], row [BH,N,1,C], chunk-last [BH,N,1,1]."""
-    n = t_pad // c
-    if cnt is None:
-        cnt = jnp.zeros((b, t_pad), jnp.float32)
-    full = jnp.broadcast_to(cnt[:, None, :], (b, h, t_pad)).reshape(b * h, t_pad)
-    return full[..., None], full.reshape(b * h, n, 1, c), full.reshape(b * h, n, c)[:, :, -1:, None]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -128,7 +120,7 @@ def _count_layouts(cnt, b, h, t_pad, c):
 def simple_gla_step(q, k, v, *, state, g=None, g_gamma=None, scale=None):
     """One decoding step of simple GLA. q, k [B, H, K]; v [B, H, V]; g [B, H] or g_gamma [H];
     state [B, H, K, V]. Returns (o [B, H, V] in v's dtype, new state float32). O(K V) per head."""
-    b, h, dk, dv = _check_step(q, k, v, state)
+    b, h, dk, dv = common.check_step(q, k, v, state)
     if g is not None and g_gamma is not None:
         raise ValueError("pass either g or g_gamma, not both")
     if g is not None:
@@ -146,20 +138,7 @@ def simple_gla_step(q, k, v, *, state, g=None, g_gamma=None, scale=None):
 
 def gla_step(q, k, v, g, *, state, scale=None):
     """One decoding step of GLA; g [B, H, K]. Otherwise as ``simple_gla_step``."""
-    b, h, dk, dv = _check_step(q, k, v, state)
+    b, h, dk, dv = common.check_step(q, k, v, state)
     common.check_array("g", g, (b, h, dk))
     o, new = reference.gla_step_reference(q, k, v, g, state, scale=common.default_scale(dk, scale))
     return o.astype(v.dtype), new
-
-
-def _check_step(q, k, v, state):
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        if not hasattr(x, "shape") or x.ndim != 3:
-            raise ValueError(f"{name} must be [B, H, D] (one token); got shape {getattr(x, 'shape', None)}")
-    if k.shape != q.shape:
-        raise ValueError(f"k must have the shape of q {q.shape}; got {k.shape}")
-    if v.shape[:2] != q.shape[:2]:
-        raise ValueError(f"v must be [B, H, V] with B, H of q {q.shape[:2]}; got {v.shape}")
-    b, h, dk = q.shape
-    common.check_array("state", state, (b, h, dk, v.shape[2]))
-    return b, h, dk, v.shape[2]

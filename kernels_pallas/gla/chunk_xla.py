@@ -111,9 +111,8 @@ def chunk_gla_xla(q, k, v, g, cnt, initial_state, *, scale: float, chunk: int, s
         decay_n, delta_n = xs
         return decay_n * s + delta_n, s
 
-    final, s_prev = lax.scan(step, s0, (jnp.moveaxis(jnp.broadcast_to(state_decay, (b, h, n, state_decay.shape[-2], 1)), 2, 0),
-                                        jnp.moveaxis(delta, 2, 0)))
-    s_prev = jnp.moveaxis(s_prev, 0, 2)                                    # [B, H, N, K, V]: state entering chunk n
+    final, s_prev = lax.scan(step, s0, (jnp.moveaxis(state_decay, 2, 0), jnp.moveaxis(delta, 2, 0)))
+    s_prev = jnp.moveaxis(s_prev, 0, 2)                                    # [B, H, N, K, V] entering chunk n
     o_inter = _einsum("bhnck,bhnkv->bhncv", q_dec, s_prev)
     o = scale * (o_inter + o_intra)
     return o.reshape(b, h, t_pad, dv).astype(v.dtype), final

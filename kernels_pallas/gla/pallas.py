@@ -9,9 +9,9 @@ kernels never need a cumsum and autodiff turns dG into dg):
               simple GLA: A = (q k^T) ⊙ exp(G_i - G_j)          (two matmuls)
               GLA:        A_ij = sum_c q_ic k_jc exp(G_ic - G_jc) (a loop over the C key columns, each a
                           [C, K] product; every exponent <= 0, no sub-chunk approximation needed)
-    backward  runs the chunks in reverse, carrying dS; the forward saved the state entering every chunk
-              ([B*H, T/C, K, V] float32, like flash-linear-attention's h), so nothing sequential is
-              recomputed. Gate gradients come out per token (dG = q ⊙ dq - k ⊙ dk plus the state terms).
+    backward  runs the chunks in reverse, carrying dS; the forward (when differentiated) saved the
+              state entering every chunk ([B*H, T/C, K, V] float32, like flash-linear-attention's h),
+              so nothing sequential is recomputed. Gate gradients come out per token (dG = q ⊙ dq - k ⊙ dk plus the state terms).
 
 The gate enters the kernel in several layouts (G as a column [C, 1] and as a row [1, C]; G_C as a row
 and as a column): each is its own input with its own gradient output, and the wrapper's autodiff adds
@@ -22,30 +22,15 @@ states, gates and their exponentials are float32 throughout.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from kernels_pallas.chunk_loop import chunk_loop_call, colsum, dot, iota, masked_exp, rowsum, total
-
-
-@dataclasses.dataclass(frozen=True)
-class KernelConfig:
-    scale: float
-    chunk: int
-    platform: str          # "tpu" (Mosaic TPU schedule) or "gpu" (Triton schedule)
-    interpret: Any         # False, True or a pltpu.InterpretParams
-
-
-def _masks(cc, cr, cl, c):
-    """Segment masks from reset counts: column cc [C,1], row cr [1,C], chunk-last cl [1,1]."""
-    same = (iota((c, c), 0) >= iota((c, c), 1)) & (cc == cr)       # j <= i, same segment  [C, C]
-    return cc == 0, cc == cl, cl == 0, same                         # mq [C,1], mk [C,1], carry [1,1]
+from kernels_pallas.chunk_loop import (KernelConfig, chunk_loop_call, colsum, dot, iota, masked_exp, rowsum,
+                                      saved_states, segment_masks, total)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -55,7 +40,7 @@ def _masks(cc, cr, cl, c):
 def _simple_fwd_body(tok, rows, chunks, s, *, cfg: KernelConfig, cdt):
     q, k, v, gc, cc = tok["q"], tok["k"], tok["v"], tok["gc"], tok["cc"]
     gr, cr, gl, cl = rows["gr"], rows["cr"], chunks["gl"], chunks["cl"]
-    mq, mk, carry, same = _masks(cc, cr, cl, cfg.chunk)
+    mq, mk, carry, same = segment_masks(cc, cr, cl, cfg.chunk)
     p = dot(q, k, tb=True, dtype=cdt) * masked_exp(same, gc - gr)    # [C, C]
     eq = jnp.where(mq, jnp.exp(gc), 0.0)                             # [C, 1]
     o = cfg.scale * (dot(q * eq, s, dtype=cdt) + dot(p, v, dtype=cdt))
@@ -68,7 +53,7 @@ def _simple_fwd_body(tok, rows, chunks, s, *, cfg: KernelConfig, cdt):
 def _simple_bwd_body(tok, rows, chunks, ds, *, cfg: KernelConfig, cdt):
     q, k, v, gc, cc, do = tok["q"], tok["k"], tok["v"], tok["gc"], tok["cc"], tok["do"]
     gr, cr, gl, cl, s = rows["gr"], rows["cr"], chunks["gl"], chunks["cl"], chunks["h"]
-    mq, mk, carry, same = _masks(cc, cr, cl, cfg.chunk)
+    mq, mk, carry, same = segment_masks(cc, cr, cl, cfg.chunk)
     p = dot(q, k, tb=True, dtype=cdt) * masked_exp(same, gc - gr)
     eq = jnp.where(mq, jnp.exp(gc), 0.0)
     ek = jnp.where(mk, jnp.exp(gl - gc), 0.0)
@@ -100,14 +85,14 @@ def _call(cfg, body, reverse, token_in, row_in, chunk_in, carry_init, token_out,
         carry_shape=(dk, dv), name=name, cost_estimate=_cost(token_in["q"], token_in["v"], cfg.chunk, reverse))
 
 
-def _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl):
+def _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl, *, save_states):
     bh, t_pad, dk = q.shape
     n, dv = t_pad // cfg.chunk, v.shape[-1]
     tout, cout, final = _call(
         cfg, _simple_fwd_body, False, dict(q=q, k=k, v=v, gc=gc, cc=cc), dict(gr=gr, cr=cr),
         dict(gl=gl, cl=cl), h0, dict(o=jax.ShapeDtypeStruct((bh, t_pad, dv), v.dtype)),
-        dict(h=jax.ShapeDtypeStruct((bh, n, dk, dv), jnp.float32)), "simple_gla_fwd")
-    return tout["o"], final, cout["h"]
+        saved_states(save_states, bh, n, dk, dv), "simple_gla_fwd")
+    return tout["o"], final, cout.get("h")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -115,12 +100,12 @@ def simple_gla_pallas(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl):
     """q, k [BH, T_pad, K]; v [BH, T_pad, V]; gc [BH, T_pad, 1] / gr [BH, N, 1, C] / gl [BH, N, 1, 1]:
     chunk-local cumulative gate as column, row and chunk-last value; h0 [BH, K, V] float32; cc, cr, cl:
     reset counts in the same three layouts. Returns (o [BH, T_pad, V], final state [BH, K, V] f32)."""
-    o, final, _ = _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl)
+    o, final, _ = _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl, save_states=False)
     return o, final
 
 
 def _simple_vjp_fwd(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl):
-    o, final, h = _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl)
+    o, final, h = _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl, save_states=True)
     return (o, final), (q, k, v, gc, gr, gl, cc, cr, cl, h)
 
 
@@ -162,7 +147,7 @@ def _gla_fwd_body(tok, rows, chunks, s, *, cfg: KernelConfig, cdt):
     c = cfg.chunk
     q, k, v, g, cc = tok["q"], tok["k"], tok["v"], tok["g"], tok["cc"]
     cr, glr, glc, cl = rows["cr"], chunks["glr"], chunks["glc"], chunks["cl"]
-    mq, mk, carry, _ = _masks(cc, cr, cl, c)
+    mq, mk, carry, _ = segment_masks(cc, cr, cl, c)
     qf, kf = q.astype(jnp.float32), k.astype(jnp.float32)
 
     def column(j, a):
@@ -182,7 +167,7 @@ def _gla_bwd_body(tok, rows, chunks, ds, *, cfg: KernelConfig, cdt):
     c = cfg.chunk
     q, k, v, g, cc, do = tok["q"], tok["k"], tok["v"], tok["g"], tok["cc"], tok["do"]
     cr, glr, glc, cl, s = rows["cr"], chunks["glr"], chunks["glc"], chunks["cl"], chunks["h"]
-    mq, mk, carry, _ = _masks(cc, cr, cl, c)
+    mq, mk, carry, _ = segment_masks(cc, cr, cl, c)
     qf, kf = q.astype(jnp.float32), k.astype(jnp.float32)
     do = do.astype(jnp.float32) * cfg.scale
     da = dot(do, v, tb=True, dtype=cdt)                              # [C, C] d scores
@@ -214,26 +199,26 @@ def _gla_bwd_body(tok, rows, chunks, ds, *, cfg: KernelConfig, cdt):
     return {"dq": dq, "dk": dk, "dv": dv, "dg": dg}, {"dglr": dglr, "dglc": dglc}, ds_prev
 
 
-def _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl):
+def _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl, *, save_states):
     bh, t_pad, dk = q.shape
     n, dv = t_pad // cfg.chunk, v.shape[-1]
     tout, cout, final = _call(
         cfg, _gla_fwd_body, False, dict(q=q, k=k, v=v, g=g, cc=cc), dict(cr=cr),
         dict(glr=glr, glc=glc, cl=cl), h0, dict(o=jax.ShapeDtypeStruct((bh, t_pad, dv), v.dtype)),
-        dict(h=jax.ShapeDtypeStruct((bh, n, dk, dv), jnp.float32)), "gla_fwd")
-    return tout["o"], final, cout["h"]
+        saved_states(save_states, bh, n, dk, dv), "gla_fwd")
+    return tout["o"], final, cout.get("h")
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def gla_pallas(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl):
     """As ``simple_gla_pallas`` with a per-channel gate: g [BH, T_pad, K] (chunk-local cumsum), its
     chunk-last value as a row glr [BH, N, 1, K] and as a column glc [BH, N, K, 1]."""
-    o, final, _ = _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl)
+    o, final, _ = _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl, save_states=False)
     return o, final
 
 
 def _gla_vjp_fwd(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl):
-    o, final, h = _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl)
+    o, final, h = _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl, save_states=True)
     return (o, final), (q, k, v, g, glr, glc, cc, cr, cl, h)
 
 

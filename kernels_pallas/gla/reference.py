@@ -9,7 +9,6 @@ O(K V) per token and head, whatever the context length.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import lax
 

@@ -122,8 +122,13 @@ def test_default_is_xla_on_cpu_and_pallas_needs_interpret():
         kp.simple_gla(q, k, v, implementation="cuda")
 
 
-def test_default_picks_the_backend_kernel_and_falls_back_to_xla(monkeypatch):
+def test_default_picks_the_backend_kernel_only_once_verified_and_falls_back_to_xla(monkeypatch):
     monkeypatch.setattr(common, "_backend", lambda: "gpu")
+    # not yet verified on hardware: the default stays on xla, an explicit choice still compiles the kernel
+    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset())
+    assert common.resolve_implementation(None, interpret=False, dk=64, dv=128, chunk=64) == ("xla", None)
+    assert common.resolve_implementation("pallas", interpret=False, dk=64, dv=128, chunk=64) == ("pallas", "gpu")
+    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset({"gpu", "tpu"}))
     assert common.resolve_implementation(None, interpret=False, dk=64, dv=128, chunk=64) == ("pallas", "gpu")
     assert common.resolve_implementation(None, interpret=False, dk=48, dv=128, chunk=64) == ("xla", None)
     with pytest.raises(ValueError, match="K .*power of two"):
@@ -190,6 +195,7 @@ def test_kernels_lower_for_tpu_and_gpu(monkeypatch, platform, target, marker):
     """Forward and backward of all three ops lower through Mosaic TPU / Triton at production shapes
     (bf16, K = V = 128, C = 64). Compiling and running them needs the hardware; see the README."""
     monkeypatch.setattr(common, "_backend", lambda: platform)
+    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset({platform}))  # default -> the kernel
     b, t, h, d = 1, 256, 2, 128
     q = jax.ShapeDtypeStruct((b, t, h, d), jnp.bfloat16)
     gs, gv = jax.ShapeDtypeStruct((b, t, h), jnp.float32), jax.ShapeDtypeStruct((b, t, h, d), jnp.float32)
@@ -210,6 +216,26 @@ def test_kernels_lower_for_tpu_and_gpu(monkeypatch, platform, target, marker):
         lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4))).trace(q, q, q, g, s0, seg).lower(
             lowering_platforms=(target,))
         assert lowered.as_text().count(marker) >= 2, f"{name}: expected forward and backward kernels"
+
+
+@pytest.mark.parametrize("platform,target", [("tpu", "tpu"), ("gpu", "cuda")])
+def test_kernels_lower_inside_shard_map_with_vma_checks(monkeypatch, platform, target):
+    """Compiled kernels under jax.shard_map(check_vma=True): outputs declare their varying axes and the
+    backward's cotangents match the inputs' (replicated inputs get their psum)."""
+    if jax.device_count() < 8:
+        pytest.skip("needs --xla_force_host_platform_device_count=8 set before jax is imported")
+    monkeypatch.setattr(common, "_backend", lambda: platform)
+    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset({platform}))  # default -> the kernel
+    mesh = jax.make_mesh((8,), ("heads",), axis_types=(jax.sharding.AxisType.Auto,))
+    q = jax.ShapeDtypeStruct((1, 128, 8, 64), jnp.bfloat16)
+    g = jax.ShapeDtypeStruct((1, 128, 8), jnp.float32)
+    seg = jax.ShapeDtypeStruct((1, 128), jnp.int32)
+    hd = P(None, None, "heads")
+    for op in (lambda q, k, v, g, seg: kp.simple_gla(q, k, v, g=g, segment_ids=seg)[0],
+               lambda q, k, v, g, seg: kp.gated_delta_rule(q, k, v, g, jax.nn.sigmoid(g), segment_ids=seg)[0]):
+        sharded = jax.shard_map(op, mesh=mesh, in_specs=(hd, hd, hd, hd, P()), out_specs=hd)
+        loss = lambda *a: jnp.sum(sharded(*a).astype(jnp.float32))
+        jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).trace(q, q, q, g, seg).lower(lowering_platforms=(target,))
 
 
 # --- sharding over heads ------------------------------------------------------------------------------------
@@ -253,3 +279,34 @@ def test_shard_map_over_heads_matches_unsharded(op, impl):
     got = jax.jit(jax.value_and_grad(functools.partial(loss, sharded), argnums=(0, 1, 2, 3, 4, 5)))(*args)
     for a, b_ in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_allclose(a, b_, rtol=1e-5, atol=1e-5 * np.abs(b_).max())
+
+
+# --- on real hardware (skipped on CPU): what a backend must pass before joining PALLAS_VERIFIED_BACKENDS ---------
+@pytest.mark.accelerator
+@pytest.mark.parametrize("op", ["simple_gla", "gla", "gated_delta_rule"])
+def test_compiled_pallas_kernels_match_the_reference_on_this_accelerator(op):
+    rng = np.random.default_rng(0)
+    b, t, h, d = 2, 200, 4, 64                       # T not a multiple of the chunk
+    q, k, v = (jnp.asarray(rng.standard_normal((b, t, h, d)), jnp.float32) for _ in range(3))
+    k = k / jnp.linalg.norm(k, axis=-1, keepdims=True)
+    extra = {}
+    if op == "simple_gla":
+        extra["g"] = jnp.asarray(-rng.uniform(0.01, 0.3, (b, t, h)), jnp.float32)
+    elif op == "gla":
+        extra["g"] = jnp.asarray(-rng.uniform(0.01, 0.3, (b, t, h, d)), jnp.float32)
+    else:
+        extra["g"] = jnp.asarray(-rng.uniform(0.01, 0.3, (b, t, h)), jnp.float32)
+        extra["beta"] = jnp.asarray(rng.uniform(0.1, 0.9, (b, t, h)), jnp.float32)
+    fn = getattr(kp, op)
+
+    def loss(impl, q, k, v):
+        o, _ = fn(q, k, v, **extra, implementation=impl, chunk_size=64)
+        return jnp.sum(o * jnp.cos(o)), o
+
+    (_, o_ref), g_ref = jax.value_and_grad(functools.partial(loss, "reference"), argnums=(0, 1, 2),
+                                           has_aux=True)(q, k, v)
+    (_, o_pl), g_pl = jax.jit(jax.value_and_grad(functools.partial(loss, "pallas"), argnums=(0, 1, 2),
+                                                 has_aux=True))(q, k, v)
+    np.testing.assert_allclose(o_pl, o_ref, rtol=2e-3, atol=2e-3)
+    for a, r in zip(g_pl, g_ref):
+        np.testing.assert_allclose(a, r, rtol=5e-3, atol=5e-3)
