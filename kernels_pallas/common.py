@@ -235,3 +235,22 @@ def count_layouts(cnt, b, h, t_pad, c):
         cnt = jnp.zeros((b, t_pad), jnp.float32)
     full = jnp.broadcast_to(cnt[:, None, :], (b, h, t_pad)).reshape(b * h, t_pad)
     return full[..., None], full.reshape(b * h, n, 1, c), full.reshape(b * h, n, c)[:, :, -1:, None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Small pieces every implementation shares
+# ---------------------------------------------------------------------------------------------------
+
+def initial_state_f32(initial_state, b: int, h: int, dk: int, dv: int) -> jax.Array:
+    """The recurrence's starting state [B, H, K, V] in float32 (zeros when none is given)."""
+    if initial_state is None:
+        return jnp.zeros((b, h, dk, dv), jnp.float32)
+    return initial_state.astype(jnp.float32)
+
+
+def segment_starts(segment_ids, b: int, t: int) -> jax.Array:
+    """[B, T] bool: True where a new segment begins (the id changes). The first token is never a start:
+    it continues `initial_state`; every later segment starts from a zero state."""
+    if segment_ids is None:
+        return jnp.zeros((b, t), bool)
+    return jnp.concatenate([jnp.zeros((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)

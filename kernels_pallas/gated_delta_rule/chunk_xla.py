@@ -27,6 +27,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from kernels_pallas.common import initial_state_f32
+
 from kernels_pallas.gla.chunk_xla import segment_masks
 
 _HI = lax.Precision.HIGHEST
@@ -70,8 +72,7 @@ def chunk_gated_delta_rule_xla(q, k, v, g, beta, cnt, initial_state, *, scale: f
     k_dec = kc * jnp.exp(g_last - gc) * mk
     state_decay = jnp.exp(g_last) * carry                                       # [B, H, N, 1, 1]
 
-    s0 = (jnp.zeros((b, h, dk, dv), jnp.float32) if initial_state is None
-          else initial_state.astype(jnp.float32))
+    s0 = initial_state_f32(initial_state, b, h, dk, dv)
 
     def step(s, xs):
         w_n, u_n, k_n, decay_n = xs

@@ -16,6 +16,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from kernels_pallas.common import initial_state_f32, segment_starts
+
 
 def gated_delta_rule_step_reference(q, k, v, g, beta, state, *, scale: float):
     """One step. q, k [B, H, K]; v [B, H, V]; g, beta [B, H]; state [B, H, K, V].
@@ -38,12 +40,8 @@ def gated_delta_rule_reference(q, k, v, g, beta, *, scale: float, initial_state=
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
-    state = (jnp.zeros((b, h, dk, dv), jnp.float32) if initial_state is None
-             else initial_state.astype(jnp.float32))
-    if segment_ids is None:
-        starts = jnp.zeros((b, t), bool)
-    else:
-        starts = jnp.concatenate([jnp.zeros((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+    state = initial_state_f32(initial_state, b, h, dk, dv)
+    starts = segment_starts(segment_ids, b, t)        # [B, T]: the state resets to zero there
 
     def step(state, xs):
         q_t, k_t, v_t, g_t, beta_t, start_t = xs

@@ -21,6 +21,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from kernels_pallas.common import initial_state_f32
+
 _HI = lax.Precision.HIGHEST
 SUB_CHUNK = 16
 
@@ -104,8 +106,7 @@ def chunk_gla_xla(q, k, v, g, cnt, initial_state, *, scale: float, chunk: int, s
 
     # Inter-chunk: S_{n+1} = decay_n * S_n + k_dec_n^T v_n, a scan over the T / C chunk states.
     delta = _einsum("bhnck,bhncv->bhnkv", k_dec, vc)                       # [B, H, N, K, V]
-    s0 = (jnp.zeros((b, h, dk, dv), jnp.float32) if initial_state is None
-          else initial_state.astype(jnp.float32))
+    s0 = initial_state_f32(initial_state, b, h, dk, dv)
 
     def step(s, xs):
         decay_n, delta_n = xs

@@ -12,6 +12,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
+from kernels_pallas.common import initial_state_f32, segment_starts
+
 
 def gla_step_reference(q, k, v, g, state, *, scale: float):
     """One recurrence step. q, k [B, H, K]; v [B, H, V]; g [B, H, K] or [B, H, 1]; state [B, H, K, V].
@@ -31,12 +33,8 @@ def gla_reference(q, k, v, g, *, scale: float, initial_state=None, segment_ids=N
     """
     b, t, h, dk = q.shape
     dv = v.shape[-1]
-    state = (jnp.zeros((b, h, dk, dv), jnp.float32) if initial_state is None
-             else initial_state.astype(jnp.float32))
-    if segment_ids is None:
-        starts = jnp.zeros((b, t), bool)
-    else:  # a new segment begins wherever the id changes; the first token continues initial_state
-        starts = jnp.concatenate([jnp.zeros((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+    state = initial_state_f32(initial_state, b, h, dk, dv)
+    starts = segment_starts(segment_ids, b, t)        # [B, T]: the state resets to zero there
 
     def step(state, xs):
         q_t, k_t, v_t, g_t, start_t = xs                          # [B, H, K] ... ; start_t [B]
