@@ -1,0 +1,123 @@
+"""HALO layer selection: which layers of the teacher stay softmax attention (arXiv 2601.22156).
+
+Each layer i is replaced alone by its stage-1 RNN student, and the variant is scored on a recall suite
+(R_i) and a commonsense suite (C_i). A layer matters for attention when replacing it costs much recall but
+little commonsense:
+
+    importance_i = min(cap, (max_j R_j - R_i) / (max_j C_j - C_i + eps)),   cap = 50, eps = 1e-10
+
+with the maxima over the swept layers; the `keep` most important layers stay attention. The paper's suites
+are recall = mean(fda, ruler_qa_squad@4096, swde) and commonsense = mean acc_norm of (hellaswag, arc_easy,
+arc_challenge); here a suite is any set of named tasks, each a function of the variant, so the scoring runs
+on whatever evaluations a user can afford (the CPU quickstart uses passkey retrieval and perplexity).
+A recall-drop-only mode (as in Jet-Nemotron) ranks by max_j R_j - R_i alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Callable, Mapping, Sequence
+
+# evaluate(layer_index) -> {task name: score (higher is better)} for the model with that layer replaced
+VariantEvaluator = Callable[[int], Mapping[str, float]]
+
+DEFAULT_CAP = 50.0
+DEFAULT_EPS = 1e-10
+
+
+@dataclasses.dataclass
+class LayerSelection:
+    layers: list[int]                  # the swept layers, in sweep order
+    recall: dict[int, float]           # R_i: mean recall-suite score with layer i replaced
+    commonsense: dict[int, float]      # C_i
+    importance: dict[int, float]
+    ranking: list[int]                 # layers by importance, most important first (ties: lower index first)
+    keep: list[int]                    # the attention layers to keep, sorted ascending
+
+    def to_json(self) -> str:
+        as_str = lambda d: {str(k): v for k, v in d.items()}   # noqa: E731
+        return json.dumps({"layers": self.layers, "recall": as_str(self.recall),
+                           "commonsense": as_str(self.commonsense), "importance": as_str(self.importance),
+                           "ranking": self.ranking, "keep": self.keep}, indent=2)
+
+
+def importance_scores(recall: Mapping[int, float], commonsense: Mapping[int, float] | None = None, *,
+                      cap: float = DEFAULT_CAP, eps: float = DEFAULT_EPS,
+                      mode: str = "ratio") -> dict[int, float]:
+    """HALO's importance per layer. mode="ratio": recall drop / (commonsense drop + eps), capped at `cap`;
+    mode="recall": the recall drop alone."""
+    if not recall:
+        raise ValueError("no layers to score: the recall scores are empty")
+    if mode not in ("ratio", "recall"):
+        raise ValueError(f"mode must be 'ratio' or 'recall', got {mode!r}")
+    for name, scores in (("recall", recall), ("commonsense", commonsense or {})):
+        bad = {k: v for k, v in scores.items() if not math.isfinite(float(v))}
+        if bad:
+            raise ValueError(f"non-finite {name} scores for layers {sorted(bad)}: {bad}")
+    max_r = max(recall.values())
+    if mode == "recall":
+        return {i: float(max_r - r) for i, r in recall.items()}
+    if commonsense is None or set(commonsense) != set(recall):
+        missing = sorted(set(recall) ^ set(commonsense or {}))
+        raise ValueError(f"recall and commonsense scores must cover the same layers; differing: {missing}")
+    max_c = max(commonsense.values())
+    return {i: float(min(cap, (max_r - recall[i]) / (max_c - commonsense[i] + eps))) for i in recall}
+
+
+def rank_layers(importance: Mapping[int, float], keep: int) -> tuple[list[int], list[int]]:
+    """(ranking most-important first, the `keep` most important layers sorted ascending)."""
+    if not 0 <= keep <= len(importance):
+        raise ValueError(f"keep must be in [0, {len(importance)}], got {keep}")
+    ranking = sorted(importance, key=lambda i: (-importance[i], i))
+    return ranking, sorted(ranking[:keep])
+
+
+def select_layers(evaluate: VariantEvaluator, layers: Sequence[int], *, recall_tasks: Sequence[str],
+                  commonsense_tasks: Sequence[str], keep: int, cap: float = DEFAULT_CAP,
+                  mode: str = "ratio", log: Callable[[str], None] | None = None) -> LayerSelection:
+    """Runs the per-layer replacement sweep through `evaluate` and ranks the layers.
+
+    `evaluate(i)` returns scores for at least the named tasks; each suite's score is the mean of its tasks.
+    """
+    if not recall_tasks:
+        raise ValueError("recall_tasks is empty")
+    if mode == "ratio" and not commonsense_tasks:
+        raise ValueError("commonsense_tasks is empty (use mode='recall' to rank by recall drop alone)")
+    recall, common = {}, {}
+    for n, i in enumerate(layers):
+        scores = dict(evaluate(int(i)))
+        missing = [t for t in (*recall_tasks, *commonsense_tasks) if t not in scores]
+        if missing:
+            raise KeyError(f"the evaluation of layer {i} returned no score for task(s) {missing}; "
+                           f"it returned {sorted(scores)}")
+        recall[int(i)] = sum(float(scores[t]) for t in recall_tasks) / len(recall_tasks)
+        if commonsense_tasks:
+            common[int(i)] = sum(float(scores[t]) for t in commonsense_tasks) / len(commonsense_tasks)
+        if log:
+            log(f"layer {i} ({n + 1}/{len(layers)}): recall {recall[int(i)]:.4f}"
+                + (f", commonsense {common[int(i)]:.4f}" if commonsense_tasks else ""))
+    imp = importance_scores(recall, common if commonsense_tasks else None, cap=cap, mode=mode)
+    ranking, kept = rank_layers(imp, keep)
+    return LayerSelection(list(map(int, layers)), recall, common, imp, ranking, kept)
+
+
+def plot_importance(selection: LayerSelection, out_png: str, title: str = "HALO layer importance") -> str:
+    """Bar chart of importance by layer, the kept attention layers highlighted."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = sorted(selection.importance)
+    values = [selection.importance[i] for i in layers]
+    colors = ["tab:red" if i in selection.keep else "tab:gray" for i in layers]
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers) + 2), 3.5))
+    ax.bar(layers, values, color=colors)
+    ax.set_xlabel("layer replaced by its RNN student")
+    ax.set_ylabel("importance (recall drop / commonsense drop)")
+    ax.set_title(f"{title}: kept as attention {selection.keep}")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
