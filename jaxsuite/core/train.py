@@ -19,6 +19,7 @@ gradient accumulation the step sums losses and token counts over micro-batches a
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable
 
@@ -75,8 +76,18 @@ def decay_mask(params: Any) -> Any:
     return jax.tree_util.tree_map_with_path(one, params)
 
 
-def make_optimizer(train_cfg: Any, total_steps: int | None = None) -> optax.GradientTransformation:
+def trainable_labels(params: Any, trainable: Callable[[tuple[str, ...]], bool]) -> Any:
+    """"train" / "frozen" per parameter leaf, from `trainable(path names)` (e.g. ("layers", "3", "student", ...))."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "train" if trainable(tuple(_path_names(path))) else "frozen", params)
+
+
+def make_optimizer(train_cfg: Any, total_steps: int | None = None, *,
+                   trainable: Callable[[tuple[str, ...]], bool] | None = None) -> optax.GradientTransformation:
     """AdamW with warm-up + cosine schedule, masked weight decay and global-norm clipping.
+
+    `trainable(path_names) -> bool` freezes the parameters it rejects (HALO stage 1 trains only the RNN
+    students): their updates are zero and they get no Adam moments; clipping sees only the trained gradients.
 
     Reads `lr, warmup_steps, min_lr_ratio, steps, weight_decay, b1, b2, grad_clip` (and optional `eps`) from
     `train_cfg`. `grad_clip <= 0` disables clipping. The learning rate is injected as a hyper-parameter, so the
@@ -93,7 +104,10 @@ def make_optimizer(train_cfg: Any, total_steps: int | None = None) -> optax.Grad
         # Decoupled weight decay as in optax.adamw: update = -lr * (adam + wd * param).
         optax.inject_hyperparams(optax.scale_by_learning_rate)(learning_rate=schedule),
     ]
-    return optax.chain(*chain)
+    if trainable is None:
+        return optax.chain(*chain)
+    return optax.multi_transform({"train": optax.chain(*chain), "frozen": optax.set_to_zero()},
+                                 lambda params: trainable_labels(params, trainable))
 
 
 def learning_rate_of(opt_state: Any) -> jax.Array:
@@ -231,17 +245,33 @@ def batch_sharding(mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES) -> NamedSha
     return NamedSharding(mesh, shd.logical_to_spec(BATCH_AXES, rules, mesh))
 
 
-def _loss_sums(params, model_state, graphdef, batch, compute_dtype):
-    """Forward pass on one (micro-)batch: (loss_sum, tokens). Differentiated w.r.t. the f32 `params`."""
-    model = nnx.merge(graphdef, _cast(params, compute_dtype), model_state)
+# loss_fn(model, batch) -> (loss_sum, tokens): a summed loss and what it is averaged over (float32 scalars)
+LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, jax.Array]]
+
+
+def next_token_loss(model: nnx.Module, batch: dict) -> tuple[jax.Array, jax.Array]:
+    """The default loss: next-token cross-entropy over the batch's real (loss_mask) tokens."""
     logits = model(batch["inputs"], positions=batch.get("positions"),
                    segment_ids=batch.get("segment_ids"))                        # [B, T, V] float32
     return cross_entropy(logits, batch["targets"], batch["loss_mask"])
 
 
-def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int) -> None:
+def _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn: LossFn = next_token_loss):
+    """Forward pass on one (micro-)batch: (loss_sum, tokens). Differentiated w.r.t. the f32 `params`."""
+    model = nnx.merge(graphdef, _cast(params, compute_dtype), model_state)
+    loss_sum, tokens = loss_fn(model, batch)
+    return loss_sum.astype(jnp.float32), jnp.asarray(tokens, jnp.float32)
+
+
+def _required_keys(loss_fn) -> tuple[str, ...]:
+    """The batch keys a loss needs: the default reads targets and loss_mask; custom losses name their own."""
+    return ("inputs", "targets", "loss_mask") if loss_fn is next_token_loss else ("inputs",)
+
+
+def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int,
+                 required: tuple[str, ...] = ("inputs", "targets", "loss_mask")) -> None:
     """Trace-time shape checks with messages that name the offending input."""
-    missing = [k for k in ("inputs", "targets", "loss_mask") if k not in batch]
+    missing = [k for k in required if k not in batch]
     if missing:
         raise KeyError(f"batch is missing {missing}; it has {sorted(batch)}")
     size = batch["inputs"].shape[0]
@@ -256,8 +286,13 @@ def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int) ->
 # --- steps ------------------------------------------------------------------------------------------------------
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *, mesh: Mesh,
                     rules: shd.Rules = shd.DEFAULT_RULES, state_shardings: TrainState, accum_steps: int = 1,
-                    compute_dtype: Any = jnp.float32) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                    compute_dtype: Any = jnp.float32, loss_fn: LossFn = next_token_loss,
+                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
     """A jit-compiled `step(state, batch) -> (new_state, metrics)`; `state` is donated.
+
+    `loss_fn(model, batch) -> (loss_sum, tokens)` (default `next_token_loss`) lets other objectives (HALO's
+    per-layer MSE, logit distillation, RL losses) reuse the same sharded, accumulating step: the step
+    divides the summed loss and gradients by the summed `tokens` of the whole global batch.
 
     batch: dict of [B, T] arrays "inputs", "targets", "loss_mask" and optionally "positions", "segment_ids"
     (B = global batch, divisible by accum_steps). metrics: loss (mean over real tokens of the global batch),
@@ -268,15 +303,15 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
     compute_dtype = jnp.dtype(compute_dtype)
     param_sh = state_shardings.params
-    grad_fn = jax.value_and_grad(_loss_sums, has_aux=True)
+    grad_fn = jax.value_and_grad(functools.partial(_loss_sums, loss_fn=loss_fn), has_aux=True)
 
     def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-        _check_batch(batch, mesh, rules, accum_steps)
+        _check_batch(batch, mesh, rules, accum_steps, required=_required_keys(loss_fn))
         with shd.use_sharding(mesh, rules):  # the model's constrain() calls see the mesh while tracing
             params = state.params
-            total_tokens = jnp.sum(batch["loss_mask"].astype(jnp.float32))
             if accum_steps == 1:
-                (loss_sum, _), grad_sum = grad_fn(params, state.model_state, graphdef, batch, compute_dtype)
+                (loss_sum, total_tokens), grad_sum = grad_fn(params, state.model_state, graphdef, batch,
+                                                             compute_dtype)
             else:
                 size = batch["inputs"].shape[0]
 
@@ -290,11 +325,12 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                 zeros = jax.lax.with_sharding_constraint(jax.tree.map(jnp.zeros_like, params), param_sh)
 
                 def body(carry, mb):
-                    g_acc, l_acc = carry
-                    (l, _), g = grad_fn(params, state.model_state, graphdef, mb, compute_dtype)
-                    return (jax.tree.map(jnp.add, g_acc, g), l_acc + l), None
+                    g_acc, l_acc, n_acc = carry
+                    (l, n), g = grad_fn(params, state.model_state, graphdef, mb, compute_dtype)
+                    return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, n_acc + n), None
 
-                (grad_sum, loss_sum), _ = jax.lax.scan(body, (zeros, jnp.zeros((), jnp.float32)), micro)
+                zero = jnp.zeros((), jnp.float32)
+                (grad_sum, loss_sum, total_tokens), _ = jax.lax.scan(body, (zeros, zero, zero), micro)
 
             denom = jnp.maximum(total_tokens, 1.0)
             grads = jax.tree.map(lambda g: g / denom, grad_sum)
@@ -318,16 +354,17 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
 
 def make_eval_step(graphdef: nnx.GraphDef, *, mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES,
                    state_shardings: TrainState, compute_dtype: Any = jnp.float32,
-                   model_state: nnx.State | None = None) -> Callable[[nnx.State, dict], dict]:
+                   model_state: nnx.State | None = None,
+                   loss_fn: LossFn = next_token_loss) -> Callable[[nnx.State, dict], dict]:
     """A jit-compiled `eval_step(params, batch) -> {"loss_sum", "tokens"}` (sums, so that a job adds them over
     batches and divides once). `model_state`: the non-Param variables, if the model has any."""
     compute_dtype = jnp.dtype(compute_dtype)
     model_state = nnx.State({}) if model_state is None else model_state
 
     def eval_step(params: nnx.State, batch: dict) -> dict:
-        _check_batch(batch, mesh, rules, 1)
+        _check_batch(batch, mesh, rules, 1, required=_required_keys(loss_fn))
         with shd.use_sharding(mesh, rules):
-            loss_sum, tokens = _loss_sums(params, model_state, graphdef, batch, compute_dtype)
+            loss_sum, tokens = _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn)
         return {"loss_sum": loss_sum, "tokens": tokens}
 
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -288,3 +288,51 @@ def test_loss_decreases_on_a_repeated_batch():
     assert losses[0] == pytest.approx(math.log(CFG.vocab_size), rel=0.05)  # random init: ~uniform prediction
     assert losses[-1] < 0.5 * losses[0], losses
     assert all(np.isfinite(losses))
+
+
+# --- other objectives and frozen parameters (what HALO's stages and RL reuse) ---------------------------------
+def _kl_to_fixed_teacher(model, batch):
+    """Forward KL(teacher || student) summed over real tokens (the stage-2 distillation loss). Per-row inputs
+    such as the teacher's logits travel in the batch, so gradient accumulation splits them with the rows."""
+    teacher_logits = batch["teacher_logits"]
+    student = model(batch["inputs"], positions=batch["positions"], segment_ids=batch["segment_ids"])
+    p = jax.nn.softmax(teacher_logits, -1)
+    kl = jnp.sum(p * (jax.nn.log_softmax(teacher_logits, -1) - jax.nn.log_softmax(student, -1)), -1)   # [B, T]
+    return jnp.sum(kl * batch["loss_mask"]), jnp.sum(batch["loss_mask"])
+
+
+def test_custom_loss_fn_and_frozen_parameters():
+    teacher_logits = np.random.default_rng(5).standard_normal((B, T, CFG.vocab_size)).astype(np.float32)
+    batch = {k: v for k, v in BATCH.items() if k != "targets"} | {"teacher_logits": teacher_logits}
+    loss_fn = _kl_to_fixed_teacher
+    sgd = ml_collections.ConfigDict(dict(steps=4, lr=0.1, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0,
+                                         b1=0.0, b2=0.0, eps=1.0, grad_clip=0.0))
+    # with b1 = b2 = 0 and eps = 1, Adam's update is g / (|g| + 1): compare it with jax.grad of the loss
+    frozen_layer = lambda names: not ("layers" in names and "0" in names)   # noqa: E731  freeze layer 0
+    optimizer = train.make_optimizer(sgd, trainable=frozen_layer)
+    mesh = mesh1()
+    model = fresh_model()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    want_loss = loss_fn(nnx.merge(graphdef, params, rest), batch)
+    grads = jax.grad(lambda p: loss_fn(nnx.merge(graphdef, p, rest), batch)[0] / want_loss[1])(params)
+
+    graphdef, state, shardings = train.create_train_state(model, optimizer, mesh, RULES)
+    before = flat(state.params)
+    for accum in (1, 2):   # accumulation must still give the one-batch loss with a custom objective
+        step = train.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings,
+                                     accum_steps=accum, loss_fn=loss_fn)
+        _, metrics = step(jax.tree.map(jnp.copy, state), batch)
+        np.testing.assert_allclose(metrics["loss"], want_loss[0] / want_loss[1], rtol=1e-5)
+    new_state, _ = train.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings,
+                                         loss_fn=loss_fn)(state, batch)
+    after, g = flat(new_state.params), flat(grads)
+    for key in before:
+        delta = after[key] - before[key]
+        if "'layers'][0]" in key:
+            assert np.all(delta == 0.0), f"{key} is frozen but moved"
+        else:
+            np.testing.assert_allclose(delta, -0.1 * g[key] / (np.abs(g[key]) + 1.0), rtol=1e-4, atol=1e-7)
+    assert any(np.any(after[k] != before[k]) for k in before if "'layers'][0]" not in k)
+    evaluate = train.make_eval_step(graphdef, mesh=mesh, state_shardings=shardings, loss_fn=loss_fn)
+    out = evaluate(new_state.params, batch)
+    assert float(out["tokens"]) == float(want_loss[1])
