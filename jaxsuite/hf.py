@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints <-> jaxsuite's DecoderLM (Qwen3, Qwen2/Qwen2.5, Llama).
+"""Hugging Face checkpoints <-> jaxsuite's DecoderLM (Qwen3, Qwen2/Qwen2.5, Llama) and HypeNetLM (HypeNet).
 
 The whole mapping is data: one table per architecture below, each row
     (HF tensor name, jaxsuite state path, HF shape in config dimensions, layout transform, present-when)
@@ -10,6 +10,10 @@ H head_dim. Transforms (HF layout -> ours; the inverse is applied on save):
     out_heads   [D, N*H] -> [N, H, D]                                       (o projection)
     bias_heads  [heads*H] -> [heads, H]                                     (q/k/v biases)
 Present-when: None (always), "untied" (lm_head only without tied embeddings), "attention_bias" (the config flag).
+
+HypeNet's table depends on each layer's kind (`mixer_types`), so `hypenet_table(cfg)` builds it per layer; its extra
+dimensions are NL, KL, HL (lightning_nh, lightning_nkv, lightning_head_dim). `MODEL_REGISTRY` maps config.json's
+model_type to the (config class, model class) pair that load_pretrained / load_hf_config build.
 
 Safetensors are read and written by parsing the format directly (an 8-byte header length, a JSON header, raw
 little-endian data), because numpy has no bfloat16: bf16 tensors become `ml_dtypes.bfloat16` arrays. Files are
@@ -33,6 +37,8 @@ from flax import nnx
 
 from jaxsuite.models.config import ARCHITECTURES, DecoderConfig
 from jaxsuite.models.decoder import DecoderLM
+from jaxsuite.models.hypenet import HypeNetLM
+from jaxsuite.models.hypenet_config import MIXER_ATTN, HypeNetConfig
 
 # --- the name tables (HF name, jaxsuite path, HF shape, transform, present-when) --------------------------------
 QWEN3_TABLE = (
@@ -121,6 +127,65 @@ LLAMA_TABLE = (
 HF_TABLES = {"qwen3": QWEN3_TABLE, "qwen2": QWEN2_TABLE, "llama": LLAMA_TABLE}
 assert set(HF_TABLES) == set(ARCHITECTURES), "every architecture in config.py needs a name table"
 
+
+# HypeNet (model_type "hypenet"): rows for every layer ("{i}") and rows for one layer kind only.
+_HYPENET_COMMON = (
+    ("model.embed_tokens.weight", "embed_tokens.embedding", ("V", "D"), "copy", None),
+    ("model.norm.weight", "norm.scale", ("D",), "copy", None),
+    ("lm_head.weight", "lm_head.kernel", ("V", "D"), "linear", "untied"),
+    ("model.layers.{i}.input_layernorm.weight", "layers.{i}.input_layernorm.scale", ("D",), "copy", None),
+    ("model.layers.{i}.post_attention_layernorm.weight", "layers.{i}.post_attention_layernorm.scale", ("D",),
+     "copy", None),
+    ("model.layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.gate_proj.kernel", ("I", "D"), "linear", None),
+    ("model.layers.{i}.mlp.up_proj.weight", "layers.{i}.mlp.up_proj.kernel", ("I", "D"), "linear", None),
+    ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
+)
+_HYPENET_ATTN = (   # softmax-attention layers
+    ("q_proj.weight", "q_proj.kernel", ("N*H", "D"), "proj_heads", None),
+    ("k_proj.weight", "k_proj.kernel", ("K*H", "D"), "proj_heads", None),
+    ("v_proj.weight", "v_proj.kernel", ("K*H", "D"), "proj_heads", None),
+    ("o_proj.weight", "o_proj.kernel", ("D", "N*H"), "out_heads", None),
+    ("q_norm.weight", "q_norm.scale", ("H",), "copy", None),
+    ("k_norm.weight", "k_norm.scale", ("H",), "copy", None),
+    ("o_gate.weight", "o_gate.kernel", ("N*H", "D"), "proj_heads", "attn_use_output_gate"),
+)
+_HYPENET_LIGHTNING = (   # Lightning-attention layers
+    ("q_proj.weight", "q_proj.kernel", ("NL*HL", "D"), "proj_heads", None),
+    ("k_proj.weight", "k_proj.kernel", ("KL*HL", "D"), "proj_heads", None),
+    ("v_proj.weight", "v_proj.kernel", ("KL*HL", "D"), "proj_heads", None),
+    ("o_proj.weight", "o_proj.kernel", ("D", "NL*HL"), "out_heads", None),
+    ("z_proj.weight", "z_proj.kernel", ("NL*HL", "D"), "proj_heads", "lightning_use_output_gate"),
+    ("o_norm.weight", "o_norm.scale", ("NL*HL",), "copy", "lightning_use_output_norm"),
+    ("q_norm.weight", "q_norm.scale", ("HL",), "copy", "lightning_use_qk_norm"),
+    ("k_norm.weight", "k_norm.scale", ("HL",), "copy", "lightning_use_qk_norm"),
+)
+
+
+def hypenet_table(cfg: HypeNetConfig) -> list[tuple[str, str, tuple[str, ...], str, str | None]]:
+    """HypeNet's name table for cfg's mixer_types: the common rows, then each layer's mixer rows."""
+    rows = list(_HYPENET_COMMON)
+    for i, kind in enumerate(cfg.mixer_types):
+        for hf_name, path, shape, transform, when in (_HYPENET_ATTN if kind == MIXER_ATTN else _HYPENET_LIGHTNING):
+            rows.append((f"model.layers.{i}.self_attn.{hf_name}", f"layers.{i}.self_attn.{path}", shape, transform,
+                         when))
+    return rows
+
+
+# model_type -> (config class, model class); every decoder family shares DecoderConfig / DecoderLM.
+MODEL_REGISTRY = {**{t: (DecoderConfig, DecoderLM) for t in ARCHITECTURES}, "hypenet": (HypeNetConfig, HypeNetLM)}
+
+
+def config_from_hf(hf: Mapping[str, Any]) -> DecoderConfig | HypeNetConfig:
+    """The config object for a config.json dict; unknown model_types get DecoderConfig's error message."""
+    config_cls = MODEL_REGISTRY.get(hf.get("model_type"), (DecoderConfig, DecoderLM))[0]
+    return config_cls.from_hf_config(hf)
+
+
+def model_class(cfg) -> type:
+    """The model class for a config object (DecoderLM or HypeNetLM)."""
+    return HypeNetLM if isinstance(cfg, HypeNetConfig) else DecoderLM
+
+
 # Tensors some checkpoints carry that hold no parameters of ours (old rotary buffers).
 IGNORED_TENSORS = re.compile(r"model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
 
@@ -159,9 +224,12 @@ def _to_hf(kind: str, a: np.ndarray, hf_shape: tuple[int, ...]) -> np.ndarray:
     raise ValueError(f"unknown transform {kind!r}")
 
 
-def _dims(cfg: DecoderConfig) -> dict[str, int]:
-    return {"V": cfg.vocab_size, "D": cfg.hidden_size, "I": cfg.intermediate_size, "N": cfg.num_attention_heads,
+def _dims(cfg: DecoderConfig | HypeNetConfig) -> dict[str, int]:
+    dims = {"V": cfg.vocab_size, "D": cfg.hidden_size, "I": cfg.intermediate_size, "N": cfg.num_attention_heads,
             "K": cfg.num_key_value_heads, "H": cfg.head_dim}
+    if isinstance(cfg, HypeNetConfig):
+        dims.update(NL=cfg.lightning_nh, KL=cfg.lightning_nkv, HL=cfg.lightning_head_dim)
+    return dims
 
 
 def _shape(expr: tuple[str, ...], dims: Mapping[str, int]) -> tuple[int, ...]:
@@ -172,14 +240,21 @@ def _path(dotted: str) -> tuple[Any, ...]:
     return tuple(int(p) if p.isdigit() else p for p in dotted.split("."))
 
 
-def name_map(cfg: DecoderConfig) -> list[tuple[str, tuple[Any, ...], tuple[int, ...], str]]:
+def name_map(cfg: DecoderConfig | HypeNetConfig) -> list[tuple[str, tuple[Any, ...], tuple[int, ...], str]]:
     """The table for cfg's architecture expanded over layers: [(HF name, state path, HF shape, transform)]."""
-    if cfg.model_type not in HF_TABLES:
+    if isinstance(cfg, HypeNetConfig):
+        table = hypenet_table(cfg)
+        flags = {None: True, "untied": not cfg.tie_word_embeddings}
+        flags.update({f: getattr(cfg, f) for f in ("attn_use_output_gate", "lightning_use_output_gate",
+                                                   "lightning_use_output_norm", "lightning_use_qk_norm")})
+    elif cfg.model_type not in HF_TABLES:
         raise ValueError(f"unknown architecture model_type={cfg.model_type!r}; supported: {sorted(HF_TABLES)}")
-    flags = {None: True, "untied": not cfg.tie_word_embeddings, "attention_bias": cfg.attention_bias}
+    else:
+        table = HF_TABLES[cfg.model_type]
+        flags = {None: True, "untied": not cfg.tie_word_embeddings, "attention_bias": cfg.attention_bias}
     dims = _dims(cfg)
     rows = []
-    for hf_name, path, shape, kind, when in HF_TABLES[cfg.model_type]:
+    for hf_name, path, shape, kind, when in table:
         if not flags[when]:
             continue
         layers = range(cfg.num_hidden_layers) if "{i}" in hf_name else [None]
@@ -270,14 +345,14 @@ def resolve_source(source: str | os.PathLike) -> str:
                                 f"hub ({type(e).__name__}: {e})") from e
 
 
-def load_hf_config(source: str | os.PathLike) -> DecoderConfig:
-    """DecoderConfig from a checkpoint folder's (or hub id's) config.json."""
+def load_hf_config(source: str | os.PathLike) -> DecoderConfig | HypeNetConfig:
+    """DecoderConfig (or HypeNetConfig for model_type "hypenet") from a checkpoint folder's config.json."""
     folder = resolve_source(source)
     path = os.path.join(folder, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no config.json in checkpoint folder {folder!r}")
     with open(path) as f:
-        return DecoderConfig.from_hf_config(json.load(f))
+        return config_from_hf(json.load(f))
 
 
 def _open_tensors(folder: str) -> dict[str, SafetensorsFile]:
@@ -308,8 +383,9 @@ def _open_tensors(folder: str) -> dict[str, SafetensorsFile]:
 
 
 # --- load -------------------------------------------------------------------------------------------------------
-def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, rules=None) -> DecoderLM:
-    """Builds a DecoderLM from a Hugging Face checkpoint folder or hub id, parameters in `dtype`.
+def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, rules=None
+                    ) -> DecoderLM | HypeNetLM:
+    """Builds a DecoderLM (HypeNetLM for HypeNet) from a Hugging Face checkpoint folder or hub id, in `dtype`.
 
     With `mesh` (and optionally `rules`, default `sharding.DEFAULT_RULES`) each tensor is placed straight onto
     its NamedSharding, so a large model never sits whole on one device.
@@ -335,7 +411,8 @@ def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, 
                              f"found {found}")
 
     dtype = jnp.dtype(dtype)
-    abstract = nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
+    model_cls = model_class(cfg)
+    abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
     graphdef, state = nnx.split(abstract)
     flat = dict(nnx.to_flat_state(state))
     place = jnp.asarray
@@ -375,7 +452,7 @@ def _parse_size(size: int | str | None) -> int | None:
     return int(float(m.group(1)) * base ** " KMGT".index(m.group(2) or " "))
 
 
-def _hf_tensors(model: DecoderLM, dtype) -> dict[str, np.ndarray]:
+def _hf_tensors(model: DecoderLM | HypeNetLM, dtype) -> dict[str, np.ndarray]:
     cfg = model.config
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     out = {}
@@ -402,9 +479,12 @@ def _shards(tensors: Mapping[str, np.ndarray], max_bytes: int | None) -> list[di
 _WRITTEN = re.compile(r"(config\.json|generation_config\.json|model\.safetensors\.index\.json|.*\.safetensors)")
 
 
-def save_pretrained(model: DecoderLM, path: str | os.PathLike, dtype=None,
+def save_pretrained(model: DecoderLM | HypeNetLM, path: str | os.PathLike, dtype=None,
                     max_shard_size: int | str | None = None) -> str:
     """Writes a folder transformers loads: config.json, generation_config.json, safetensors (+ index if sharded).
+
+    HypeNet folders hold the released config fields and tensor names, but (unlike the official checkpoints) no
+    `auto_map`: transformers needs HypeNet's custom modeling code to load them.
 
     dtype: the tensors' dtype (default: the parameters'). The folder is written beside the target and renamed
     into place, so a crash never leaves a half-written checkpoint; files of an existing target that we do not
@@ -458,6 +538,6 @@ def save_pretrained(model: DecoderLM, path: str | os.PathLike, dtype=None,
     return path
 
 
-def hf_tensor_names(cfg: DecoderConfig) -> Iterable[str]:
+def hf_tensor_names(cfg: DecoderConfig | HypeNetConfig) -> Iterable[str]:
     """The HF tensor names a checkpoint of this architecture holds (for tools and tests)."""
     return [r[0] for r in name_map(cfg)]

@@ -26,6 +26,7 @@ class KVCache:
     """Per-layer keys/values in slot order, the next free slot, and which slots hold real tokens.
 
     layers: one {"k": [B, S, Kv, Hd], "v": [B, S, Kv, Hd]} per decoder layer (keys stored after RoPE).
+            (HypeNet's Lightning layers hold a constant-size {"state": [B, H, K, V] float32} instead.)
     index:  int32 scalar, the first slot the next `decode` call writes.
     valid:  bool [B, S], True where a slot holds a real (non-pad) token.
     """

@@ -16,13 +16,17 @@ from flax import nnx
 from jaxsuite.core import sharding as shd
 from jaxsuite.models.config import DecoderConfig
 from jaxsuite.models.decoder import DecoderLM
+from jaxsuite.models.hypenet import HypeNetLM
+from jaxsuite.models.hypenet_config import HypeNetConfig
 
 
-def init_model(cfg: DecoderConfig, *, seed: int = 0, mesh: jax.sharding.Mesh | None = None,
-               rules: shd.Rules | None = None, param_dtype: Any = jnp.float32) -> DecoderLM:
-    """A randomly initialised DecoderLM, its parameters sharded over `mesh` by `rules` when given."""
+def init_model(cfg: DecoderConfig | HypeNetConfig, *, seed: int = 0, mesh: jax.sharding.Mesh | None = None,
+               rules: shd.Rules | None = None, param_dtype: Any = jnp.float32) -> DecoderLM | HypeNetLM:
+    """A randomly initialised DecoderLM (HypeNetLM for a HypeNetConfig), sharded over `mesh` by `rules` if given."""
+    model_cls = HypeNetLM if isinstance(cfg, HypeNetConfig) else DecoderLM
+
     def build():
-        return DecoderLM(cfg, rngs=nnx.Rngs(seed), param_dtype=param_dtype)
+        return model_cls(cfg, rngs=nnx.Rngs(seed), param_dtype=param_dtype)
 
     if mesh is None:
         return build()
