@@ -118,15 +118,7 @@ class DecoderConfig:
         out = {
             "architectures": [ARCHITECTURES[self.model_type]["hf_class"]],
             "model_type": self.model_type,
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads,
-            "head_dim": self.head_dim,
-            "hidden_act": "silu",
-            "rms_norm_eps": self.rms_norm_eps,
+            **shared_hf_fields(self),
             "rope_theta": self.rope_theta,        # legacy readers
             "rope_parameters": rope,              # transformers >= 5
             "max_position_embeddings": self.max_position_embeddings,
@@ -144,6 +136,22 @@ class DecoderConfig:
         if self.model_type == "qwen2":
             out["use_sliding_window"] = False
         return out
+
+
+def shared_hf_fields(cfg: Any) -> dict[str, Any]:
+    """The config.json fields every decoder-family architecture here writes the same way (Qwen3 / Qwen2 /
+    Llama and HypeNet)."""
+    return {
+        "vocab_size": cfg.vocab_size,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": "silu",
+        "rms_norm_eps": cfg.rms_norm_eps,
+    }
 
 
 def count_params(cfg: DecoderConfig) -> int:

@@ -10,6 +10,8 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from jaxsuite.models.config import shared_hf_fields
+
 MIXER_ATTN = "attn"
 MIXER_LIGHTNING = "lightning-attn"
 _MIXER_ALIASES = {"attn": MIXER_ATTN, "lightning-attn": MIXER_LIGHTNING, "lightning_attn": MIXER_LIGHTNING}
@@ -183,15 +185,7 @@ class HypeNetConfig:
         return {
             "architectures": ["HypeNetForCausalLM"],
             "model_type": "hypenet",
-            "vocab_size": self.vocab_size,
-            "hidden_size": self.hidden_size,
-            "intermediate_size": self.intermediate_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "num_key_value_heads": self.num_key_value_heads,
-            "head_dim": self.head_dim,
-            "hidden_act": "silu",
-            "rms_norm_eps": self.rms_norm_eps,
+            **shared_hf_fields(self),
             "rope_theta": self.rope_theta,
             "max_position_embeddings": self.max_position_embeddings,
             "tie_word_embeddings": self.tie_word_embeddings,
