@@ -41,13 +41,21 @@ from jaxsuite.models.hypenet import HypeNetLM
 from jaxsuite.models.hypenet_config import MIXER_ATTN, HypeNetConfig
 
 # --- the name tables (HF name, jaxsuite path, HF shape, transform, present-when) --------------------------------
-QWEN3_TABLE = (
+# Rows every architecture here shares: embeddings, final norm, untied lm_head, each layer's two norms
+# and its SwiGLU MLP. Each architecture's table below is these rows plus its attention rows.
+_BACKBONE_TABLE = (
     ("model.embed_tokens.weight", "embed_tokens.embedding", ("V", "D"), "copy", None),
     ("model.norm.weight", "norm.scale", ("D",), "copy", None),
     ("lm_head.weight", "lm_head.kernel", ("V", "D"), "linear", "untied"),
     ("model.layers.{i}.input_layernorm.weight", "layers.{i}.input_layernorm.scale", ("D",), "copy", None),
     ("model.layers.{i}.post_attention_layernorm.weight", "layers.{i}.post_attention_layernorm.scale", ("D",),
      "copy", None),
+    ("model.layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.gate_proj.kernel", ("I", "D"), "linear", None),
+    ("model.layers.{i}.mlp.up_proj.weight", "layers.{i}.mlp.up_proj.kernel", ("I", "D"), "linear", None),
+    ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
+)
+
+QWEN3_TABLE = _BACKBONE_TABLE + (
     ("model.layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.q_proj.kernel", ("N*H", "D"),
      "proj_heads", None),
     ("model.layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.k_proj.kernel", ("K*H", "D"),
@@ -66,19 +74,10 @@ QWEN3_TABLE = (
      "attention_bias"),
     ("model.layers.{i}.self_attn.q_norm.weight", "layers.{i}.self_attn.q_norm.scale", ("H",), "copy", None),
     ("model.layers.{i}.self_attn.k_norm.weight", "layers.{i}.self_attn.k_norm.scale", ("H",), "copy", None),
-    ("model.layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.gate_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.up_proj.weight", "layers.{i}.mlp.up_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
 )
 
 # Qwen2/Qwen2.5: q/k/v always biased, o_proj never; no q/k norm.
-QWEN2_TABLE = (
-    ("model.embed_tokens.weight", "embed_tokens.embedding", ("V", "D"), "copy", None),
-    ("model.norm.weight", "norm.scale", ("D",), "copy", None),
-    ("lm_head.weight", "lm_head.kernel", ("V", "D"), "linear", "untied"),
-    ("model.layers.{i}.input_layernorm.weight", "layers.{i}.input_layernorm.scale", ("D",), "copy", None),
-    ("model.layers.{i}.post_attention_layernorm.weight", "layers.{i}.post_attention_layernorm.scale", ("D",),
-     "copy", None),
+QWEN2_TABLE = _BACKBONE_TABLE + (
     ("model.layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.q_proj.kernel", ("N*H", "D"),
      "proj_heads", None),
     ("model.layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.k_proj.kernel", ("K*H", "D"),
@@ -90,19 +89,10 @@ QWEN2_TABLE = (
     ("model.layers.{i}.self_attn.q_proj.bias", "layers.{i}.self_attn.q_proj.bias", ("N*H",), "bias_heads", None),
     ("model.layers.{i}.self_attn.k_proj.bias", "layers.{i}.self_attn.k_proj.bias", ("K*H",), "bias_heads", None),
     ("model.layers.{i}.self_attn.v_proj.bias", "layers.{i}.self_attn.v_proj.bias", ("K*H",), "bias_heads", None),
-    ("model.layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.gate_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.up_proj.weight", "layers.{i}.mlp.up_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
 )
 
 # Llama: no q/k norm; attention_bias (rare) biases q, k, v and o.
-LLAMA_TABLE = (
-    ("model.embed_tokens.weight", "embed_tokens.embedding", ("V", "D"), "copy", None),
-    ("model.norm.weight", "norm.scale", ("D",), "copy", None),
-    ("lm_head.weight", "lm_head.kernel", ("V", "D"), "linear", "untied"),
-    ("model.layers.{i}.input_layernorm.weight", "layers.{i}.input_layernorm.scale", ("D",), "copy", None),
-    ("model.layers.{i}.post_attention_layernorm.weight", "layers.{i}.post_attention_layernorm.scale", ("D",),
-     "copy", None),
+LLAMA_TABLE = _BACKBONE_TABLE + (
     ("model.layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.q_proj.kernel", ("N*H", "D"),
      "proj_heads", None),
     ("model.layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.k_proj.kernel", ("K*H", "D"),
@@ -119,27 +109,13 @@ LLAMA_TABLE = (
      "attention_bias"),
     ("model.layers.{i}.self_attn.o_proj.bias", "layers.{i}.self_attn.o_proj.bias", ("D",), "copy",
      "attention_bias"),
-    ("model.layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.gate_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.up_proj.weight", "layers.{i}.mlp.up_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
 )
 
 HF_TABLES = {"qwen3": QWEN3_TABLE, "qwen2": QWEN2_TABLE, "llama": LLAMA_TABLE}
 assert set(HF_TABLES) == set(ARCHITECTURES), "every architecture in config.py needs a name table"
 
 
-# HypeNet (model_type "hypenet"): rows for every layer ("{i}") and rows for one layer kind only.
-_HYPENET_COMMON = (
-    ("model.embed_tokens.weight", "embed_tokens.embedding", ("V", "D"), "copy", None),
-    ("model.norm.weight", "norm.scale", ("D",), "copy", None),
-    ("lm_head.weight", "lm_head.kernel", ("V", "D"), "linear", "untied"),
-    ("model.layers.{i}.input_layernorm.weight", "layers.{i}.input_layernorm.scale", ("D",), "copy", None),
-    ("model.layers.{i}.post_attention_layernorm.weight", "layers.{i}.post_attention_layernorm.scale", ("D",),
-     "copy", None),
-    ("model.layers.{i}.mlp.gate_proj.weight", "layers.{i}.mlp.gate_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.up_proj.weight", "layers.{i}.mlp.up_proj.kernel", ("I", "D"), "linear", None),
-    ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
-)
+# HypeNet (model_type "hypenet"): the backbone rows for every layer ("{i}"), plus rows for one layer kind only.
 _HYPENET_ATTN = (   # softmax-attention layers
     ("q_proj.weight", "q_proj.kernel", ("N*H", "D"), "proj_heads", None),
     ("k_proj.weight", "k_proj.kernel", ("K*H", "D"), "proj_heads", None),
@@ -163,7 +139,7 @@ _HYPENET_LIGHTNING = (   # Lightning-attention layers
 
 def hypenet_table(cfg: HypeNetConfig) -> list[tuple[str, str, tuple[str, ...], str, str | None]]:
     """HypeNet's name table for cfg's mixer_types: the common rows, then each layer's mixer rows."""
-    rows = list(_HYPENET_COMMON)
+    rows = list(_BACKBONE_TABLE)
     for i, kind in enumerate(cfg.mixer_types):
         for hf_name, path, shape, transform, when in (_HYPENET_ATTN if kind == MIXER_ATTN else _HYPENET_LIGHTNING):
             rows.append((f"model.layers.{i}.self_attn.{hf_name}", f"layers.{i}.self_attn.{path}", shape, transform,
