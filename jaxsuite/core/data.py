@@ -16,7 +16,7 @@ the pair (last token of a window -> first token of the next) is never trained. O
 token of the previous window: every adjacent token pair of the stream is an (input, target) pair exactly once,
 and the state is two plain ints plus the parent's state.
 
-Batch contract (SPEC.md), numpy, per-process batch [B, T] with T = seq_len:
+Batch contract (what jaxsuite.core.train's steps consume), numpy, per-process batch [B, T], T = seq_len:
     inputs int32, targets int32 (next token), segment_ids int32 (1.. per window, 0 = padding),
     positions int32 (restart at 0 in every segment, also for a continued chunk of a long document),
     loss_mask float32 (1 where target is the next token of the same segment).

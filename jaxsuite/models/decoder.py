@@ -44,7 +44,19 @@ class DecoderLayer(nnx.Module):
 
 
 class DecoderLM(nnx.Module):
-    """Causal LM. `model(input_ids)` -> float32 logits [B, T, V]; see SPEC.md for the full contract."""
+    """Causal LM: `model(input_ids)` -> float32 logits [B, T, V].
+
+    The contract every jaxsuite LM keeps (HypeNetLM too), which `jaxsuite.generate` and the train step rely on:
+      __call__(input_ids [B, T] | None, *, positions=None [B, T], segment_ids=None [B, T], inputs_embeds=None
+               [B, T, D]) -> float32 logits [B, T, V]; positions default to arange(T); with segment_ids (packed
+               rows, 0 = padding) a token attends only to earlier tokens of its own segment.
+      hidden_states(...) same arguments -> final-normed hidden [B, T, D]; logits(hidden) -> [B, T, V].
+      init_cache(batch_size, max_length, dtype=None) -> KVCache(layers, index, valid).
+      decode(input_ids, positions, cache, *, token_mask=None, inputs_embeds=None, return_hidden=False)
+               -> (logits, new cache): writes the T tokens into slots [index, index + T), marks them valid where
+               token_mask, attends causally by slot over valid slots, advances index by T.
+    Compute runs in the parameters' dtype; RMSNorm and softmax in float32.
+    """
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
         self.config = config

@@ -86,8 +86,8 @@ class HypeNetConfig:
         if isinstance(self.eos_token_id, list):
             set_("eos_token_id", tuple(self.eos_token_id))
         if self.lightning_use_short_conv:
-            raise ValueError("lightning_use_short_conv=true is not implemented (NotImplementedError): jaxsuite's "
-                             "HypeNet has no short convolution in its Lightning layers")
+            raise ValueError("lightning_use_short_conv=true is not supported: jaxsuite's HypeNet Lightning layers "
+                             "have no short convolution (the released HypeNet checkpoints do not use one)")
         if self.num_attention_heads % self.num_key_value_heads:
             raise ValueError(f"num_attention_heads={self.num_attention_heads} is not a multiple of "
                              f"num_key_value_heads={self.num_key_value_heads}")
