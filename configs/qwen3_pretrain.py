@@ -1,8 +1,7 @@
-"""Pre-train a Qwen3-architecture decoder from scratch: the main job of `python -m jaxsuite.launch`.
+"""Pre-train a Qwen3-architecture decoder from scratch (the HALO quickstart's teacher is this file's cpu variant).
 
 Commands:
-  python -m jaxsuite.launch                                           # = this file, default CPU variant
-  python -m jaxsuite.launch --config configs/qwen3_pretrain.py --workdir runs/pretrain
+  python -m jaxsuite.launch --config configs/qwen3_pretrain.py --workdir runs/pretrain    # default CPU variant
   python -m jaxsuite.launch --config configs/qwen3_pretrain.py:tiny --workdir /tmp/t   # seconds, for tests
   python -m jaxsuite.launch --config configs/qwen3_pretrain.py:0.6b --workdir gs://bucket/qwen3-0.6b \
       --config.data.source='tfds:c4/en:3.1.0:train' --config.data.tokenizer=Qwen/Qwen3-0.6B

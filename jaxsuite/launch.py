@@ -1,6 +1,6 @@
 """Run the job a config names: `config.job(config, workdir)`.
 
-    python -m jaxsuite.launch                                    # configs/qwen3_pretrain.py, ./runs/qwen3_pretrain
+    python -m jaxsuite.launch                                    # configs/halo_tiny.py, ./runs/halo_tiny
     python -m jaxsuite.launch --config configs/qwen3_pretrain.py:tiny --config.train.steps=20
     python -m jaxsuite.launch --config my.py --workdir gs://bucket/run1 \\
         --coordinator_address 10.0.0.2:1234 --num_processes 2 --process_id 0      # or SLURM / TPU pod: auto

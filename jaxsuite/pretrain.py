@@ -1,6 +1,6 @@
 """The pre-training job: `run(config, workdir)` trains a decoder LM with next-token cross-entropy.
 
-This is the main job of `python -m jaxsuite.launch` (configs/qwen3_pretrain.py). It follows the job contract:
+The job of configs/qwen3_pretrain.py (and the HALO quickstart's teacher). It follows the job contract:
   workdir/results.json     headline figures (final train / eval loss, perplexity, tokens/s, samples)
   workdir/metrics.jsonl    one line per logged step (loss, lr, grad_norm, eval_loss, ...)
   workdir/checkpoints/     orbax checkpoints: train state + data-iterator position + RNG, atomic
@@ -13,21 +13,16 @@ run's losses exactly (same batches, same parameters, same optimizer state).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
 
 from jaxsuite.core import sharding as shd
-from jaxsuite.core import train as tr
-from jaxsuite.core.checkpoint import Checkpointer
-from jaxsuite.core.metrics import MetricsWriter, Progress, is_primary, join_path, plot_curves, write_results
+from jaxsuite.core.loop import train_loop
+from jaxsuite.core.metrics import is_primary, join_path, write_results
 from jaxsuite.models.config import count_params
 from jaxsuite.models.decoder import DecoderLM
 from jaxsuite.models.factory import arch_from_config, init_model
@@ -80,36 +75,6 @@ def build_datasets(config, tokenizer):
     return train, evals
 
 
-def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
-    """Per-process numpy batch -> global jax.Arrays sharded over the batch axes (all processes at once)."""
-    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
-
-
-def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int) -> dict[str, float]:
-    """Mean loss and perplexity over (up to) `max_batches` batches of a fresh pass over the eval data."""
-    if eval_dataset is None:
-        return {}
-    loss_sum, tokens, batches = 0.0, 0.0, 0
-    for local in iter(eval_dataset):
-        if batches >= max_batches:
-            break
-        out = jax.device_get(eval_step(params, global_batch(local, sharding)))
-        loss_sum += float(out["loss_sum"])
-        tokens += float(out["tokens"])
-        batches += 1
-    if tokens == 0:
-        raise ValueError("the eval data (data.eval_source) produced no full batch: use a larger eval set or a "
-                         "smaller data.batch_size / data.seq_len")
-    loss = loss_sum / tokens
-    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)), "eval_tokens": tokens}
-
-
-def replicated(tree: Any, mesh: jax.sharding.Mesh) -> Any:
-    """A copy of `tree` replicated on every device (so every process can read it whole, e.g. to export)."""
-    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.jit(lambda t: t, out_shardings=rep)(tree)
-
-
 def sample_text(model: DecoderLM, tokenizer, sample_cfg, seed: int) -> list[str]:
     from jaxsuite.generate import generate
     if int(sample_cfg.num_samples) <= 0:
@@ -126,89 +91,23 @@ def sample_text(model: DecoderLM, tokenizer, sample_cfg, seed: int) -> list[str]
 # --- the job ------------------------------------------------------------------------------------------------
 def run(config, workdir: str) -> dict[str, Any]:
     t_start = time.time()
-    tc = config.train
     os.makedirs(workdir, exist_ok=True)
     mesh, rules = mesh_and_rules(config)
     tokenizer = build_tokenizer(config.data)
     model = build_model(config, tokenizer, mesh, rules)
     n_params = count_params(model.config)
     log.info("model %s: %.2fM parameters; mesh %s", model.config.model_type, n_params / 1e6, dict(mesh.shape))
-
-    total_steps = int(tc.steps)
-    optimizer = tr.make_optimizer(tc, total_steps)
-    graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
-    del model  # the train state owns the parameters from here on (the step donates them)
-    compute_dtype = jnp.dtype(tc.compute_dtype)
-    train_step = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
-                                    accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype)
-    eval_step = tr.make_eval_step(graphdef, mesh=mesh, rules=rules, state_shardings=shardings,
-                                  compute_dtype=compute_dtype, model_state=state.model_state)
-    batch_sh = tr.batch_sharding(mesh, rules)
-
     train_ds, eval_ds = build_datasets(config, tokenizer)
-    train_iter = iter(train_ds)
-    rng = jax.random.key(int(config.seed))
-
-    ckpt = Checkpointer(workdir, max_to_keep=int(tc.keep_checkpoints), config=config)
-    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
-    restored = ckpt.restore_latest(abstract, data_iterator=train_iter)
-    start = 0
-    if restored is not None:
-        start, state, extra = restored
-        rng = extra["rng"] if extra["rng"] is not None else rng
-        log.info("resumed from step %d", start)
-
-    writer = MetricsWriter(workdir, resume_step=start)
-    tokens_per_step = int(config.data.batch_size) * int(config.data.seq_len)
-    progress = Progress(total_steps, start_step=start, every=int(tc.log_every), tokens_per_step=tokens_per_step)
-    window: list[dict] = []
-    last_eval: dict[str, float] = {}
-    train_seconds = 0.0
-    for step in range(start + 1, total_steps + 1):
-        t0 = time.perf_counter()
-        try:
-            local = next(train_iter)
-        except StopIteration:
-            raise ValueError(f"the training data ran out at step {step}; lower train.steps or add data") from None
-        state, metrics = train_step(state, global_batch(local, batch_sh))
-        if step % int(tc.log_every) == 0 or step == total_steps:
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            window.append(metrics)
-            record = {f"train/{k}": v for k, v in metrics.items()}
-            if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
-                                                                   or step == total_steps):
-                last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
-                record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
-            writer.write(step, record)
-            progress.update(step, loss=metrics["loss"], lr=metrics["lr"],
-                            **({"eval_loss": last_eval["eval_loss"]} if "eval/loss" in record else {}))
-        else:
-            progress.update(step)
-        if step % int(tc.checkpoint_every) == 0 or step == total_steps:
-            ckpt.save(step, state, data_iterator=train_iter, rng=rng)
-        train_seconds += time.perf_counter() - t0
-    ckpt.close()
-    writer.close()
-
-    if not last_eval:
-        last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
-    final = nnx.merge(graphdef, replicated(state.params, mesh), replicated(state.model_state, mesh))
+    out = train_loop(config, workdir, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
+                     curve_title=f"{model_name(config)}: next-token loss")
+    final = out.model
     samples = sample_text(final, tokenizer, config.sample, seed=int(config.seed))
 
-    results: dict[str, Any] = {
-        "params": n_params, "steps": total_steps, "tokens_seen": total_steps * tokens_per_step,
-        "final_train_loss": window[-1]["loss"] if window else None,
-        **last_eval,
-        "train_tokens_per_second_this_run": (total_steps - start) * tokens_per_step / max(train_seconds, 1e-9),
-        "wall_seconds_this_run": time.time() - t_start,
-        "resumed_from_step": start,
-        "samples": samples,
-    }
+    results: dict[str, Any] = {"params": n_params, **out.summary(),
+                               "wall_seconds_this_run": time.time() - t_start, "samples": samples}
     if is_primary():
         with open(join_path(workdir, "samples.txt"), "w") as f:
             f.write("\n\n---\n\n".join(samples) + "\n")
-        plot_curves(join_path(workdir, "metrics.jsonl"), ["train/loss", "eval/loss"],
-                    join_path(workdir, "loss.png"), title=f"{model_name(config)}: next-token loss")
         if config.export_hf:
             from jaxsuite.hf import save_pretrained
             hf_dir = save_pretrained(final, join_path(workdir, "hf"))

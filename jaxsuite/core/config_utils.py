@@ -34,7 +34,7 @@ log = logging.getLogger("jaxsuite.config")
 
 # The repository root: the parent of the `jaxsuite` package (jaxsuite/core/config_utils.py -> parents[2]).
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = "configs/qwen3_pretrain.py"
+DEFAULT_CONFIG = "configs/halo_tiny.py"   # the main job: the HALO quickstart
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")

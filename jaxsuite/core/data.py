@@ -293,6 +293,40 @@ class TfdsSource:
         return text.decode("utf-8", errors="replace") if isinstance(text, bytes) else str(text)
 
 
+class PasskeySource:
+    """`n` synthetic passkey-retrieval documents (jaxsuite.halo.passkey.training_text), generated on access.
+
+    Mixed into a corpus ("stdlib+passkey:4000") they teach a small LM to retrieve a key from earlier in its
+    context, so that long-context retrieval can be measured at toy scale (HALO's needle-in-a-haystack)."""
+
+    def __init__(self, n: int, seed: int = 0, max_filler_sentences: int = 12):
+        if n <= 0:
+            raise ValueError(f"passkey source needs a positive document count, got {n}")
+        self.n, self.seed, self.max_filler_sentences = int(n), int(seed), int(max_filler_sentences)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> str:
+        from jaxsuite.halo.passkey import training_text
+        if not 0 <= int(i) < self.n:
+            raise IndexError(i)
+        return training_text(self.seed, int(i), max_filler_sentences=self.max_filler_sentences)
+
+
+def _parse_passkey(source: str) -> PasskeySource:
+    """"passkey:N[:max_filler_sentences[:seed]]" -> PasskeySource."""
+    parts = source.split(":")[1:]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if not 1 <= len(values) <= 3:
+        raise ValueError(f"passkey source must be 'passkey:N[:max_filler_sentences[:seed]]', got {source!r}")
+    n, max_filler, seed = (values + [12, 0][len(values) - 1:])[:3]
+    return PasskeySource(n, seed=seed, max_filler_sentences=max_filler)
+
+
 class ConcatSource:
     """Several sources one after the other."""
 
@@ -356,9 +390,16 @@ def open_source(
     """A random-access document source from a spec:
       "stdlib" | "stdlib:train" | "stdlib:eval" | "stdlib:all"   (bare "stdlib" = the train split)
       "tfds:name:split"                                           (tfds.data_source; `data_dir`)
+      "passkey:N[:max_filler_sentences[:seed]]"                   (N synthetic passkey-retrieval documents)
+      "a+b+..."                                                   (the documents of each part, concatenated)
       a glob, file, folder or list of them                        (format from each extension, or `format`)
       an object with __len__ and __getitem__                      (used as is, e.g. InMemorySource)
     """
+    if isinstance(source, str) and "+" in source and not os.path.exists(source):
+        return ConcatSource([open_source(part, format=format, text_key=text_key, per_line=per_line,
+                                         data_dir=data_dir) for part in source.split("+")])
+    if isinstance(source, str) and source.startswith("passkey:"):
+        return _parse_passkey(source)
     if isinstance(source, str) and (source == "stdlib" or source.startswith("stdlib:")):
         split = source.split(":", 1)[1] if ":" in source else "train"
         return TextFileSource(stdlib_files(split))

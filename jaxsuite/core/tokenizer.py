@@ -365,7 +365,8 @@ def load_tokenizer(spec: str | os.PathLike | Tokenizer, *, vocab_size: int | Non
       "byte"                    ByteTokenizer
       path/to/x.model           SentencePiece
       path/to/tokenizer.json    Hugging Face tokenizers (special tokens from a sibling tokenizer_config.json)
-      path/to/folder            Hugging Face folder (tokenizer.json, else transformers.AutoTokenizer)
+      path/to/folder            Hugging Face folder (tokenizer.json, else transformers.AutoTokenizer); a folder
+                                with only a tokenizer.model (as jaxsuite exports) is read as SentencePiece
       org/name                  Hugging Face hub id (needs a network or a populated HF cache)
     A tokenizer object is returned unchanged. A missing path raises FileNotFoundError naming it.
     """
@@ -385,6 +386,9 @@ def load_tokenizer(spec: str | os.PathLike | Tokenizer, *, vocab_size: int | Non
             return SentencePieceTokenizer(path)
         if path.is_file() and path.suffix != ".json":
             raise ValueError(f"tokenizer file {s!r}: expected a SentencePiece .model or a tokenizer.json")
+        if path.is_dir() and (path / "tokenizer.model").is_file() and not (path / "tokenizer.json").is_file() \
+                and not (path / "tokenizer_config.json").is_file():
+            return SentencePieceTokenizer(path / "tokenizer.model")   # a folder jaxsuite exported (pretrain's hf/)
         return _load_hf_local(path)
     if isinstance(spec, str) and _looks_like_hub_id(s):
         return _load_hf_hub(s)

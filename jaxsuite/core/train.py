@@ -198,6 +198,19 @@ def abstract_train_state(model: nnx.Module, optimizer: optax.GradientTransformat
     return graphdef, abstract, shardings
 
 
+def _unshare(tree: Any) -> Any:
+    """Copies every array leaf that is the same object as an earlier leaf (a module assembled from another
+    may hold one array in two places): a donated step would otherwise donate one buffer twice."""
+    seen: set[int] = set()
+
+    def one(x):
+        if id(x) in seen:
+            return jnp.array(x, copy=True)
+        seen.add(id(x))
+        return x
+    return jax.tree.map(one, tree)
+
+
 def create_train_state(model: nnx.Module, optimizer: optax.GradientTransformation, mesh: Mesh,
                        rules: shd.Rules = shd.DEFAULT_RULES) -> tuple[nnx.GraphDef, TrainState, TrainState]:
     """Splits the model once and places a fresh TrainState on the mesh.
@@ -206,10 +219,12 @@ def create_train_state(model: nnx.Module, optimizer: optax.GradientTransformatio
     state is created directly with its shardings (jit with out_shardings), so no device holds it whole.
     """
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
+    params, model_state = _unshare((params, model_state))
     shardings = train_state_shardings(params, model_state, optimizer, mesh, rules)
-    # may_alias=False: the step donates its state, which must not delete the caller's model arrays.
-    params = jax.device_put(_to_float32(params), shardings.params, may_alias=False)
-    model_state = jax.device_put(model_state, shardings.model_state, may_alias=False)
+    # Fresh buffers via jit (device_put(may_alias=False) still aliased a single-device array's shard when
+    # replicating it): the step donates its state, which must not delete the caller's model arrays.
+    params = jax.jit(_to_float32, out_shardings=shardings.params)(params)
+    model_state = jax.jit(lambda s: s, out_shardings=shardings.model_state)(model_state)
     opt_state = jax.jit(optimizer.init, out_shardings=shardings.opt_state)(params)
     step = jax.device_put(jnp.zeros((), jnp.int32), shardings.step)
     return graphdef, TrainState(step=step, params=params, opt_state=opt_state, model_state=model_state), shardings

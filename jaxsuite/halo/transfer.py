@@ -69,7 +69,7 @@ def hypenet_config_from_teacher(teacher: DecoderConfig, attention_layers: Sequen
 
 
 def _copy(dst: nnx.Variable, value: Any, what: str) -> None:
-    value = jnp.asarray(value, dst.get_value().dtype)
+    value = jnp.array(value, dst.get_value().dtype, copy=True)   # own buffers: a train step donates them
     if value.shape != dst.get_value().shape:
         raise ValueError(f"stage 0: {what} has shape {tuple(value.shape)} in the teacher, "
                          f"{tuple(dst.get_value().shape)} in the student")

@@ -113,7 +113,7 @@ def test_config_paths_resolve_cwd_first_then_repo_root(tmp_path, monkeypatch):
     (tmp_path / "jaxsuite").mkdir()
     (tmp_path / "jaxsuite" / "launch.py").write_text("")
     assert config_utils.resolve_config_path("jaxsuite/launch.py") == tmp_path / "jaxsuite" / "launch.py"
-    assert config_utils.DEFAULT_CONFIG == "configs/qwen3_pretrain.py"
+    assert config_utils.DEFAULT_CONFIG == "configs/halo_tiny.py"
     assert config_utils.default_workdir("configs/qwen3_pretrain.py", "tiny") == os.path.join(
         "runs", "qwen3_pretrain-tiny")
     assert config_utils.default_workdir("x/cfg.py", None) == os.path.join("runs", "cfg")

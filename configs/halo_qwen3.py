@@ -1,0 +1,35 @@
+"""The paper's HALO recipes (arXiv 2601.22156): Qwen3-1.7B / 4B / 8B -> HypeNet-2B / 5B / 9B, for pods.
+
+Commands:
+  python -m jaxsuite.launch --config configs/halo_qwen3.py:2b --workdir runs/halo-2b \
+      --config.stage1.data.source='/data/fineweb-edu/sample/10BT/*.parquet'   # and stage2 / stage3 alike
+  python -m jaxsuite.launch --config configs/halo_qwen3.py:9b --workdir gs://bucket/halo-9b   # TPU pod
+
+Variants: 2b, 5b, 9b. The teacher comes from the hub (teacher.init_from = Qwen/Qwen3-*), the attention
+layers are the paper's (student.attention_layers; set it to [] to run layer selection instead), and the
+three stage blocks carry the paper's sequence lengths, batch sizes (for 8 devices), learning rates and step
+counts (jaxsuite/halo/recipes.py explains each number). Data: FineWeb-Edu parquet files, downloaded with
+`huggingface-cli download HuggingFaceFW/fineweb-edu --repo-type dataset --include 'sample/10BT/*'`.
+Each stage can also be run alone: configs/halo_stage.py.
+"""
+import ml_collections
+
+from jaxsuite.halo.recipes import PAPER_MODELS, eval_block, paper_stage, pipeline_config
+from jaxsuite.halo.transfer import PAPER_ATTENTION_LAYERS
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    size = (arg or "2b").lower()
+    if size not in PAPER_MODELS:
+        raise ValueError(f"unknown variant {arg!r} of configs/halo_qwen3.py; choose one of: {sorted(PAPER_MODELS)}")
+    teacher, name, _, hype_base = PAPER_MODELS[size]
+    stages = {n: paper_stage(size, n) for n in (1, 2, 3)}
+    layers = PAPER_ATTENTION_LAYERS[name]
+    evaluation = eval_block(passkey_lengths=[4096, 16384, 65536, 131072], passkey_samples=20, ppl_length=32768,
+                            ppl_rows=8, decode_lengths=[4096, 16384, 65536, 131072], decode_steps=16, batch_size=1)
+    c = pipeline_config(teacher_init=teacher, teacher_pretrain=None, stages=stages, attention_layers=layers,
+                        num_attention_layers=len(layers), hype_base=hype_base, evaluation=evaluation,
+                        mesh=dict(data=1, fsdp=-1, tensor=1),
+                        layer_selection=ml_collections.ConfigDict(dict(recall_lengths=[4096], num_samples=20,
+                                                                       lm_rows=16, lm_length=2048)))
+    return c

@@ -1,0 +1,64 @@
+"""The HALO quickstart, explicit: the main job of `python -m jaxsuite.launch` (which runs this config).
+
+Commands:
+  python -m jaxsuite.launch                                          # = this file, default CPU variant
+  python -m jaxsuite.launch --config configs/halo_tiny.py --workdir runs/halo_tiny
+  python -m jaxsuite.launch --config configs/halo_tiny.py:test --workdir /tmp/h     # seconds, for tests
+  python -m jaxsuite.launch --config configs/halo_tiny.py --config.student.attention_layers=[1]  # no sweep
+
+Variants (the argument after the colon):
+  (none) / cpu   a 4.5M-parameter Qwen3-architecture teacher pre-trained on the embedded corpus (the Python
+                 stdlib's source) mixed with synthetic passkey documents, so that retrieval can be measured
+                 (cached: a second run reuses it), then HALO stages 0-3 into a HypeNet with one attention layer
+                 of four chosen by layer selection, then teacher vs HypeNet. A few CPU minutes.
+  test           byte tokenizer, 2 layers, a dozen steps per stage: a smoke test of the whole pipeline.
+
+Writes into --workdir: results.json, results.md (the table), passkey.png, ppl_by_position.png, decode.png,
+layer_importance.png, layer_selection.json, stage1/ stage2/ stage3/ (each with metrics, checkpoints, hf/).
+"""
+import ml_collections
+
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.halo.recipes import data_block, eval_block, pipeline_config, stage_config, train_block
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = (arg or "cpu").lower()
+    if variant == "cpu":
+        teacher = load_config("configs/qwen3_pretrain.py", "cpu")
+        teacher.data.source = "stdlib+passkey:4000:6"     # passkey documents fit the 128-token windows
+        teacher.sample.num_samples = 0
+        data = dict(source="stdlib+passkey:4000:6", tokenizer="stdlib", vocab_size=4096)
+        log = dict(log_every=10, eval_batches=2)
+        stages = {
+            1: (data_block(seq_len=128, batch_size=16, **data),
+                train_block(steps=120, lr=1e-3, warmup_steps=10, eval_every=60, checkpoint_every=60, **log)),
+            2: (data_block(seq_len=128, batch_size=16, **data),
+                train_block(steps=150, lr=5e-4, warmup_steps=10, eval_every=75, checkpoint_every=75, **log)),
+            3: (data_block(seq_len=512, batch_size=4, **{**data, "source": "stdlib+passkey:4000:30"}),
+                train_block(steps=40, lr=1e-4, warmup_steps=5, eval_every=40, checkpoint_every=20, **log)),
+        }
+        evaluation = eval_block(passkey_lengths=[128, 256, 512, 1024, 2048], passkey_samples=16, ppl_length=1024,
+                                ppl_rows=8, decode_lengths=[256, 1024, 4096, 16384, 65536], decode_steps=8)
+        selection = dict(recall_lengths=[128, 256], num_samples=16, lm_rows=8, lm_length=128)
+        num_attention, hype_base = 1, 500.0
+    elif variant == "test":
+        teacher = load_config("configs/qwen3_pretrain.py", "tiny")
+        teacher.data.source = "stdlib+passkey:200:1"
+        teacher.train.steps, teacher.train.checkpoint_every = 6, 6
+        teacher.sample.num_samples = 0
+        teacher.export_hf = True
+        data = dict(source="stdlib+passkey:200:1", tokenizer="byte", vocab_size=259, batch_size=8)
+        log = dict(log_every=2, eval_every=4, eval_batches=1, checkpoint_every=2, warmup_steps=1)
+        stages = {n: (data_block(seq_len=(64 if n < 3 else 96), **data), train_block(steps=4, lr=1e-3, **log))
+                  for n in (1, 2, 3)}
+        evaluation = eval_block(passkey_lengths=[128, 256], passkey_samples=2, ppl_length=128, ppl_rows=2,
+                                ppl_buckets=2, decode_lengths=[64, 256], decode_steps=2)
+        selection = dict(recall_lengths=[128], num_samples=2, lm_rows=2, lm_length=64)
+        num_attention, hype_base = 1, 500.0
+    else:
+        raise ValueError(f"unknown variant {arg!r} of configs/halo_tiny.py; choose one of: cpu, test")
+    stage_cfgs = {n: stage_config(n, teacher="", data=d, train=t) for n, (d, t) in stages.items()}
+    return pipeline_config(teacher_init="", teacher_pretrain=teacher, stages=stage_cfgs, attention_layers=[],
+                           num_attention_layers=num_attention, hype_base=hype_base, evaluation=evaluation,
+                           layer_selection=ml_collections.ConfigDict(selection))

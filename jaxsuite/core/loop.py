@@ -1,0 +1,155 @@
+"""The resumable training loop every LM-training job shares (pre-training, the HALO stages, fine-tuning).
+
+`train_loop(...)` owns everything between "here is a model and its data" and "here are the trained weights":
+the sharded train state, the jit'd step (any `loss_fn`, optionally freezing parameters), periodic logging and
+evaluation, metrics.jsonl, the progress line, atomic checkpoints of state + data-iterator position + RNG, and
+exact resumption: started again on the same workdir it restores the newest checkpoint and continues with the
+same batches, so an interrupted run reproduces the uninterrupted one's losses.
+
+A job builds its model (from scratch, from a checkpoint, or assembled from a teacher), its datasets and its
+loss, calls `train_loop`, and then does its own exporting from the returned final module.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxsuite.core import sharding as shd
+from jaxsuite.core import train as tr
+from jaxsuite.core.checkpoint import Checkpointer
+from jaxsuite.core.metrics import MetricsWriter, Progress, join_path, plot_curves
+
+log = logging.getLogger(__name__)
+
+
+def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
+    """Per-process numpy batch -> global jax.Arrays sharded over the batch axes (all processes at once)."""
+    return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
+
+
+def replicated(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+    """A copy of `tree` replicated on every device (so every process can read it whole, e.g. to export)."""
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(lambda t: t, out_shardings=rep)(tree)
+
+
+def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int, prefix: str = "eval_") -> dict:
+    """Mean loss (and its exp, the perplexity for a CE loss) over up to `max_batches` batches of a fresh pass
+    over the eval data. Keys: {prefix}loss, {prefix}perplexity, {prefix}tokens."""
+    if eval_dataset is None:
+        return {}
+    loss_sum, tokens, batches = 0.0, 0.0, 0
+    for local in iter(eval_dataset):
+        if batches >= max_batches:
+            break
+        out = jax.device_get(eval_step(params, global_batch(local, sharding)))
+        loss_sum += float(out["loss_sum"])
+        tokens += float(out["tokens"])
+        batches += 1
+    if tokens == 0:
+        raise ValueError("the eval data (data.eval_source) produced no full batch: use a larger eval set or a "
+                         "smaller data.batch_size / data.seq_len")
+    loss = loss_sum / tokens
+    return {f"{prefix}loss": loss, f"{prefix}perplexity": math.exp(min(loss, 50.0)), f"{prefix}tokens": tokens}
+
+
+@dataclasses.dataclass
+class LoopResult:
+    model: nnx.Module              # the trained module, replicated on every device (merge of the final state)
+    start_step: int                # 0, or the checkpoint step this run resumed from
+    steps: int
+    final_train_loss: float | None
+    last_eval: dict[str, float]
+    train_seconds: float           # wall time of this run's steps (excluding set-up)
+    tokens_per_step: int
+
+    def summary(self) -> dict[str, Any]:
+        return {"steps": self.steps, "tokens_seen": self.steps * self.tokens_per_step,
+                "final_train_loss": self.final_train_loss, **self.last_eval,
+                "train_tokens_per_second_this_run":
+                    (self.steps - self.start_step) * self.tokens_per_step / max(self.train_seconds, 1e-9),
+                "resumed_from_step": self.start_step}
+
+
+def train_loop(config, workdir: str, model: nnx.Module, *, mesh: jax.sharding.Mesh, rules: shd.Rules,
+               train_ds, eval_ds=None, loss_fn: tr.LossFn = tr.next_token_loss,
+               trainable: Callable[[tuple[str, ...]], bool] | None = None,
+               curve_title: str = "loss") -> LoopResult:
+    """Trains `model` for `config.train.steps` steps on `train_ds`, resuming from workdir/checkpoints.
+
+    Reads config.train (steps, lr, warmup_steps, min_lr_ratio, weight_decay, b1, b2, eps, grad_clip,
+    accum_steps, compute_dtype, log_every, eval_every, eval_batches, checkpoint_every, keep_checkpoints),
+    config.data (seq_len, batch_size: the global batch) and config.seed. `loss_fn(model, batch) -> (loss_sum,
+    tokens)` is used for training and evaluation; `trainable(path names)` freezes the rest. Writes
+    metrics.jsonl, checkpoints/ and loss.png into `workdir`.
+    """
+    tc = config.train
+    os.makedirs(workdir, exist_ok=True)
+    total_steps = int(tc.steps)
+    optimizer = tr.make_optimizer(tc, total_steps, trainable=trainable)
+    graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
+    del model  # the train state owns the parameters from here on (the step donates them)
+    compute_dtype = jnp.dtype(tc.compute_dtype)
+    train_step = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
+                                    accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype, loss_fn=loss_fn)
+    eval_step = tr.make_eval_step(graphdef, mesh=mesh, rules=rules, state_shardings=shardings,
+                                  compute_dtype=compute_dtype, model_state=state.model_state, loss_fn=loss_fn)
+    batch_sh = tr.batch_sharding(mesh, rules)
+
+    train_iter = iter(train_ds)
+    rng = jax.random.key(int(config.seed))
+    ckpt = Checkpointer(workdir, max_to_keep=int(tc.keep_checkpoints), config=config)
+    abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
+    restored = ckpt.restore_latest(abstract, data_iterator=train_iter)
+    start = 0
+    if restored is not None:
+        start, state, extra = restored
+        rng = extra["rng"] if extra["rng"] is not None else rng
+        log.info("%s: resumed from step %d", workdir, start)
+
+    writer = MetricsWriter(workdir, resume_step=start)
+    tokens_per_step = int(config.data.batch_size) * int(config.data.seq_len)
+    progress = Progress(total_steps, start_step=start, every=int(tc.log_every), tokens_per_step=tokens_per_step)
+    final_train_loss, last_eval, train_seconds = None, {}, 0.0
+    for step in range(start + 1, total_steps + 1):
+        t0 = time.perf_counter()
+        try:
+            local = next(train_iter)
+        except StopIteration:
+            raise ValueError(f"the training data ran out at step {step}; lower train.steps or add data") from None
+        state, metrics = train_step(state, global_batch(local, batch_sh))
+        if step % int(tc.log_every) == 0 or step == total_steps:
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            final_train_loss = metrics["loss"]
+            record = {f"train/{k}": v for k, v in metrics.items()}
+            if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
+                                                                   or step == total_steps):
+                last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
+                record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
+            writer.write(step, record)
+            progress.update(step, loss=metrics["loss"], lr=metrics["lr"],
+                            **({"eval_loss": last_eval["eval_loss"]} if "eval/loss" in record else {}))
+        else:
+            progress.update(step)
+        if step % int(tc.checkpoint_every) == 0 or step == total_steps:
+            ckpt.save(step, state, data_iterator=train_iter, rng=rng)
+        train_seconds += time.perf_counter() - t0
+    ckpt.close()
+    writer.close()
+
+    if not last_eval and eval_ds is not None:
+        last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
+    final = nnx.merge(graphdef, replicated(state.params, mesh), replicated(state.model_state, mesh))
+    if jax.process_index() == 0:
+        plot_curves(join_path(workdir, "metrics.jsonl"), ["train/loss", "eval/loss"], join_path(workdir, "loss.png"),
+                    title=curve_title)
+    return LoopResult(final, start, total_steps, final_train_loss, last_eval, train_seconds, tokens_per_step)
