@@ -76,9 +76,83 @@ except ImportError:
     print("transformers not installed; skipped the cross-check")"""),
 ]
 
+HYPENET_HALO = [
+    new_markdown_cell("""# HypeNet and HALO: converting a Qwen3 into an RNN-attention hybrid
+
+HALO (arXiv 2601.22156) distils a softmax-attention Qwen3 into **HypeNet**: most layers become Lightning
+attention (a linear-attention RNN with a constant-size state), a few stay softmax attention without position
+encoding, with HyPE's logit scaling for length generalisation. This notebook walks the pipeline one step at a
+time on the tiny CPU config (`configs/halo_tiny.py`): teacher, stage 0 (weight transfer), stage 1 (per-layer
+alignment), layer selection, stage 2 (logit distillation), stage 3 (long-context fine-tuning), evaluation.
+
+Each step is the function `python -m jaxsuite.launch` calls, so a stopped notebook resumes where it was.
+`HALO_VARIANT=test` (what the tests use) makes every step a few seconds; the default `cpu` takes a few minutes.
+**Colab:** `!pip install -q "jaxsuite @ git+<this repository's URL>"` first."""),
+    new_code_cell("""import json, os
+import jax, jax.numpy as jnp, numpy as np
+from IPython.display import Image, Markdown, display
+import jaxsuite
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.halo import pipeline
+from jaxsuite.halo.transfer import hypenet_config_from_teacher, stage0_transfer
+
+VARIANT = os.environ.get("HALO_VARIANT", "cpu")
+WORKDIR = os.environ.get("HALO_WORKDIR", os.path.abspath(f"runs/halo_notebook_{VARIANT}"))
+config = load_config("configs/halo_tiny.py", VARIANT)
+print("devices:", jax.devices()[:2], "...", "| workdir:", WORKDIR)"""),
+    new_markdown_cell("## 1. The teacher\nA small Qwen3-architecture model pre-trained on the embedded corpus (the "
+                      "Python standard library's source) mixed with synthetic *passkey* documents, so it learns to "
+                      "retrieve a number from earlier in its context. Cached: a second run reuses it."),
+    new_code_cell("""teacher_dir = pipeline.prepare_teacher(config, WORKDIR)
+teacher = jaxsuite.load_pretrained(teacher_dir)
+tok = pipeline.build_tokenizer(config.stage1.data)
+print(teacher.config.model_type, teacher.config.num_hidden_layers, "layers,",
+      f"{jaxsuite.count_params(teacher.config) / 1e6:.2f}M parameters")"""),
+    new_markdown_cell("## 2. Stage 0: weight transfer\nEvery teacher projection is copied; Lightning layers get the "
+                      "teacher's K/V heads repeat-interleaved to all query heads (GQA -> MHA) plus a new output gate "
+                      "and output norm; kept attention layers lose RoPE and gain a sigmoid output gate."),
+    new_code_cell("""cfg0 = hypenet_config_from_teacher(teacher.config, attention_layers=[1])
+student0 = stage0_transfer(teacher, cfg0)
+print("mixer types:", cfg0.mixer_types)
+ids = jnp.asarray([tok.encode("def main():\\n    return 0\\n")])
+print("teacher vs untrained student, max |logit diff|:", float(jnp.max(jnp.abs(teacher(ids) - student0(ids)))))"""),
+    new_markdown_cell("## 3. Stage 1: per-layer hidden-state alignment\nEvery layer gets a Lightning student fed "
+                      "the teacher's own layer input; only the students train, on the MSE to the teacher's "
+                      "attention output."),
+    new_code_cell("""students_dir = pipeline.run_stage(config, 1, WORKDIR, teacher_dir)
+print(json.load(open(os.path.join(WORKDIR, "stage1", "results.json")))["eval_loss"])
+display(Image(os.path.join(WORKDIR, "stage1", "loss.png")))"""),
+    new_markdown_cell("## 4. Layer selection\nEach layer alone is replaced by its student; a layer whose "
+                      "replacement costs much recall (passkey retrieval) but little language modelling stays "
+                      "softmax attention (HALO's importance score, capped at 50)."),
+    new_code_cell("""layers = pipeline.layer_selection(config, WORKDIR, teacher_dir, students_dir, tok)
+print("kept as attention:", layers)
+display(Image(os.path.join(WORKDIR, "layer_importance.png")))"""),
+    new_markdown_cell("## 5. Stages 2 and 3: logit distillation, then long-context fine-tuning"),
+    new_code_cell("""hybrid_dir = pipeline.run_stage(config, 2, WORKDIR, teacher_dir, students_dir, layers)
+final_dir = pipeline.run_stage(config, 3, WORKDIR, teacher_dir, hybrid_dir, layers)
+hypenet = jaxsuite.load_pretrained(final_dir)
+print(type(hypenet).__name__, hypenet.config.mixer_types)"""),
+    new_markdown_cell("## 6. Teacher vs HypeNet\nPerplexity, passkey retrieval beyond the training length, and "
+                      "decode time and cache memory by context length (the paper's Figure 1, right)."),
+    new_code_cell("""report = pipeline.compare(config, WORKDIR, teacher_dir, final_dir, tok,
+                          train_length=int(config.stage1.data.seq_len))
+display(Markdown(report["markdown"]))
+for name in ("passkey.png", "decode.png"):
+    display(Image(os.path.join(WORKDIR, name)))"""),
+    new_markdown_cell("## 7. Generation\n`jaxsuite.generate` runs HypeNet like any jaxsuite LM; its cache keeps "
+                      "keys/values only for the attention layers and a fixed-size state for the Lightning ones."),
+    new_code_cell("""out = jaxsuite.generate(hypenet, [tok.encode("import os\\n")], max_new_tokens=24, temperature=0.0)
+print(repr(tok.decode(out.sequences()[0])))
+cache = hypenet.init_cache(1, 4096)
+print({i: {k: v.shape for k, v in layer.items()} for i, layer in enumerate(cache.layers)})"""),
+]
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     nb = new_notebook(cells=QUICKSTART, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                   "language": "python"}})
     nbformat.write(nb, os.path.join(here, "01_quickstart.ipynb"))
-    print("wrote notebooks/01_quickstart.ipynb")
+    nb = new_notebook(cells=HYPENET_HALO, metadata=nb.metadata)
+    nbformat.write(nb, os.path.join(here, "02_hypenet_halo.ipynb"))
+    print("wrote notebooks/01_quickstart.ipynb, notebooks/02_hypenet_halo.ipynb")

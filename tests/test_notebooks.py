@@ -36,3 +36,22 @@ def test_quickstart_notebook_runs(tiny_checkpoint, monkeypatch):
     assert diff < 1e-5
     hf_diff = float(text.split("max |jaxsuite - transformers|:")[1].split()[0])
     assert hf_diff < 1e-4
+
+
+def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch):
+    """notebooks/02_hypenet_halo.ipynb on the smoke-test config, with a private teacher cache."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("HALO_VARIANT", "test")
+    monkeypatch.setenv("HALO_WORKDIR", str(tmp_path / "run"))
+    monkeypatch.setenv("JAXSUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    nb = nbformat.read(os.path.join(REPO, "notebooks", "02_hypenet_halo.ipynb"), as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": REPO}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "mixer types: ('lightning-attn', 'attn')" in text
+    assert "kept as attention:" in text and "HypeNetLM" in text
+    assert (tmp_path / "run" / "stage3" / "hf" / "config.json").is_file()
+    assert (tmp_path / "run" / "decode.png").is_file()
