@@ -29,6 +29,8 @@ setup(
         "pyarrow>=15",
         "matplotlib>=3.8",
         "tqdm>=4.66",
+        "scipy>=1.11",              # forecasting: sparse M5 aggregation, Gaussian quantiles
+        "numpyro>=0.15",            # forecasting: the Bayesian structural (Prophet-style) baseline
     ],
     extras_require={
         # torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.

@@ -1,0 +1,1 @@
+"""Probabilistic forecasting with multi-expert label distribution learning (arXiv 2602.04678)."""

@@ -1,0 +1,246 @@
+"""The LDL forecasting job (`jaxsuite.forecast.job:run`): every model on the same M5 windows and metrics.
+
+  data      config.data.folder (real M5 files), or M5-format files generated into workdir/data from a known
+            process (jaxsuite.forecast.m5_generate) when it is empty; aggregated to the 12 M5 levels, of which
+            config.data.levels are modelled
+  splits    rolling origins (config.eval.origins of horizon 28); models train on windows ending before each
+            origin's test window and forecast it from its start
+  models    config.models: the LDL variants (discrete, continuous, pattern) and the baselines (seasonal naive,
+            Gaussian net, quantile net, numpyro structural model), over config.seeds
+  metrics   per level and overall: WRMSSE (median forecast), WSPL (the 9 M5 quantiles), scaled CRPS, MMD of the
+            quantile forecast to the outcome, interval coverage at 50 / 80 / 95%; seconds per training epoch
+Outputs: results.json, results.md (mean +- std over seeds and origins), fan_<model>.png, components.png.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxsuite.core.metrics import write_results
+from jaxsuite.forecast import metrics as fm
+from jaxsuite.forecast.ldl import LDLConfig, LDLForecaster, forecast_quantiles, gaussian_nll, ldl_mmd_loss
+from jaxsuite.forecast.m5_data import aggregate, load_m5, m5_weights, rolling_windows
+from jaxsuite.forecast.windows import forecast_inputs, select_rows, series_covariates, training_windows
+
+log = logging.getLogger(__name__)
+EVAL_QUANTILES = tuple(sorted(set(fm.M5_QUANTILES) | {round(0.05 * i, 2) for i in range(1, 20)}))
+LDL_VARIANTS = {"ldl_discrete": "discrete", "ldl_continuous": "continuous", "ldl_pattern": "pattern"}
+
+
+# --- training the LDL models ------------------------------------------------------------------------------------
+def train_ldl(cfg: LDLConfig, train: dict, *, seed: int, epochs: int, batch_size: int, lr: float,
+              nll_weight: float = 0.0) -> tuple[LDLForecaster, dict]:
+    """Adam on the MMD loss (plus `nll_weight` x Gaussian NLL for the Gaussian variants), minibatches of the
+    pooled windows, one jitted step. Returns the model and {"seconds_per_epoch", "final_loss"}."""
+    model = LDLForecaster(cfg, rngs=nnx.Rngs(seed))
+    graphdef, params = nnx.split(model)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, batch, key):
+        def loss_fn(p):
+            m = nnx.merge(graphdef, p)
+            out = m(batch["context"], batch["covariates"])
+            loss = ldl_mmd_loss(m, out, batch["target"], key)
+            if nll_weight and cfg.variant != "discrete":
+                loss = loss + nll_weight * gaussian_nll(out, batch["target"])
+            return loss
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    n = len(train["context"])
+    rng = np.random.default_rng(seed)
+    key = jax.random.key(seed)
+    steps_per_epoch = max(1, n // batch_size)
+    seconds, loss = [], float("nan")
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        order = rng.permutation(n)
+        for i in range(steps_per_epoch):
+            idx = order[i * batch_size:(i + 1) * batch_size]
+            batch = {k: jnp.asarray(v[idx]) for k, v in train.items()}
+            key, sub = jax.random.split(key)
+            params, opt_state, loss = step(params, opt_state, batch, sub)
+        loss = float(loss)
+        seconds.append(time.perf_counter() - t0)
+    # the first epoch includes compilation: report the median
+    return nnx.merge(graphdef, params), {"seconds_per_epoch": float(np.median(seconds)), "final_loss": loss}
+
+
+def predict_ldl(model: LDLForecaster, inputs: dict, quantiles, batch_size: int = 1024) -> tuple[np.ndarray, dict]:
+    """Quantile forecasts [N, H, Q] in the series' units, and the last batch's raw outputs (for components)."""
+    fwd = jax.jit(lambda m, c, v: (lambda out: (forecast_quantiles(m, out, quantiles), out))(m(c, v)))
+    parts, outs = [], []
+    for i in range(0, len(inputs["context"]), batch_size):
+        q, out = fwd(model, jnp.asarray(inputs["context"][i:i + batch_size]),
+                     jnp.asarray(inputs["covariates"][i:i + batch_size]))
+        parts.append(np.asarray(q))
+        outs.append(jax.tree.map(np.asarray, out))
+    merged = jax.tree.map(lambda *xs: np.concatenate(xs), *outs)
+    return np.concatenate(parts), merged
+
+
+# --- evaluation -------------------------------------------------------------------------------------------------
+def evaluate(history: np.ndarray, actual: np.ndarray, qf: np.ndarray, weights: np.ndarray, levels: np.ndarray,
+             quantiles=EVAL_QUANTILES) -> dict[str, dict[str, float]]:
+    """Metrics per level ("level_<l>") and overall ("all"): history [R, T], actual [R, H], qf [R, H, Q]."""
+    quantiles = tuple(quantiles)
+    m5_idx = [quantiles.index(q) for q in fm.M5_QUANTILES]
+    median = qf[..., quantiles.index(0.5)]
+    result = {}
+    groups = {"all": np.ones(len(levels), bool)}
+    groups.update({f"level_{lv}": levels == lv for lv in np.unique(levels)})
+    for name, rows in groups.items():
+        w = weights[rows] / weights[rows].sum()
+        h, a, q = history[rows], actual[rows], qf[rows]
+        crps = fm.crps_quantiles(a, q, quantiles)                                        # [r, H]
+        scale = (1.0 + h[:, -28:].mean(axis=1))[:, None, None]                           # mean scaling
+        mmd = fm.mmd2(q / scale, (a / scale[..., 0])[..., None], bandwidths=(0.1, 0.3, 1.0))
+        cover = fm.coverage_from_quantiles(a, q, quantiles, levels=(0.5, 0.8, 0.95))
+        with np.errstate(all="ignore"):
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result[name] = {
+                    "wrmsse": float(fm.wrmsse(h, a, median[rows], w, zero_scale="exclude")),
+                    "wspl": float(fm.wspl(h, a, q[..., m5_idx], w, fm.M5_QUANTILES, zero_scale="exclude")),
+                    "scaled_crps": float(crps.sum() / max(np.abs(a).sum(), 1e-9)),
+                    "mmd": float(np.mean(mmd)),
+                    **{f"coverage_{int(lv * 100)}": float(v) for lv, v in cover.items()},
+                }
+    return result
+
+
+# --- the job ----------------------------------------------------------------------------------------------------
+def load_data(config, workdir: str):
+    d = config.data
+    folder = d.folder
+    if not folder:
+        from jaxsuite.forecast.m5_generate import generate_m5
+        folder = os.path.join(workdir, "data")
+        if not os.path.isfile(os.path.join(folder, "sales_train_evaluation.csv")):
+            generate_m5(folder, n_items_per_dept=int(d.generate.items_per_dept), stores=tuple(d.generate.stores),
+                        n_days=int(d.generate.days), seed=int(d.generate.seed))
+    return load_m5(folder)
+
+
+def build_model_forecasts(name: str, spec, inputs, train, history, horizon, *, seed: int):
+    """(quantile forecasts [R, H, Q], info, raw LDL outputs or None) of model `name` for one origin."""
+    if name in LDL_VARIANTS:
+        cfg = LDLConfig(context_len=inputs["context"].shape[1], horizon=horizon,
+                        num_covariates=inputs["covariates"].shape[-1], variant=LDL_VARIANTS[name],
+                        **{k: v for k, v in spec.model.items()})
+        model, info = train_ldl(cfg, train, seed=seed, epochs=int(spec.epochs), batch_size=int(spec.batch_size),
+                                lr=float(spec.lr), nll_weight=float(spec.get("nll_weight", 0.0)))
+        q, out = predict_ldl(model, inputs, EVAL_QUANTILES)
+        return q, info, out
+    from jaxsuite.forecast.baselines import BASELINES
+    if name not in BASELINES:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(LDL_VARIANTS) + sorted(BASELINES)}")
+    kwargs = dict(spec.get("kwargs", {}))
+    baseline = BASELINES[name](**kwargs)
+    t0 = time.perf_counter()
+    if hasattr(baseline, "fit_series"):            # a per-series model: fits the whole history of each row
+        info = dict(baseline.fit_series(history, seed=seed, steps=spec.get("steps", None)) or {})
+        q = baseline.predict_quantiles_series(horizon, EVAL_QUANTILES)
+    else:
+        info = dict(baseline.fit(train, seed=seed, steps=spec.get("steps", None)) or {})
+        q = baseline.predict_quantiles(inputs["context"], inputs["covariates"], EVAL_QUANTILES)
+    info.setdefault("fit_seconds", time.perf_counter() - t0)
+    return np.asarray(q, np.float32), info, None
+
+
+def run(config, workdir: str) -> dict[str, Any]:
+    from jaxsuite.forecast import plots
+    t_start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    data = load_data(config, workdir)
+    hierarchy = aggregate(data)
+    rows = select_rows(hierarchy, config.data.levels)
+    series = hierarchy.series[rows]                                                         # [R, T]
+    levels = hierarchy.level[rows]
+    e = config.eval
+    horizon, context = int(e.horizon), int(config.data.context)
+    splits = rolling_windows(data.n_days, horizon=horizon, n_origins=int(e.origins), stride=horizon,
+                             min_train=context + horizon)
+    log.info("%d series at levels %s, %d days, %d origins, models %s", len(rows), list(config.data.levels),
+             data.n_days, len(splits), list(config.models.keys()))
+    runs: dict[str, list] = {name: [] for name in config.models.keys()}
+    infos: dict[str, list] = {name: [] for name in config.models.keys()}
+    fans = {}
+    for k, split in enumerate(splits):
+        start = split.test[0]
+        cov = series_covariates(hierarchy, data, rows, price_ref_end=start)
+        inputs = forecast_inputs(series, cov, start, context=context, horizon=horizon)
+        train = training_windows(series, cov, start, context=context, horizon=horizon,
+                                 stride=int(config.data.window_stride))
+        weights = m5_weights(hierarchy, data, start)[rows]
+        history = series[:, :start]
+        for name, spec in config.models.items():
+            for seed in config.seeds:
+                t0 = time.perf_counter()
+                q, info, out = build_model_forecasts(name, spec, inputs, train, history, horizon, seed=int(seed))
+                metrics = evaluate(history, inputs["target"], q, weights, levels)
+                runs[name].append(metrics)
+                infos[name].append({**info, "seconds": time.perf_counter() - t0, "origin": k, "seed": int(seed)})
+                log.info("origin %d seed %s %s: WRMSSE %.4f WSPL %.4f CRPS %.4f cov95 %.2f (%.1f s)", k, seed, name,
+                         metrics["all"]["wrmsse"], metrics["all"]["wspl"], metrics["all"]["scaled_crps"],
+                         metrics["all"]["coverage_95"], time.perf_counter() - t0)
+                if k == len(splits) - 1 and seed == config.seeds[0]:
+                    fans[name] = (q, out)
+    summary = summarise(runs)
+    table = markdown_table(summary, infos)
+    plots.fan_charts(series, levels, hierarchy.keys, rows, splits[-1], fans, EVAL_QUANTILES, workdir,
+                     context=context)
+    if "ldl_pattern" in fans and fans["ldl_pattern"][1] is not None:
+        plots.component_plot(series, levels, [hierarchy.keys[r] for r in rows], splits[-1], fans["ldl_pattern"][1],
+                             os.path.join(workdir, "components.png"))
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(table + "\n")
+    results = {"series": int(len(rows)), "levels": [int(v) for v in config.data.levels], "days": int(data.n_days),
+               "origins": [dict(train_end=s.train_end, test=list(s.test)) for s in splits],
+               "seeds": [int(s) for s in config.seeds], "summary": summary, "runs": runs, "train_info": infos,
+               "markdown": table, "wall_seconds": time.time() - t_start}
+    write_results(workdir, results)
+    log.info("forecasting done in %.0f s\n%s", time.time() - t_start, table)
+    return results
+
+
+def summarise(runs: dict[str, list]) -> dict:
+    """mean and std over seeds x origins of every metric, per model and group."""
+    out = {}
+    for name, items in runs.items():
+        out[name] = {}
+        for group in items[0]:
+            out[name][group] = {m: {"mean": float(np.mean([it[group][m] for it in items])),
+                                    "std": float(np.std([it[group][m] for it in items]))}
+                                for m in items[0][group]}
+    return out
+
+
+def markdown_table(summary: dict, infos: dict) -> str:
+    cols = ["wrmsse", "wspl", "scaled_crps", "mmd", "coverage_50", "coverage_80", "coverage_95"]
+    lines = ["| model | " + " | ".join(cols) + " | s/epoch |", "|---" * (len(cols) + 2) + "|"]
+    for name, groups in summary.items():
+        cells = [f"{groups['all'][c]['mean']:.4f} ± {groups['all'][c]['std']:.4f}" for c in cols]
+        spe = [i.get("seconds_per_epoch") for i in infos[name] if i.get("seconds_per_epoch") is not None]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(spe):.2f} |" if spe else
+                     f"| {name} | " + " | ".join(cells) + " | - |")
+    levels = sorted({g for groups in summary.values() for g in groups if g != "all"}, key=lambda g: int(g[6:]))
+    lines += ["", "WRMSSE / WSPL by level (mean over seeds and origins):", "",
+              "| model | " + " | ".join(g.replace("level_", "L") for g in levels) + " |",
+              "|---" * (len(levels) + 1) + "|"]
+    for name, groups in summary.items():
+        lines.append(f"| {name} | " + " | ".join(
+            f"{groups[g]['wrmsse']['mean']:.3f} / {groups[g]['wspl']['mean']:.3f}" for g in levels) + " |")
+    return "\n".join(lines)
