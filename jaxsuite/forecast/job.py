@@ -147,8 +147,15 @@ def build_model_forecasts(name: str, spec, inputs, train, history, horizon, *, s
     from jaxsuite.forecast.baselines import BASELINES
     if name not in BASELINES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(LDL_VARIANTS) + sorted(BASELINES)}")
-    kwargs = dict(spec.get("kwargs", {}))
-    baseline = BASELINES[name](**kwargs)
+    auto: dict[str, Any] = {}                      # what the data fixes; the config's kwargs come on top
+    if name == "seasonal_naive":
+        auto = {"horizon": horizon}
+    elif name in ("gaussian_net", "quantile_net"):
+        auto = {"horizon": horizon, "context_len": inputs["context"].shape[1],
+                "num_covariates": inputs["covariates"].shape[-1]}
+        if name == "quantile_net":
+            auto["quantiles"] = EVAL_QUANTILES     # trained on the levels it is scored on
+    baseline = BASELINES[name](**{**auto, **dict(spec.get("kwargs", {}))})
     t0 = time.perf_counter()
     if hasattr(baseline, "fit_series"):            # a per-series model: fits the whole history of each row
         info = dict(baseline.fit_series(history, seed=seed, steps=spec.get("steps", None)) or {})

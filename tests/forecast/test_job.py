@@ -1,0 +1,60 @@
+"""The forecasting job end to end on the smoke-test config, and its evaluation against hand-known cases."""
+import json
+
+import numpy as np
+import pytest
+
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.forecast.job import EVAL_QUANTILES, evaluate
+
+
+def test_perfect_forecasts_score_zero_and_full_coverage():
+    rng = np.random.default_rng(0)
+    history = rng.poisson(4.0, (6, 60)).astype(np.float32) + 1
+    actual = rng.poisson(4.0, (6, 28)).astype(np.float32)
+    perfect = np.repeat(actual[..., None], len(EVAL_QUANTILES), -1)
+    levels = np.array([1, 2, 2, 3, 3, 3])
+    res = evaluate(history, actual, perfect, np.full(6, 1 / 6), levels)
+    assert set(res) == {"all", "level_1", "level_2", "level_3"}
+    for group in res.values():
+        assert group["wrmsse"] == pytest.approx(0, abs=1e-9) and group["wspl"] == pytest.approx(0, abs=1e-9)
+        assert group["scaled_crps"] == pytest.approx(0, abs=1e-9)
+        assert group["coverage_50"] == group["coverage_95"] == 1.0
+    shifted = evaluate(history, actual, perfect + 1.0, np.full(6, 1 / 6), levels)["all"]
+    assert shifted["wrmsse"] > 0 and shifted["coverage_95"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def job_run(tmp_path_factory):
+    from jaxsuite.forecast import job
+    workdir = tmp_path_factory.mktemp("ldl")
+    config = load_config("configs/ldl_tiny.py", "test")
+    return config, workdir, job.run(config, str(workdir))
+
+
+def test_job_scores_every_model_at_every_level(job_run):
+    config, workdir, results = job_run
+    models = list(config.models.keys())
+    assert set(results["summary"]) == set(models)
+    for name in models:
+        groups = results["summary"][name]
+        assert {"all"} | {f"level_{lv}" for lv in range(1, 13)} == set(groups)
+        for metric in ("wrmsse", "wspl", "scaled_crps", "mmd", "coverage_50", "coverage_80", "coverage_95"):
+            assert np.isfinite(groups["all"][metric]["mean"]), (name, metric)
+        assert 0.0 <= groups["all"]["coverage_95"]["mean"] <= 1.0
+        assert (workdir / f"fan_{name}.png").is_file()
+    assert (workdir / "components.png").is_file()
+    on_disk = json.loads((workdir / "results.json").read_text())
+    assert on_disk["summary"].keys() == results["summary"].keys()
+    table = (workdir / "results.md").read_text()
+    assert all(f"| {name} |" in table for name in models) and "s/epoch" in table
+    truth = json.loads((workdir / "data" / "truth.json").read_text())
+    assert truth                                                     # the generator's known process is kept
+
+
+def test_job_names_a_missing_data_folder(tmp_path):
+    from jaxsuite.forecast import job
+    config = load_config("configs/ldl_tiny.py", "test")
+    config.data.folder = str(tmp_path / "no_m5_here")
+    with pytest.raises(FileNotFoundError, match="no_m5_here"):
+        job.run(config, str(tmp_path / "w"))
