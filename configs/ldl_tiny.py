@@ -24,14 +24,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(
         folder="",                      # "" = generate M5-format files into workdir/data
         generate=dict(items_per_dept=3, stores=["CA_1", "CA_2", "TX_1", "WI_1"], days=730, seed=0),
-        levels=list(range(1, 13)), context=56, window_stride=7))
+        levels=list(range(1, 13)), context=56, window_stride=28))
     c.eval = ml_collections.ConfigDict(dict(horizon=28, origins=2))
     c.seeds = [0, 1, 2]
-    ldl_model = dict(num_experts=4, hidden=128, expert_hidden=128, n_bins=64, z_max=6.0, label_sigma=0.25)
+    ldl_model = dict(num_experts=4, hidden=128, expert_hidden=128, n_bins=32, z_max=6.0, label_sigma=0.25)
     c.models = ml_collections.ConfigDict({
-        "ldl_continuous": _ldl(ldl_model, epochs=5),
-        "ldl_discrete": _ldl(ldl_model, epochs=5),
-        "ldl_pattern": _ldl(dict(hidden=128, expert_hidden=128, z_max=6.0, label_sigma=0.25), epochs=5),
+        "ldl_continuous": _ldl(ldl_model, epochs=4),
+        "ldl_discrete": _ldl(ldl_model, epochs=4),
+        "ldl_pattern": _ldl(dict(hidden=128, expert_hidden=128, z_max=6.0, label_sigma=0.25), epochs=4),
         "seasonal_naive": dict(kwargs={}),
         "gaussian_net": dict(kwargs={}, steps=1500),
         "quantile_net": dict(kwargs={}, steps=1500),

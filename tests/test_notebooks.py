@@ -38,20 +38,32 @@ def test_quickstart_notebook_runs(tiny_checkpoint, monkeypatch):
     assert hf_diff < 1e-4
 
 
-def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch):
-    """notebooks/02_hypenet_halo.ipynb on the smoke-test config, with a private teacher cache."""
+def run_notebook(name: str, monkeypatch, env: dict[str, str]) -> str:
+    """Executes notebooks/<name> with `env` set (2 forced CPU devices, the repo importable); returns its text."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    monkeypatch.setenv("HALO_VARIANT", "test")
-    monkeypatch.setenv("HALO_WORKDIR", str(tmp_path / "run"))
-    monkeypatch.setenv("JAXSUITE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
-    monkeypatch.setenv("PYTHONPATH", REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    nb = nbformat.read(os.path.join(REPO, "notebooks", "02_hypenet_halo.ipynb"), as_version=4)
+    for key, value in {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+                       "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}.items():
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(os.path.join(REPO, "notebooks", name), as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": REPO}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch):
+    """notebooks/02_hypenet_halo.ipynb on the smoke-test config, with a private teacher cache."""
+    text = run_notebook("02_hypenet_halo.ipynb", monkeypatch, {
+        "HALO_VARIANT": "test", "HALO_WORKDIR": str(tmp_path / "run"), "JAXSUITE_CACHE": str(tmp_path / "cache")})
     assert "mixer types: ('lightning-attn', 'attn')" in text
     assert "kept as attention:" in text and "HypeNetLM" in text
     assert (tmp_path / "run" / "stage3" / "hf" / "config.json").is_file()
     assert (tmp_path / "run" / "decode.png").is_file()
+
+
+def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch):
+    """notebooks/03_ldl_forecasting.ipynb on the smoke-test forecasting config."""
+    text = run_notebook("03_ldl_forecasting.ipynb", monkeypatch,
+                        {"LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run")})
+    assert "series over the 12 levels" in text and "lowest WSPL:" in text
+    assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "components.png").is_file()

@@ -52,6 +52,8 @@ class LDLConfig:
     weekday_feature_index: int = 0   # pattern variant: covariates [idx, idx + 1] are sin/cos of the weekday
     fourier_order: int = 3           # pattern variant: weekly Fourier order
     min_sigma: float = 1e-3
+    mmd_samples: int = 4             # Gaussian variants: reparameterised samples per expert and step for MMD
+    mmd_bandwidths: tuple = (0.1, 0.3, 1.0)   # Gaussian-kernel bandwidths (z units); the kernel is their mean
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
@@ -226,12 +228,15 @@ def weighted_samples(out: dict, rng: jax.Array, num_samples: int) -> tuple[jax.A
 
 
 def ldl_mmd_loss(model: LDLForecaster, out: dict, target: jax.Array, rng: jax.Array, *,
-                 bandwidths=(0.1, 0.3, 1.0), num_samples: int = 16) -> jax.Array:
+                 bandwidths=None, num_samples: int | None = None) -> jax.Array:
     """Mean MMD^2 between each step's predicted distribution and its LDL label distribution (z units).
 
     target [B, H] in the series' units; the label is the discretised Gaussian around z = target / scale on the
     model's bins (the discrete variant) or on a fixed grid over [0, z_max] (the Gaussian variants)."""
     c = model.config
+    bandwidths = tuple(c.mmd_bandwidths) if bandwidths is None else tuple(bandwidths)
+    # the kernel matrices are [B, H, K*S, K*S]: the sample count is the cost of a training step
+    num_samples = int(c.mmd_samples) if num_samples is None else int(num_samples)
     z = target / out["scale"][:, None]                                                  # [B, H]
     centers = c.bin_centers
     label = label_distribution(z, centers, c.label_sigma)                               # [B, H, bins]
