@@ -58,3 +58,15 @@ def test_job_names_a_missing_data_folder(tmp_path):
     config.data.folder = str(tmp_path / "no_m5_here")
     with pytest.raises(FileNotFoundError, match="no_m5_here"):
         job.run(config, str(tmp_path / "w"))
+
+
+def test_real_data_config_points_at_the_kaggle_files(tmp_path):
+    """configs/ldl_m5.py: the same job and models on the aggregated levels; a wrong folder names itself."""
+    from jaxsuite.forecast import job
+    real, tiny = load_config("configs/ldl_m5.py"), load_config("configs/ldl_tiny.py")
+    assert real.job == tiny.job and set(real.models.keys()) == set(tiny.models.keys())
+    assert list(real.data.levels) == list(range(1, 10)) and real.eval.horizon == 28
+    assert list(load_config("configs/ldl_m5.py", "all_levels").data.levels) == list(range(1, 13))
+    real.data.folder = str(tmp_path / "m5-forecasting-accuracy")
+    with pytest.raises(FileNotFoundError, match="m5-forecasting-accuracy"):
+        job.run(real, str(tmp_path / "w"))
