@@ -272,6 +272,14 @@ class Progress:
 
 
 # --- plots ------------------------------------------------------------------------------------------------
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: plots are written to files on machines without a display."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def plot_curves(metrics_jsonl: str | os.PathLike, keys: Sequence[str], out_png: str | os.PathLike,
                 title: str = "", *, log_scale: bool = False, x_key: str = "step") -> str:
     """Draws `keys` of metrics.jsonl against `x_key` into a PNG (matplotlib Agg, no display needed).
@@ -279,9 +287,7 @@ def plot_curves(metrics_jsonl: str | os.PathLike, keys: Sequence[str], out_png: 
     Each key is drawn from the rows that have it, so a train loss logged every step and an eval loss logged
     every 500 share one axis. Raises ValueError when none of the keys occurs in the file.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = read_metrics(metrics_jsonl)
     series = {}

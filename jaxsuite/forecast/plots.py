@@ -6,12 +6,7 @@ import os
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+from jaxsuite.core.metrics import pyplot
 
 
 def showcase_rows(levels: np.ndarray, per_level=(1, 3, 5, 12)) -> list[int]:
@@ -27,7 +22,7 @@ def showcase_rows(levels: np.ndarray, per_level=(1, 3, 5, 12)) -> list[int]:
 
 def fan_charts(series, levels, keys, rows, split, fans: dict, quantiles, workdir: str, *, context: int) -> list[str]:
     """fan_<model>.png per model: the last `context` days of history, the truth and the forecast's intervals."""
-    plt = _pyplot()
+    plt = pyplot()
     q = list(quantiles)
     start, end = split.test
     picks = showcase_rows(levels)
@@ -58,7 +53,7 @@ def fan_charts(series, levels, keys, rows, split, fans: dict, quantiles, workdir
 
 def component_plot(series, levels, keys, split, out: dict, out_png: str) -> str:
     """The pattern-aware model's components for the showcase series (in the series' units: z times scale)."""
-    plt = _pyplot()
+    plt = pyplot()
     picks = showcase_rows(levels)
     comps, scale = out["components"], out["scale"]
     names = ("trend", "seasonality", "changepoint", "volatility")

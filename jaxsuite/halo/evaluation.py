@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxsuite.core.metrics import pyplot
 from jaxsuite.models.attention import KVCache
 
 # --- perplexity by position -------------------------------------------------------------------------------------
@@ -198,13 +199,6 @@ def decode_ms_per_token(model, context_lengths: Sequence[int], *, batch_size: in
 
 
 # --- plots and tables -------------------------------------------------------------------------------------------
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def _log2_axis(ax, xs):
     ax.set_xscale("log", base=2)
     xs = sorted(xs)
@@ -212,9 +206,19 @@ def _log2_axis(ax, xs):
     ax.set_xticklabels([f"{x // 1024}K" if x >= 1024 and x % 1024 == 0 else str(x) for x in xs], fontsize=8)
 
 
+def _save(plt, fig, ax, out_png: str) -> str:
+    """Grid, legend, tight layout, write the PNG, free the figure."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+    return out_png
+
+
 def plot_passkey(results: dict[str, dict[int, float]], out_png: str, train_length: int | None = None) -> str:
     """Passkey accuracy against context length, one line per model; a dashed line at the training length."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = set()
     for name, res in results.items():
@@ -228,34 +232,24 @@ def plot_passkey(results: dict[str, dict[int, float]], out_png: str, train_lengt
     ax.set_ylim(-0.05, 1.05)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("passkey accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return _save(plt, fig, ax, out_png)
 
 
 def plot_ppl_by_position(results: dict[str, list[dict]], out_png: str) -> str:
     """Perplexity against position (bucket midpoints), one line per model."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, buckets in results.items():
         mids = [(b["start"] + b["end"]) / 2 for b in buckets]
         ax.plot(mids, [b["ppl"] for b in buckets], marker="o", label=name)
     ax.set_xlabel("position in the window (bucket midpoint)")
     ax.set_ylabel("perplexity")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return _save(plt, fig, ax, out_png)
 
 
 def plot_decode(ms: dict[str, dict[int, float]], mem: dict[str, dict[int, int]], out_png: str) -> str:
     """Two panels (the paper's Figure 1, right): ms per decoded token and cache MiB against context length."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, data, ylabel, scale in ((a1, ms, "ms per token (decode)", 1.0),
                                     (a2, mem, "decode cache (MiB)", 1 / 2 ** 20)):

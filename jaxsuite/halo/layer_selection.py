@@ -104,9 +104,8 @@ def select_layers(evaluate: VariantEvaluator, layers: Sequence[int], *, recall_t
 
 def plot_importance(selection: LayerSelection, out_png: str, title: str = "HALO layer importance") -> str:
     """Bar chart of importance by layer, the kept attention layers highlighted."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from jaxsuite.core.metrics import pyplot
+    plt = pyplot()
 
     layers = sorted(selection.importance)
     values = [selection.importance[i] for i in layers]

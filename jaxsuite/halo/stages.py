@@ -162,6 +162,12 @@ def _check_vocab(tokenizer, model) -> None:
                          f"{model.config.vocab_size}; use the teacher's tokenizer (data.tokenizer)")
 
 
+def _load_teacher(config, tokenizer, mesh, rules) -> DecoderLM:
+    teacher = _load(config.teacher.init_from, "teacher.init_from", DecoderLM, mesh, rules)
+    _check_vocab(tokenizer, teacher)
+    return teacher
+
+
 def _finish(config, workdir: str, stage: int, model, tokenizer, out, t_start: float, **extra) -> dict[str, Any]:
     """Exports `model` to workdir/hf (+ tokenizer) and writes results.json; returns the results."""
     from jaxsuite.hf import save_pretrained
@@ -183,8 +189,7 @@ def run_stage1(config, workdir: str) -> dict[str, Any]:
     t_start = time.time()
     os.makedirs(workdir, exist_ok=True)
     mesh, rules, tokenizer, train_ds, eval_ds = _setup(config)
-    teacher = _load(config.teacher.init_from, "teacher.init_from", DecoderLM, mesh, rules)
-    _check_vocab(tokenizer, teacher)
+    teacher = _load_teacher(config, tokenizer, mesh, rules)
     model = build_alignment_model(teacher, seed=int(config.seed), mesh=mesh, rules=rules)
     out = train_loop(config, workdir, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
                      loss_fn=alignment_loss, trainable=lambda names: names[0] == "students",
@@ -206,8 +211,7 @@ def run_stage2(config, workdir: str) -> dict[str, Any]:
     t_start = time.time()
     os.makedirs(workdir, exist_ok=True)
     mesh, rules, tokenizer, train_ds, eval_ds = _setup(config)
-    teacher = _load(config.teacher.init_from, "teacher.init_from", DecoderLM, mesh, rules)
-    _check_vocab(tokenizer, teacher)
+    teacher = _load_teacher(config, tokenizer, mesh, rules)
     students = _load(config.student.init_from, "student.init_from (stage 1's hf folder)", HypeNetLM, mesh, rules)
     student = assemble_hybrid(teacher, students, hybrid_config(config, teacher), seed=int(config.seed),
                               mesh=mesh, rules=rules)
