@@ -10,12 +10,17 @@
   metrics   per level and overall: WRMSSE (median forecast), WSPL (the 9 M5 quantiles), scaled CRPS, MMD of the
             quantile forecast to the outcome, interval coverage at 50 / 80 / 95%; seconds per training epoch
 Outputs: results.json, results.md (mean +- std over seeds and origins), fan_<model>.png, components.png.
+Resumable: every finished (origin, model, seed) is appended to runs.jsonl (with a hash of the config), so the
+same command after an interruption redoes only the missing runs.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import time
+import warnings
 from typing import Any
 
 import jax
@@ -24,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core.config_utils import config_hash
 from jaxsuite.core.metrics import write_results
 from jaxsuite.forecast import metrics as fm
 from jaxsuite.forecast.ldl import LDLConfig, LDLForecaster, forecast_quantiles, gaussian_nll, ldl_mmd_loss
@@ -107,17 +113,15 @@ def evaluate(history: np.ndarray, actual: np.ndarray, qf: np.ndarray, weights: n
         scale = (1.0 + h[:, -28:].mean(axis=1))[:, None, None]                           # mean scaling
         mmd = fm.mmd2(q / scale, (a / scale[..., 0])[..., None], bandwidths=(0.1, 0.3, 1.0))
         cover = fm.coverage_from_quantiles(a, q, quantiles, levels=(0.5, 0.8, 0.95))
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result[name] = {
-                    "wrmsse": float(fm.wrmsse(h, a, median[rows], w, zero_scale="exclude")),
-                    "wspl": float(fm.wspl(h, a, q[..., m5_idx], w, fm.M5_QUANTILES, zero_scale="exclude")),
-                    "scaled_crps": float(crps.sum() / max(np.abs(a).sum(), 1e-9)),
-                    "mmd": float(np.mean(mmd)),
-                    **{f"coverage_{int(lv * 100)}": float(v) for lv, v in cover.items()},
-                }
+        with warnings.catch_warnings():   # "exclude" drops zero-scale series and warns with their weight
+            warnings.simplefilter("ignore")
+            result[name] = {
+                "wrmsse": float(fm.wrmsse(h, a, median[rows], w, zero_scale="exclude")),
+                "wspl": float(fm.wspl(h, a, q[..., m5_idx], w, fm.M5_QUANTILES, zero_scale="exclude")),
+                "scaled_crps": float(crps.sum() / max(np.abs(a).sum(), 1e-9)),
+                "mmd": float(np.mean(mmd)),
+                **{f"coverage_{int(lv * 100)}": float(v) for lv, v in cover.items()},
+            }
     return result
 
 
@@ -128,9 +132,12 @@ def load_data(config, workdir: str):
     if not folder:
         from jaxsuite.forecast.m5_generate import generate_m5
         folder = os.path.join(workdir, "data")
-        if not os.path.isfile(os.path.join(folder, "sales_train_evaluation.csv")):
-            generate_m5(folder, n_items_per_dept=int(d.generate.items_per_dept), stores=tuple(d.generate.stores),
+        if not os.path.isdir(folder):   # written aside and renamed: an interrupted generation leaves no half data
+            tmp = folder + ".partial"
+            shutil.rmtree(tmp, ignore_errors=True)
+            generate_m5(tmp, n_items_per_dept=int(d.generate.items_per_dept), stores=tuple(d.generate.stores),
                         n_days=int(d.generate.days), seed=int(d.generate.seed))
+            os.replace(tmp, folder)
     return load_m5(folder)
 
 
@@ -185,6 +192,12 @@ def run(config, workdir: str) -> dict[str, Any]:
     runs: dict[str, list] = {name: [] for name in config.models.keys()}
     infos: dict[str, list] = {name: [] for name in config.models.keys()}
     fans = {}
+    log_path = os.path.join(workdir, "runs.jsonl")
+    key = config_hash({k: (config[k].to_dict() if hasattr(config[k], "to_dict") else list(config[k]))
+                      for k in ("data", "eval", "models", "seeds")})
+    done_runs = _read_runs(log_path, key)
+    if done_runs:
+        log.info("resuming: %d model runs already in %s", len(done_runs), log_path)
     for k, split in enumerate(splits):
         start = split.test[0]
         cov = series_covariates(hierarchy, data, rows, price_ref_end=start)
@@ -195,16 +208,27 @@ def run(config, workdir: str) -> dict[str, Any]:
         history = series[:, :start]
         for name, spec in config.models.items():
             for seed in config.seeds:
-                t0 = time.perf_counter()
-                q, info, out = build_model_forecasts(name, spec, inputs, train, history, horizon, seed=int(seed))
-                metrics = evaluate(history, inputs["target"], q, weights, levels)
+                keep_fan = k == len(splits) - 1 and seed == config.seeds[0]
+                done = done_runs.get((k, name, int(seed)))
+                if done is not None:                  # finished by an earlier, interrupted run of this config
+                    metrics, info = done["metrics"], done["info"]
+                    if keep_fan:
+                        fans[name] = _load_fan(workdir, name)
+                else:
+                    t0 = time.perf_counter()
+                    q, info, out = build_model_forecasts(name, spec, inputs, train, history, horizon,
+                                                         seed=int(seed))
+                    metrics = evaluate(history, inputs["target"], q, weights, levels)
+                    info = {**info, "seconds": time.perf_counter() - t0, "origin": k, "seed": int(seed)}
+                    if keep_fan:
+                        fans[name] = (q, out)
+                        _save_fan(workdir, name, q, out)
+                    _append_run(log_path, key, k, name, int(seed), metrics, info)
+                    log.info("origin %d seed %s %s: WRMSSE %.4f WSPL %.4f CRPS %.4f cov95 %.2f (%.1f s)", k, seed,
+                             name, metrics["all"]["wrmsse"], metrics["all"]["wspl"], metrics["all"]["scaled_crps"],
+                             metrics["all"]["coverage_95"], info["seconds"])
                 runs[name].append(metrics)
-                infos[name].append({**info, "seconds": time.perf_counter() - t0, "origin": k, "seed": int(seed)})
-                log.info("origin %d seed %s %s: WRMSSE %.4f WSPL %.4f CRPS %.4f cov95 %.2f (%.1f s)", k, seed, name,
-                         metrics["all"]["wrmsse"], metrics["all"]["wspl"], metrics["all"]["scaled_crps"],
-                         metrics["all"]["coverage_95"], time.perf_counter() - t0)
-                if k == len(splits) - 1 and seed == config.seeds[0]:
-                    fans[name] = (q, out)
+                infos[name].append(info)
     summary = summarise(runs)
     table = markdown_table(summary, infos)
     plots.fan_charts(series, levels, hierarchy.keys, rows, splits[-1], fans, EVAL_QUANTILES, workdir,
@@ -221,6 +245,48 @@ def run(config, workdir: str) -> dict[str, Any]:
     write_results(workdir, results)
     log.info("forecasting done in %.0f s\n%s", time.time() - t_start, table)
     return results
+
+
+# --- resumption: one JSON line per finished (origin, model, seed), the last origin's forecasts for the plots ---
+def _read_runs(path: str, key: str) -> dict:
+    """Finished runs of the config with hash `key` (lines of other configs, or a torn last line, are ignored)."""
+    done = {}
+    if os.path.isfile(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if rec.get("config") == key:
+                    done[(rec["origin"], rec["model"], rec["seed"])] = rec
+    return done
+
+
+def _append_run(path: str, key: str, origin: int, name: str, seed: int, metrics: dict, info: dict) -> None:
+    rec = {"config": key, "origin": origin, "model": name, "seed": seed, "metrics": metrics,
+           "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in info.items()}}
+    with open(path, "a") as f:
+        f.write(json.dumps(rec, default=float) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _save_fan(workdir: str, name: str, q: np.ndarray, out: dict | None) -> None:
+    arrays = {"q": q}
+    if out is not None and "components" in out:
+        arrays.update({f"c_{k}": v for k, v in out["components"].items()}, scale=out["scale"])
+    path = os.path.join(workdir, f"fan_{name}.npz")
+    np.savez(path + ".tmp.npz", **arrays)
+    os.replace(path + ".tmp.npz", path)
+
+
+def _load_fan(workdir: str, name: str):
+    with np.load(os.path.join(workdir, f"fan_{name}.npz")) as z:
+        q = z["q"]
+        comps = {k[2:]: z[k] for k in z.files if k.startswith("c_")}
+        out = {"components": comps, "scale": z["scale"]} if comps else None
+    return q, out
 
 
 def summarise(runs: dict[str, list]) -> dict:

@@ -70,3 +70,21 @@ def test_real_data_config_points_at_the_kaggle_files(tmp_path):
     real.data.folder = str(tmp_path / "m5-forecasting-accuracy")
     with pytest.raises(FileNotFoundError, match="m5-forecasting-accuracy"):
         job.run(real, str(tmp_path / "w"))
+
+
+def test_rerun_resumes_from_the_run_log(job_run, caplog):
+    """Interrupted after some runs, the same command redoes only the missing ones and gives the same table."""
+    import logging
+
+    from jaxsuite.forecast import job
+    config, workdir, first = job_run
+    lines = (workdir / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == len(config.models.keys()) * len(config.seeds) * config.eval.origins
+    (workdir / "runs.jsonl").write_text("\n".join(lines[:-1]) + "\n{\"torn")    # lose the last run mid-write
+    caplog.set_level(logging.INFO, logger="jaxsuite")
+    again = job.run(config, str(workdir))
+    assert f"resuming: {len(lines) - 1} model runs" in caplog.text
+    assert caplog.text.count("origin 0 seed 0") == 1                             # only the lost run was redone
+    for name in first["summary"]:
+        assert again["summary"][name]["all"]["wrmsse"]["mean"] == pytest.approx(
+            first["summary"][name]["all"]["wrmsse"]["mean"], rel=1e-5)
