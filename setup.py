@@ -31,6 +31,7 @@ setup(
         "tqdm>=4.66",
         "scipy>=1.11",              # forecasting: sparse M5 aggregation, Gaussian quantiles
         "numpyro>=0.15",            # forecasting: the Bayesian structural (Prophet-style) baseline
+        "sympy>=1.12",              # RL math environment: checking answers for mathematical equivalence
     ],
     extras_require={
         # torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.

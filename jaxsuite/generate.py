@@ -32,6 +32,10 @@ class GenerateOutput:
     tokens: np.ndarray     # [B, N] new tokens; positions after a row stopped hold pad_token_id
     lengths: np.ndarray    # [B] number of new tokens per row (the stop token included)
     finished: np.ndarray   # [B] whether the row emitted a stop token
+    # [B, N] float32 log-prob of each new token under the policy, log_softmax(raw logits / temperature)
+    # (temperature 1 when greedy), before the hook and top-k / top-p filtering: the quantity an RL update
+    # recomputes from a forward pass (`jaxsuite.rl.scoring`). 0 after a row stopped. None unless asked for.
+    logprobs: np.ndarray | None = None
 
     def sequences(self) -> list[list[int]]:
         """The new tokens of each row, without the padding after a stop."""
@@ -94,11 +98,18 @@ def sample_logits(logits: jax.Array, rng: jax.Array, *, greedy: bool, temperatur
     return jax.random.categorical(rng, logits, axis=-1).astype(jnp.int32)
 
 
+def _policy_logprob(logits: jax.Array, token: jax.Array, temperature: jax.Array) -> jax.Array:
+    """log_softmax(logits / T)[token] per row: logits [B, V], token [B] -> [B] float32."""
+    scaled = logits.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
+    return jnp.take_along_axis(jax.nn.log_softmax(scaled, axis=-1), token[:, None], axis=-1)[:, 0]
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "stop_tokens",
                                              "pad_token_id", "logits_processor", "cache_dtype"))
 def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, *, max_new_tokens: int, greedy: bool,
                   top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
                   logits_processor: LogitsProcessor | None, cache_dtype):
+    """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N])."""
     model = nnx.merge(graphdef, state)
     batch, prompt_len = ids.shape
     cache = model.init_cache(batch, prompt_len + max_new_tokens, dtype=cache_dtype)
@@ -111,39 +122,45 @@ def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, *, max_ne
             logits_bv = logits_processor(logits_bv, generated, step)
         return sample_logits(logits_bv, rng, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
 
+    policy_t = jnp.where(greedy, 1.0, temperature)   # the log-probs of greedy decoding are at temperature 1
     generated = jnp.full((batch, max_new_tokens), pad_token_id, jnp.int32)    # [B, N]
+    logprobs = jnp.zeros((batch, max_new_tokens), jnp.float32)                 # [B, N]
     rng, sub = jax.random.split(rng)
     token = pick(logits[:, -1], generated, jnp.int32(0), sub)                   # [B]
     generated = generated.at[:, 0].set(token)
+    logprobs = logprobs.at[:, 0].set(_policy_logprob(logits[:, -1], token, policy_t))
     done = jnp.isin(token, stops)
     next_pos = positions[:, -1] + 1                                             # [B]
 
     def cond(carry):
-        step, _, _, done, _, _, _ = carry
+        step, _, _, done, _, _, _, _ = carry
         return (step < max_new_tokens) & ~jnp.all(done)
 
     def body(carry):
-        step, token, cache, done, generated, pos, rng = carry
+        step, token, cache, done, generated, logprobs, pos, rng = carry
         logits, cache = model.decode(token[:, None], pos[:, None], cache)        # [B, 1, V]
         rng, sub = jax.random.split(rng)
         new = pick(logits[:, 0], generated, step, sub)
+        logp = jnp.where(done, 0.0, _policy_logprob(logits[:, 0], new, policy_t))
         new = jnp.where(done, pad_token_id, new)
         generated = jax.lax.dynamic_update_slice(generated, new[:, None], (0, step))
+        logprobs = jax.lax.dynamic_update_slice(logprobs, logp[:, None], (0, step))
         done = done | jnp.isin(new, stops)
-        return step + 1, new, cache, done, generated, pos + 1, rng
+        return step + 1, new, cache, done, generated, logprobs, pos + 1, rng
 
-    carry = (jnp.int32(1), token, cache, done, generated, next_pos, rng)
-    _, _, _, done, generated, _, _ = jax.lax.while_loop(cond, body, carry)
+    carry = (jnp.int32(1), token, cache, done, generated, logprobs, next_pos, rng)
+    _, _, _, done, generated, logprobs, _, _ = jax.lax.while_loop(cond, body, carry)
     is_stop = jnp.isin(generated, stops)
     first_stop = jnp.argmax(is_stop, axis=1)
     lengths = jnp.where(done, first_stop + 1, max_new_tokens)
-    return generated, lengths, done
+    return generated, lengths, done, logprobs
 
 
 def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attention_mask: Any | None = None,
              temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
              stop_tokens: int | Sequence[int] | None = None, seed: int = 0, pad_token_id: int | None = None,
-             logits_processor: LogitsProcessor | None = None, cache_dtype: Any = None) -> GenerateOutput:
+             logits_processor: LogitsProcessor | None = None, cache_dtype: Any = None,
+             return_logprobs: bool = False) -> GenerateOutput:
     """Generates up to `max_new_tokens` tokens for each prompt of a batch.
 
     Args:
@@ -156,7 +173,9 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
       seed: sampling seed (ignored when greedy).
       logits_processor: optional hook `(logits [B, V], generated [B, N], step) -> logits`, traced into the
         loop; must be hashable (a module-level function or a functools.partial of one).
-    Returns a GenerateOutput(tokens [B, N], lengths [B], finished [B]).
+      return_logprobs: also return each new token's log-prob under the policy (see GenerateOutput.logprobs),
+        as RL rollouts need.
+    Returns a GenerateOutput(tokens [B, N], lengths [B], finished [B], logprobs [B, N] or None).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -179,9 +198,10 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
     if vocab is not None and (ids.min() < 0 or ids.max() >= vocab):
         raise ValueError(f"input_ids contain ids outside [0, {vocab}) (min {ids.min()}, max {ids.max()})")
     graphdef, state = nnx.split(model)
-    tokens, lengths, done = _generate_jit(
+    tokens, lengths, done, logprobs = _generate_jit(
         graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(seed),
         jnp.float32(temperature), jnp.float32(top_p), max_new_tokens=int(max_new_tokens),
         greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens, pad_token_id=int(pad_token_id),
         logits_processor=logits_processor, cache_dtype=cache_dtype)
-    return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done))
+    return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
+                          np.asarray(logprobs) if return_logprobs else None)

@@ -195,13 +195,133 @@ best = min(results["summary"], key=lambda m: results["summary"][m]["all"]["wspl"
 print("lowest WSPL:", best)"""),
 ]
 
+CPMOBIUS = [
+    new_markdown_cell("""# CPMobius: coach-player reinforcement learning without data
+
+CPMobius (arXiv 2602.02979) trains a model's math reasoning with no external training data. A **Coach**
+proposes math problems from one fixed prompt, a **Player** samples n solutions to each, and the Player is
+rewarded by **majority vote** over its own `\\boxed{}` answers (no ground truth). The Coach is rewarded by the
+**change in the Player's accuracy on a validation (probe) set** after the Player's update, which rewards
+proposing problems the Player learns from. This notebook looks at the verifiable environment and the reward
+formulas, then runs the tiny CPU config (`configs/cpmobius_tiny.py`), which compares CPMobius with two
+data-free baselines, R-Zero and RENT, from the same small base model.
+
+**Colab:** `!pip install -q "jaxsuite @ git+<this repository's URL>"` first. The tests run this notebook with
+the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from `JAXSUITE_NOTEBOOK_VARIANT` (default
+`cpu`)."""),
+    new_code_cell("""import json, os
+import numpy as np
+from IPython.display import Image, display
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.rl import math_env, objectives, rewards
+from jaxsuite.rl.cpmobius import coach_player, job
+
+VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
+WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/cpmobius_notebook_{VARIANT}"))
+print(VARIANT, "->", WORKDIR)"""),
+    new_markdown_cell("## 1. The verifiable environment\n`math_env.ProblemGenerator` writes short problems with "
+                      "exact answers (the tiny config uses addition and subtraction of numbers up to 99 and "
+                      "multiplication by a number up to 12); `validate_problem_text` accepts a Coach proposal only "
+                      "in exactly one of these formats. `extract_boxed` takes the last `\\boxed{...}` of a "
+                      "response and `answers_equivalent` compares answers by value. "
+                      "`rewards.majority_vote_rewards` is the Player's reward: +1 for the holders of the unique "
+                      "most frequent answer, -1 for everyone else, and -1 for all on a tie or when nobody boxed an "
+                      "answer (missing answers vote together as \"no box\")."),
+    new_code_cell("""gen = math_env.ProblemGenerator(kinds=["add", "sub", "mul"], max_operand=99)
+for q in gen.batch(5, seed=0):
+    print(f"{q.kind:4s} {q.problem:10s} -> {q.answer}")
+print("valid proposal:", gen.validate_problem_text("23+58=?\\n"))
+print("invalid proposal (spaces):", gen.validate_problem_text("23 + 58 = ?"))
+
+for text in ["So 23+58=\\\\boxed{81}.", "\\\\boxed{\\\\frac{1}{2}}", "no box here"]:
+    print(repr(text), "->", repr(math_env.extract_boxed(text)))
+for a, b in [("0.5", "\\\\frac{1}{2}"), ("x=3", "3"), ("\\\\sqrt{8}", "2\\\\sqrt{2}"), ("81", "80")]:
+    print(f"{a!r} == {b!r}: {math_env.answers_equivalent(a, b)}")
+
+groups = {"clear majority": ["81", "81", "81", "80"], "one missing box": ["81", "81", None, "80"],
+          "tie": ["81", "81", "80", "80"], "no boxes": [None, None, None, None]}
+for name, answers in groups.items():
+    print(f"{name:16s} {str(answers):28s} -> {rewards.majority_vote_rewards(answers)}")"""),
+    new_markdown_cell("## 2. The formulas\n**Player:** GRPO normalises each reward within its group (the n "
+                      "answers to one problem), `A = (r - mean) / (std + eps)`; a group whose rewards are all equal "
+                      "(the tie, the empty group) gets zero advantages and teaches nothing. **Coach:** for each kept "
+                      "problem, `R_i = 100 * (V_t - V_{t-1}) * m_i`, with `V_t` the Player's greedy probe accuracy "
+                      "after the update and `m_i` the problem's scale: with `coach_scale=\"advantage\"` (the "
+                      "config's choice) the mean of its non-zero Player advantages weighted by response length "
+                      "(`None`, and so `R_i = -1`, when there is none); with `\"reward\"` its mean Player reward. "
+                      "Since GRPO advantages sum to zero within a group, the \"advantage\" scale is non-zero only "
+                      "when the responses differ in length (last line below)."),
+    new_code_cell("""r = np.concatenate([rewards.majority_vote_rewards(a) for a in groups.values()])
+group_ids = np.repeat(np.arange(len(groups)), 4)
+adv = objectives.group_advantages(r, group_ids).reshape(len(groups), 4)
+for name, a in zip(groups, adv):
+    print(f"{name:16s} advantages {np.round(a, 3)}")
+
+lengths = np.asarray([6, 6, 9, 4])          # response lengths in tokens, made up for the example
+r_groups = r.reshape(len(groups), 4)
+scales = [coach_player.coach_scale(a, lengths, rg, "advantage") for a, rg in zip(adv, r_groups)]
+print("m_i (advantage):", [None if m is None else round(m, 4) for m in scales])
+print("m_i (reward):   ", [coach_player.coach_scale(a, lengths, rg, "reward")
+                           for a, rg in zip(adv, r_groups)])
+print("coach rewards for V: 0.500 -> 0.625:", np.round(coach_player.coach_rewards(0.625 - 0.5, scales), 4))
+equal = coach_player.coach_scale(adv[0], np.full(4, 6), r_groups[0], "advantage")
+print("m_i with equal lengths:", round(equal, 6))"""),
+    new_markdown_cell("## 3. Run the tiny config\n`job.run` first makes a small Qwen3-architecture model "
+                      "(byte tokenizer) competent by a short SFT on generated problems in both roles (Coach: prompt "
+                      "-> problem, Player: problem -> `\\boxed{answer}`), then runs every method in "
+                      "`config.methods` (CPMobius, R-Zero, RENT) for every seed from that same base, recording the "
+                      "Player's greedy accuracy on the probe set every step and on a held-out test set every "
+                      "`rl.eval_every` steps. The `test` variant (a 1-layer model, 10 SFT steps, 3 RL steps, one "
+                      "seed) only checks that everything runs: its numbers say nothing about the methods. The "
+                      "default `cpu` variant runs 900 SFT steps and 3 methods x 3 seeds x 30 RL steps. Runs are "
+                      "resumable: a second call reads finished runs back."),
+    new_code_cell("""config = load_config("configs/cpmobius_tiny.py", VARIANT)
+print("methods:", list(config.methods), "| seeds:", list(config.seeds), "| RL steps:", config.rl.steps)
+results = job.run(config, WORKDIR)"""),
+    new_markdown_cell("## 4. Results\nHeld-out test accuracy (ground truth, greedy decoding) before and after RL, "
+                      "averaged over seeds, with rollout throughput and the time of one Player update; "
+                      "`accuracy.png` plots test and probe accuracy per step, `coach_reward.png` the mean Coach "
+                      "(CPMobius) and Challenger (R-Zero) reward per step."),
+    new_code_cell("""def fmt(x, spec, unit):
+    return "n/a" if x is None else format(x, spec) + unit
+
+for m, res in results["methods"].items():
+    print(f"{m:8s} test accuracy {res['test_acc_initial_mean']:.3f} -> {res['test_acc_final_mean']:.3f} | "
+          f"seeds improved {res['seeds_improved']}/{len(config.seeds)} | "
+          f"rollout {fmt(res['rollout_tokens_per_s_mean'], '.0f', ' tokens/s')} | "
+          f"player update {fmt(res['player_update_seconds_mean'], '.3f', ' s')}")
+display(Image(os.path.join(WORKDIR, "accuracy.png")))
+if os.path.exists(os.path.join(WORKDIR, "coach_reward.png")):
+    display(Image(os.path.join(WORKDIR, "coach_reward.png")))
+else:
+    print("no coach_reward.png: no coach (CPMobius) or challenger (R-Zero) reward was recorded")"""),
+    new_markdown_cell("## 5. Inside one run\nEvery run writes one line per step to `metrics.jsonl`: the probe "
+                      "accuracy `V_t` (`val_acc`), the number of problems kept by the filter (`kept_groups`), the "
+                      "Coach's mean reward (only on steps where it was updated) and `V_t - V_{t-1}` (`delta_v`). "
+                      "Step 0 is the base model."),
+    new_code_cell("""run_dir = os.path.join(WORKDIR, "runs", f"cpmobius_seed{config.seeds[0]}")
+with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+for row in rows[:8]:
+    cols = [f"{k}={row[k]:.4g}" if isinstance(row.get(k), float) else f"{k}={row.get(k)}"
+            for k in ("val_acc", "kept_groups", "coach_reward_mean", "delta_v")]
+    print(f"step {row['step']:3d}: " + ", ".join(cols))"""),
+]
+
+def write(cells, path: str) -> None:
+    """Writes one notebook with stable cell ids (nbformat draws random ones, which would churn every rebuild)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for k, cell in enumerate(cells):
+        cell["id"] = f"{stem}-{k}"
+    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nbformat.write(nb, path)
+
+
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
-    nb = new_notebook(cells=QUICKSTART, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                  "language": "python"}})
-    nbformat.write(nb, os.path.join(here, "01_quickstart.ipynb"))
-    nb = new_notebook(cells=HYPENET_HALO, metadata=nb.metadata)
-    nbformat.write(nb, os.path.join(here, "02_hypenet_halo.ipynb"))
-    nbformat.write(new_notebook(cells=LDL_FORECASTING, metadata=nb.metadata),
-                   os.path.join(here, "03_ldl_forecasting.ipynb"))
-    print("wrote notebooks/01_quickstart.ipynb, 02_hypenet_halo.ipynb, 03_ldl_forecasting.ipynb")
+    names = {"01_quickstart.ipynb": QUICKSTART, "02_hypenet_halo.ipynb": HYPENET_HALO,
+             "03_ldl_forecasting.ipynb": LDL_FORECASTING, "04_cpmobius.ipynb": CPMOBIUS}
+    for name, cells in names.items():
+        write(cells, os.path.join(here, name))
+    print("wrote", ", ".join(f"notebooks/{n}" for n in names))

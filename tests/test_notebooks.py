@@ -67,3 +67,14 @@ def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch):
                         {"LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run")})
     assert "series over the 12 levels" in text and "lowest WSPL:" in text
     assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "components.png").is_file()
+
+
+def test_cpmobius_notebook_runs(tmp_path, monkeypatch):
+    """notebooks/04_cpmobius.ipynb on the smoke-test CPMobius config (every method, one seed, 3 RL steps)."""
+    text = run_notebook("04_cpmobius.ipynb", monkeypatch,
+                        {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
+    assert "tie              ['81', '81', '80', '80']     -> [-1. -1. -1. -1.]" in text
+    for method in ("cpmobius", "r_zero", "rent"):
+        assert f"{method:8s} test accuracy " in text
+    assert "step   3: val_acc=" in text
+    assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "accuracy.png").is_file()

@@ -221,7 +221,8 @@ class ByteTokenizer:
         return [b + self._OFFSET for b in text.encode("utf-8")]
 
     def decode(self, ids: Sequence[int]) -> str:
-        raw = bytes(int(i) - self._OFFSET for i in ids if int(i) >= self._OFFSET)
+        # ids past the byte range (a model's vocab is often padded beyond 259) decode to nothing, like specials
+        raw = bytes(int(i) - self._OFFSET for i in ids if self._OFFSET <= int(i) < self.vocab_size)
         return raw.decode("utf-8", errors="replace")
 
     def __repr__(self) -> str:

@@ -260,8 +260,11 @@ def batch_sharding(mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES) -> NamedSha
     return NamedSharding(mesh, shd.logical_to_spec(BATCH_AXES, rules, mesh))
 
 
-# loss_fn(model, batch) -> (loss_sum, tokens): a summed loss and what it is averaged over (float32 scalars)
-LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, jax.Array]]
+# loss_fn(model, batch) -> (loss_sum, tokens): a summed loss and what it is averaged over (float32 scalars),
+# optionally with a third element, a dict of summed metrics the step reports divided by the same `tokens`
+# (an RL loss reports its KL, entropy and clip fraction this way). With `frozen_shardings` the step passes a
+# third argument, the frozen parameters (e.g. an RL reference policy): loss_fn(model, batch, frozen).
+LossFn = Callable[..., tuple]
 
 
 def next_token_loss(model: nnx.Module, batch: dict) -> tuple[jax.Array, jax.Array]:
@@ -271,11 +274,18 @@ def next_token_loss(model: nnx.Module, batch: dict) -> tuple[jax.Array, jax.Arra
     return cross_entropy(logits, batch["targets"], batch["loss_mask"])
 
 
-def _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn: LossFn = next_token_loss):
-    """Forward pass on one (micro-)batch: (loss_sum, tokens). Differentiated w.r.t. the f32 `params`."""
+def _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn: LossFn = next_token_loss,
+               frozen: Any = None):
+    """Forward pass on one (micro-)batch: (loss_sum, (tokens, aux_sums)). Differentiated w.r.t. the f32
+    `params` only: `frozen` (if any) is cast to the compute dtype and never differentiated."""
     model = nnx.merge(graphdef, _cast(params, compute_dtype), model_state)
-    loss_sum, tokens = loss_fn(model, batch)
-    return loss_sum.astype(jnp.float32), jnp.asarray(tokens, jnp.float32)
+    if frozen is None:
+        out = loss_fn(model, batch)
+    else:
+        out = loss_fn(model, batch, _cast(jax.lax.stop_gradient(frozen), compute_dtype))
+    loss_sum, tokens, aux = out if len(out) == 3 else (*out, {})
+    aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
+    return loss_sum.astype(jnp.float32), (jnp.asarray(tokens, jnp.float32), aux)
 
 
 def _required_keys(loss_fn) -> tuple[str, ...]:
@@ -302,12 +312,17 @@ def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int,
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *, mesh: Mesh,
                     rules: shd.Rules = shd.DEFAULT_RULES, state_shardings: TrainState, accum_steps: int = 1,
                     compute_dtype: Any = jnp.float32, loss_fn: LossFn = next_token_loss,
-                    ) -> Callable[[TrainState, dict], tuple[TrainState, dict]]:
+                    frozen_shardings: Any = None) -> Callable[..., tuple[TrainState, dict]]:
     """A jit-compiled `step(state, batch) -> (new_state, metrics)`; `state` is donated.
 
-    `loss_fn(model, batch) -> (loss_sum, tokens)` (default `next_token_loss`) lets other objectives (HALO's
-    per-layer MSE, logit distillation, RL losses) reuse the same sharded, accumulating step: the step
-    divides the summed loss and gradients by the summed `tokens` of the whole global batch.
+    `loss_fn(model, batch) -> (loss_sum, tokens[, aux_sums])` (default `next_token_loss`) lets other
+    objectives (HALO's per-layer MSE, logit distillation, RL losses) reuse the same sharded, accumulating step:
+    the step divides the summed loss, the gradients and every aux sum by the summed `tokens` of the whole
+    global batch, and reports the aux metrics under their own names.
+
+    `frozen_shardings` (a pytree of NamedShardings, e.g. the params' shardings of a reference model) makes the
+    step `step(state, batch, frozen) -> (new_state, metrics)`: `frozen` is placed with those shardings,
+    given to every micro-batch's `loss_fn(model, batch, frozen)` and never trained or donated.
 
     batch: dict of [B, T] arrays "inputs", "targets", "loss_mask" and optionally "positions", "segment_ids"
     (B = global batch, divisible by accum_steps). metrics: loss (mean over real tokens of the global batch),
@@ -320,13 +335,13 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     param_sh = state_shardings.params
     grad_fn = jax.value_and_grad(functools.partial(_loss_sums, loss_fn=loss_fn), has_aux=True)
 
-    def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def step(state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict]:
         _check_batch(batch, mesh, rules, accum_steps, required=_required_keys(loss_fn))
         with shd.use_sharding(mesh, rules):  # the model's constrain() calls see the mesh while tracing
             params = state.params
             if accum_steps == 1:
-                (loss_sum, total_tokens), grad_sum = grad_fn(params, state.model_state, graphdef, batch,
-                                                             compute_dtype)
+                (loss_sum, (total_tokens, aux_sum)), grad_sum = grad_fn(params, state.model_state, graphdef,
+                                                                        batch, compute_dtype, frozen=frozen)
             else:
                 size = batch["inputs"].shape[0]
 
@@ -340,12 +355,20 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                 zeros = jax.lax.with_sharding_constraint(jax.tree.map(jnp.zeros_like, params), param_sh)
 
                 def body(carry, mb):
-                    g_acc, l_acc, n_acc = carry
-                    (l, n), g = grad_fn(params, state.model_state, graphdef, mb, compute_dtype)
-                    return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, n_acc + n), None
+                    g_acc, l_acc, n_acc, a_acc = carry
+                    (l, (n, a)), g = grad_fn(params, state.model_state, graphdef, mb, compute_dtype,
+                                             frozen=frozen)
+                    return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, n_acc + n,
+                            jax.tree.map(jnp.add, a_acc, a)), None
 
                 zero = jnp.zeros((), jnp.float32)
-                (grad_sum, loss_sum, total_tokens), _ = jax.lax.scan(body, (zeros, zero, zero), micro)
+                # the aux metrics' names and shapes, from an abstract evaluation of one micro-batch
+                aux_shape = jax.eval_shape(lambda mb: _loss_sums(params, state.model_state, graphdef, mb,
+                                                                 compute_dtype, loss_fn, frozen)[1][1],
+                                           jax.tree.map(lambda x: x[0], micro))
+                aux_zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), aux_shape)
+                (grad_sum, loss_sum, total_tokens, aux_sum), _ = jax.lax.scan(
+                    body, (zeros, zero, zero, aux_zero), micro)
 
             denom = jnp.maximum(total_tokens, 1.0)
             grads = jax.tree.map(lambda g: g / denom, grad_sum)
@@ -358,12 +381,17 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                 "grad_norm": optax.global_norm(grads),
                 "lr": learning_rate_of(opt_state),
                 "param_norm": optax.global_norm(new_params),
+                **{k: v / denom for k, v in aux_sum.items()},
             }
             new_state = state.replace(step=state.step + 1, params=new_params, opt_state=opt_state)
             return new_state, metrics
 
     replicated = NamedSharding(mesh, PartitionSpec())
-    return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh, rules)),
+    if frozen_shardings is None:
+        return jax.jit(lambda state, batch: step(state, batch),
+                       in_shardings=(state_shardings, batch_sharding(mesh, rules)),
+                       out_shardings=(state_shardings, replicated), donate_argnums=0)
+    return jax.jit(step, in_shardings=(state_shardings, batch_sharding(mesh, rules), frozen_shardings),
                    out_shardings=(state_shardings, replicated), donate_argnums=0)
 
 
@@ -379,7 +407,7 @@ def make_eval_step(graphdef: nnx.GraphDef, *, mesh: Mesh, rules: shd.Rules = shd
     def eval_step(params: nnx.State, batch: dict) -> dict:
         _check_batch(batch, mesh, rules, 1, required=_required_keys(loss_fn))
         with shd.use_sharding(mesh, rules):
-            loss_sum, tokens = _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn)
+            loss_sum, (tokens, _) = _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn)
         return {"loss_sum": loss_sum, "tokens": tokens}
 
     replicated = NamedSharding(mesh, PartitionSpec())

@@ -1,0 +1,241 @@
+"""The CPMobius job: `run(config, workdir)` for configs/cpmobius_*.py.
+
+  1. Base model: loaded from `model.init_from` (an HF folder or hub id, e.g. Qwen2.5-Math-7B-Instruct), or,
+     for the tiny config, a small decoder trained here by a short SFT on generated problems (both tasks: the
+     coach's "prompt -> problem" and the player's "problem -> \\boxed{answer}"), so that its rewards are
+     informative. The SFT never sees a probe or test problem (they are removed from its documents).
+  2. Probe set (V_t) and held-out test set: generated with their own seeds, or read from jsonl/parquet files.
+     Probe labels are the ground truth or majority-vote pseudo-labels of the base player.
+  3. For each method in `methods` (cpmobius, r_zero, rent) and each seed: a self-play run from the same base,
+     in workdir/runs/<method>_seed<k>/ (resumable).
+  4. results.json: per method and seed, validation and test accuracy per step; a summary per method; plots
+     accuracy.png (test and validation accuracy over steps) and coach_reward.png.
+Started again with the same command, finished runs are read back, an interrupted one resumes.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from jaxsuite.core.loop import train_loop
+from jaxsuite.core.metrics import is_primary, join_path, pyplot, read_metrics, write_results
+from jaxsuite.pretrain import build_model, mesh_and_rules
+from jaxsuite.rl import math_env
+from jaxsuite.rl.cpmobius.baselines import RENTTrainer, RZeroTrainer
+from jaxsuite.rl.cpmobius.coach_player import CPMobiusTrainer
+from jaxsuite.rl.cpmobius.selfplay import ProblemSet
+from jaxsuite.rl.rewards import majority_answer
+from jaxsuite.rl.rollout import sample_responses
+
+log = logging.getLogger(__name__)
+
+TRAINERS = {"cpmobius": CPMobiusTrainer, "r_zero": RZeroTrainer, "rent": RENTTrainer}
+
+
+# --- problem sets ------------------------------------------------------------------------------------------------
+def _generator(config) -> math_env.ProblemGenerator:
+    return math_env.ProblemGenerator(kinds=list(config.env.kinds), max_operand=int(config.env.max_operand))
+
+
+def load_problems(block, generator: math_env.ProblemGenerator, name: str) -> list[math_env.MathProblem]:
+    """`block.path` (jsonl / parquet with `problem_field` / `answer_field`), else `block.size` generated
+    problems from `block.seed`."""
+    if block.path:
+        return math_env.read_problems(block.path, problem_field=block.problem_field,
+                                      answer_field=block.answer_field, limit=int(block.size) or None)
+    if int(block.size) < 1:
+        raise ValueError(f"{name}: set {name}.path or a positive {name}.size")
+    return generator.batch(int(block.size), seed=int(block.seed))
+
+
+def pseudo_labels(model, tokenizer, config, problems: list[math_env.MathProblem]) -> ProblemSet:
+    """The probe set with majority-vote labels of the base player's samples; problems without a unique
+    majority are dropped (they could not be scored)."""
+    v, p = config.validation, config.player
+    prompts = [math_env.format_player_prompt(q.problem, config.prompts.player_template) for q in problems]
+    roll = sample_responses(model, tokenizer, prompts, n=int(v.pseudo_label_samples),
+                            max_new_tokens=int(p.max_new_tokens), temperature=float(p.temperature),
+                            top_p=float(p.top_p), seed=int(v.seed))
+    kept, labels, n = [], [], int(v.pseudo_label_samples)
+    for i, q in enumerate(problems):
+        answers = [math_env.extract_boxed(t) for t in roll.texts[i * n:(i + 1) * n]]
+        winner, _ = majority_answer(answers, "exact")
+        if winner is not None:
+            kept.append(q.problem)
+            labels.append(winner)
+    return ProblemSet(kept, labels, "probe (majority-vote labels)")
+
+
+# --- the base model ----------------------------------------------------------------------------------------------
+def sft_documents(config, exclude: set[str]) -> list[str]:
+    """Coach and player demonstrations on generated problems, none of them in `exclude`."""
+    gen = _generator(config)
+    rng = np.random.default_rng(int(config.sft.data_seed))
+    docs = []
+    for q in gen.batch(int(config.sft.num_problems), seed=int(config.sft.data_seed)):
+        if q.problem in exclude:
+            continue
+        # the coach's task is only the format (its digits are random), so a fraction of the problems is enough
+        if rng.random() < float(config.sft.coach_fraction):
+            docs.append(config.prompts.coach + q.problem)
+        docs.append(math_env.format_player_prompt(q.problem, config.prompts.player_template)
+                    + math_env.format_player_target(q.answer))
+    if not docs:
+        raise ValueError("sft: every generated problem is a probe or test problem; raise env.max_operand")
+    return docs
+
+
+def build_base_model(config, workdir: str, tokenizer, mesh, rules, exclude: set[str]):
+    """`model.init_from` as is, or a fresh model after `sft.train.steps` steps of SFT (resumable)."""
+    from jaxsuite.core import data
+
+    model = build_model(config, tokenizer, mesh, rules)
+    if int(config.sft.train.steps) <= 0:
+        return model
+    docs = sft_documents(config, exclude)
+    sft_cfg = ml_collections.ConfigDict({"seed": int(config.seed), "train": config.sft.train,
+                                         "data": {"seq_len": int(config.sft.seq_len),
+                                                  "batch_size": int(config.sft.batch_size)}})
+    train_ds = data.make_lm_dataset(data.InMemorySource(docs), tokenizer, int(config.sft.seq_len),
+                                    int(config.sft.batch_size), seed=int(config.seed), prepend_bos=True,
+                                    shuffle_window=256)
+    out = train_loop(sft_cfg, join_path(workdir, "sft"), model, mesh=mesh, rules=rules, train_ds=train_ds,
+                     curve_title="CPMobius base: SFT loss")
+    return out.model
+
+
+# --- results -----------------------------------------------------------------------------------------------------
+def _series(rows: list[dict], key: str) -> list[list[float]]:
+    return [[r["step"], r[key]] for r in rows if key in r]
+
+
+def summarize(config, workdir: str, runs: dict[str, dict[int, str]]) -> dict[str, Any]:
+    """results.json's content from every run's metrics.jsonl."""
+    out: dict[str, Any] = {"methods": {}, "config": {"steps": int(config.rl.steps), "seeds": list(config.seeds)}}
+    for method, by_seed in runs.items():
+        per_seed, first, last, best_val, tps, upd = {}, [], [], [], [], []
+        for seed, run_dir in by_seed.items():
+            rows = read_metrics(join_path(run_dir, "metrics.jsonl"))
+            test = _series(rows, "test_acc")
+            val = _series(rows, "val_acc")
+            per_seed[str(seed)] = {"val_acc": val, "test_acc": test,
+                                   "coach_reward": _series(rows, "coach_reward_mean")
+                                   or _series(rows, "challenger_reward_mean")}
+            first.append(test[0][1])
+            last.append(test[-1][1])
+            best_val.append(max(v for _, v in val))
+            tps += [r["rollout_tokens_per_s"] for r in rows if "rollout_tokens_per_s" in r]
+            upd += [r["player_update_seconds"] for r in rows if "player_update_seconds" in r]
+        out["methods"][method] = {
+            "per_seed": per_seed,
+            "test_acc_initial_mean": float(np.mean(first)),
+            "test_acc_final_mean": float(np.mean(last)), "test_acc_final_std": float(np.std(last)),
+            "test_acc_change_mean": float(np.mean(np.asarray(last) - np.asarray(first))),
+            "seeds_improved": int(np.sum(np.asarray(last) > np.asarray(first))),
+            "best_val_acc_mean": float(np.mean(best_val)),
+            "rollout_tokens_per_s_mean": float(np.mean(tps)) if tps else None,
+            "player_update_seconds_mean": float(np.mean(upd)) if upd else None,
+        }
+    return out
+
+
+def plot_results(results: dict[str, Any], workdir: str) -> list[str]:
+    """accuracy.png (test and probe accuracy per method, mean over seeds with min-max band) and
+    coach_reward.png (mean coach / challenger reward per step)."""
+    plt = pyplot()
+    written = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110)
+    for method, res in results["methods"].items():
+        for ax, key in zip(axes, ("test_acc", "val_acc")):
+            curves = [np.asarray(s[key], np.float64) for s in res["per_seed"].values()]
+            steps = curves[0][:, 0]
+            ys = np.stack([c[:, 1] for c in curves if len(c) == len(steps)])
+            line, = ax.plot(steps, ys.mean(0), marker="o" if len(steps) < 30 else None, markersize=3, label=method)
+            ax.fill_between(steps, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.15)
+    for ax, title in zip(axes, ("held-out test accuracy (greedy)", "probe accuracy V_t")):
+        ax.set_xlabel("step")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = join_path(workdir, "accuracy.png")
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=110)
+    drawn = False
+    for method, res in results["methods"].items():
+        for seed, s in res["per_seed"].items():
+            pts = np.asarray(s["coach_reward"], np.float64)
+            if len(pts):
+                ax.plot(pts[:, 0], pts[:, 1], marker=".", linewidth=1, label=f"{method} seed {seed}")
+                drawn = True
+    if drawn:
+        ax.set_xlabel("step")
+        ax.set_title("coach (CPMobius) / challenger (R-Zero) reward, mean per step")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = join_path(workdir, "coach_reward.png")
+        fig.savefig(path)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
+# --- the job -----------------------------------------------------------------------------------------------------
+def run(config, workdir: str) -> dict[str, Any]:
+    from jaxsuite.core.tokenizer import load_tokenizer
+
+    t_start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    unknown = [m for m in config.methods if m not in TRAINERS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown} in config.methods; expected some of {sorted(TRAINERS)}")
+    mesh, rules = mesh_and_rules(config)
+    tokenizer = load_tokenizer(config.tokenizer)
+    gen = _generator(config)
+    probe_problems = load_problems(config.validation, gen, "validation")
+    test_problems = load_problems(config.test, gen, "test")
+    exclude = {q.problem for q in probe_problems + test_problems}
+    base = build_base_model(config, workdir, tokenizer, mesh, rules, exclude)
+    coach_base = base
+    if config.coach.init_from:
+        from jaxsuite.hf import load_pretrained
+        coach_base = load_pretrained(config.coach.init_from, mesh=mesh, rules=rules)
+    if config.validation.labels == "ground_truth":
+        probe = ProblemSet([q.problem for q in probe_problems], [q.answer for q in probe_problems], "probe")
+    elif config.validation.labels == "majority_vote":
+        probe = pseudo_labels(base, tokenizer, config, probe_problems)
+    else:
+        raise ValueError(f"validation.labels must be 'ground_truth' or 'majority_vote', "
+                         f"got {config.validation.labels!r}")
+    test = ProblemSet([q.problem for q in test_problems], [q.answer for q in test_problems], "test")
+    log.info("probe set %d problems (%s labels), test set %d problems", len(probe.problems),
+             config.validation.labels, len(test.problems))
+
+    runs: dict[str, dict[int, str]] = {}
+    for method in config.methods:
+        for seed in config.seeds:
+            run_dir = join_path(workdir, f"runs/{method}_seed{seed}")
+            trainer = TRAINERS[method](config, run_dir, seed=int(seed), player_model=base, coach_model=coach_base,
+                                       tokenizer=tokenizer, mesh=mesh, rules=rules, probe=probe, test=test)
+            trainer.run()
+            runs.setdefault(method, {})[int(seed)] = run_dir
+            del trainer
+    results = summarize(config, workdir, runs)
+    results["probe_size"], results["test_size"] = len(probe.problems), len(test.problems)
+    results["wall_seconds_this_run"] = time.time() - t_start
+    if is_primary():
+        results["plots"] = plot_results(results, workdir)
+    write_results(workdir, results)
+    for method, res in results["methods"].items():
+        log.info("%s: test accuracy %.3f -> %.3f (mean over %d seeds), %d improved", method,
+                 res["test_acc_initial_mean"], res["test_acc_final_mean"], len(config.seeds), res["seeds_improved"])
+    return results

@@ -1,0 +1,236 @@
+"""A trainable policy on the device mesh: its sharded train state, its frozen reference, and the jitted
+scoring pass and update that every RL loop in jaxsuite uses.
+
+    policy = Policy(model, optim=cfg.player.optim, loss=PolicyLossConfig(kl_coef=1e-3), mesh=mesh, rules=rules)
+    rollout = sample_responses(policy.module(), tokenizer, prompts, n=8, ...)      # jaxsuite.rl.rollout
+    batch = rollout.to_batch(advantages=group_advantages(rewards, rollout.group_ids), ...)
+    metrics = policy.update(batch)     # old log-probs, then one jitted update per mini-batch
+
+The update is `jaxsuite.core.train.make_train_step` with the policy loss below: one jit-compiled function
+that runs the policy forward, the reference forward (its parameters passed as frozen, sharded like the
+policy's), the clipped surrogate, k3 KL, entropy and aggregation, the backward pass and the AdamW step, with
+the state donated. The "old" log-probs are recomputed by `score` under the policy as it stands before the
+update (veRL's `compute_log_prob`), not taken from the sampler: the sampler may filter (top-p) or reshape
+(repetition penalty) its distribution, and the importance ratio must compare like with like.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding
+
+from jaxsuite.core import sharding as shd
+from jaxsuite.core import train as tr
+from jaxsuite.rl import objectives as obj
+
+RL_BATCH_KEYS = ("inputs", "targets", "positions", "loss_mask", "advantages")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyLossConfig:
+    clip_low: float = 0.2          # ratio clipped to [1 - clip_low, 1 + clip_high]
+    clip_high: float = 0.2
+    kl_coef: float = 0.0           # k3 KL to the frozen reference; 0 skips the reference forward entirely
+    entropy_coef: float = 0.0      # loss -= entropy_coef * entropy (veRL sign)
+    aggregation: str = "token-mean"
+    temperature: float = 1.0       # the sampling temperature: log-probs are of softmax(logits / T)
+
+    def __post_init__(self):
+        if self.aggregation not in obj.AGGREGATIONS:
+            raise ValueError(f"unknown loss aggregation {self.aggregation!r}; expected one of {obj.AGGREGATIONS}")
+        if self.clip_low < 0 or self.clip_high < 0 or self.clip_low >= 1:
+            raise ValueError(f"clip ratios must satisfy 0 <= clip_low < 1 and clip_high >= 0, got "
+                             f"{self.clip_low}, {self.clip_high}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 for log-probs, got {self.temperature}")
+        if self.kl_coef < 0:
+            raise ValueError(f"kl_coef must be >= 0, got {self.kl_coef}")
+
+
+def _forward_logprobs(model: nnx.Module, batch: dict, temperature: float) -> tuple[jax.Array, jax.Array]:
+    """(logits / T [B, T, V], log p(target) [B, T]) of `model` on an RL batch."""
+    logits = model(batch["inputs"], positions=batch["positions"]).astype(jnp.float32) / temperature
+    return logits, tr.token_log_probs(logits, batch["targets"])
+
+
+def make_policy_loss(cfg: PolicyLossConfig, ref_graphdef: nnx.GraphDef | None = None):
+    """loss_fn(model, batch[, reference]) -> (loss_sum, count, aux_sums) for `make_train_step`.
+
+    batch: inputs/targets/positions [B, T] int, loss_mask [B, T] (response tokens), advantages [B, T],
+    old_logprobs [B, T]. `reference` = (params, rest) of the frozen reference, merged with `ref_graphdef`.
+    aux (reported as means by the step): pg_loss, entropy, kl, clip_frac, ratio.
+    """
+    def loss_fn(model, batch, reference=None):
+        mask = batch["loss_mask"]
+        logits, logp = _forward_logprobs(model, batch, cfg.temperature)           # [B, T, V], [B, T]
+        entropy = obj.entropy_from_logits(logits)                                 # [B, T]
+        pg, clipped, ratio = obj.clipped_surrogate(logp, batch["old_logprobs"], batch["advantages"],
+                                                   clip_low=cfg.clip_low, clip_high=cfg.clip_high)
+        per_token = pg - cfg.entropy_coef * entropy
+        terms = {"pg_loss": pg, "entropy": entropy, "clip_frac": clipped, "ratio": ratio}
+        if cfg.kl_coef > 0:
+            if reference is None:
+                raise ValueError("kl_coef > 0 needs the reference parameters (Policy passes them)")
+            ref_model = nnx.merge(ref_graphdef, *reference)
+            _, ref_logp = _forward_logprobs(ref_model, batch, cfg.temperature)
+            kl = obj.k3_kl(logp, jax.lax.stop_gradient(ref_logp))
+            per_token = per_token + cfg.kl_coef * kl
+            terms["kl"] = kl
+        loss_sum, count = obj.aggregate(per_token, mask, cfg.aggregation)
+        aux = {k: obj.aggregate(v, mask, cfg.aggregation)[0] for k, v in terms.items()}
+        return loss_sum, count, aux
+    return loss_fn
+
+
+def _global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """A host array that every process holds whole -> a global array with `sharding` (works multi-host)."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+class Policy:
+    """One trainable LM with its optimizer state on the mesh, and (if kl_coef > 0) its frozen reference.
+
+    Args:
+      model: the initial policy (a jaxsuite LM). Its arrays are copied into the train state.
+      optim: the optimizer fields `make_optimizer` reads (lr, warmup_steps, min_lr_ratio, steps, weight_decay,
+        b1, b2, grad_clip) as a ConfigDict or dict; `steps` is the schedule length in optimizer updates.
+      loss: the PolicyLossConfig.
+      reference: the frozen reference model (default: a copy of `model` as given, i.e. the initial policy).
+      mini_batch_size: rows per optimizer update (default: the whole rollout batch in one update);
+      epochs: passes over the rollout batch (PPO epochs); accum_steps: micro-batches per update.
+    """
+
+    def __init__(self, model: nnx.Module, *, optim: Any, loss: PolicyLossConfig, mesh: jax.sharding.Mesh,
+                 rules: shd.Rules = shd.DEFAULT_RULES, reference: nnx.Module | None = None,
+                 mini_batch_size: int | None = None, epochs: int = 1, accum_steps: int = 1,
+                 compute_dtype: Any = jnp.float32):
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.loss_cfg, self.mesh, self.rules = loss, mesh, rules
+        self.mini_batch_size, self.epochs, self.accum_steps = mini_batch_size, int(epochs), int(accum_steps)
+        self.optimizer = tr.make_optimizer(optim)
+        self.batch_sharding = tr.batch_sharding(mesh, rules)
+        ref_graphdef, self.reference, ref_shardings = None, None, None
+        if loss.kl_coef > 0:
+            ref_graphdef, ref_params, ref_rest = nnx.split(reference if reference is not None else model,
+                                                           nnx.Param, ...)
+            ref_shardings = (tr._leaf_shardings(ref_params, mesh, rules), tr._leaf_shardings(ref_rest, mesh, rules))
+            # a copy on the mesh: the caller's module keeps its own arrays
+            self.reference = jax.jit(lambda t: t, out_shardings=ref_shardings)((ref_params, ref_rest))
+        self.graphdef, self.state, self.shardings = tr.create_train_state(model, self.optimizer, mesh, rules)
+        self._update = tr.make_train_step(self.graphdef, self.optimizer, mesh=mesh, rules=rules,
+                                          state_shardings=self.shardings, accum_steps=accum_steps,
+                                          compute_dtype=compute_dtype,
+                                          loss_fn=make_policy_loss(loss, ref_graphdef),
+                                          frozen_shardings=ref_shardings)
+        temperature, graphdef = loss.temperature, self.graphdef
+
+        def score(params, model_state, batch):
+            with shd.use_sharding(mesh, rules):
+                model = nnx.merge(graphdef, params, model_state)
+                logits, logp = _forward_logprobs(model, batch, temperature)
+                return logp, obj.entropy_from_logits(logits)
+
+        self._score = jax.jit(score, in_shardings=(self.shardings.params, self.shardings.model_state,
+                                                   self.batch_sharding),
+                              out_shardings=(self.batch_sharding, self.batch_sharding))
+
+    # -- reading the policy
+    def module(self) -> nnx.Module:
+        """The current policy as a module (sharing the train state's arrays: use it before the next update)."""
+        return nnx.merge(self.graphdef, self.state.params, self.state.model_state)
+
+    @property
+    def step(self) -> int:
+        return int(self.state.step)
+
+    def _device_batch(self, batch: dict) -> dict:
+        return {k: _global(v, self.batch_sharding) for k, v in batch.items()}
+
+    @property
+    def batch_shards(self) -> int:
+        """How many ways the batch dimension is split over the mesh (rows must be a multiple of it)."""
+        spec = self.batch_sharding.spec[0]
+        axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+        return int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
+
+    def _pad_rows(self, batch: dict, multiple: int) -> dict:
+        """Appends empty rows (no loss tokens) up to a multiple of `multiple` rows: a rollout of any size runs
+        on any mesh, and the padding changes neither the loss nor its normalisation."""
+        rows = next(iter(batch.values())).shape[0]
+        extra = -rows % multiple
+        if not extra:
+            return batch
+        out = {}
+        for k, v in batch.items():
+            pad = np.zeros((extra,) + v.shape[1:], v.dtype)
+            if k == "positions":
+                pad[:] = np.arange(v.shape[1], dtype=v.dtype)
+            out[k] = np.concatenate([v, pad])
+        return out
+
+    def score(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+        """(log p(target), entropy) per position [B, T] under the current policy, at the loss temperature."""
+        rows = batch["inputs"].shape[0]
+        keys = ("inputs", "targets", "positions")
+        part = self._pad_rows({k: np.asarray(batch[k]) for k in keys}, self.batch_shards)
+        logp, ent = self._score(self.state.params, self.state.model_state, self._device_batch(part))
+        return np.asarray(logp)[:rows], np.asarray(ent)[:rows]
+
+    # -- training
+    def update(self, batch: dict) -> dict[str, float]:
+        """One RL update on a rollout batch: recomputes the old log-probs (unless given), then runs `epochs`
+        passes of mini-batch updates. Returns the metrics averaged over the updates, plus `updates`."""
+        missing = [k for k in RL_BATCH_KEYS if k not in batch]
+        if missing:
+            raise KeyError(f"RL batch is missing {missing}; it has {sorted(batch)}")
+        batch = {k: np.asarray(v) for k, v in batch.items()}
+        shapes = {k: v.shape for k, v in batch.items()}
+        if len(set(shapes.values())) != 1:
+            raise ValueError(f"every RL batch array must be [B, T] of one shape, got {shapes}")
+        if "old_logprobs" not in batch:
+            batch["old_logprobs"], _ = self.score(batch)
+        rows = batch["inputs"].shape[0]
+        mb = int(self.mini_batch_size or rows)
+        if rows % mb:
+            raise ValueError(f"rollout batch of {rows} rows is not a multiple of mini_batch_size={mb}")
+        keys = RL_BATCH_KEYS + ("old_logprobs",)
+        if self.mini_batch_size is None:    # one update on the whole batch, padded to fit the mesh
+            batch = self._pad_rows({k: batch[k] for k in keys}, self.batch_shards * self.accum_steps)
+            rows = mb = batch["inputs"].shape[0]
+        elif mb % (self.batch_shards * self.accum_steps):
+            raise ValueError(f"mini_batch_size={mb} must be a multiple of the {self.batch_shards} batch shards "
+                             f"x accum_steps={self.accum_steps}")
+        history: list[dict] = []
+        for _ in range(self.epochs):
+            for start in range(0, rows, mb):
+                part = self._device_batch({k: batch[k][start:start + mb] for k in keys})
+                if self.reference is None:
+                    self.state, metrics = self._update(self.state, part)
+                else:
+                    self.state, metrics = self._update(self.state, part, self.reference)
+                history.append(metrics)
+        history = jax.device_get(history)
+        out = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+        out["updates"] = len(history)
+        return out
+
+    # -- rollback and checkpoints
+    def snapshot(self) -> tr.TrainState:
+        """A copy of the train state on the mesh (the update donates the live one)."""
+        return jax.jit(lambda s: s, out_shardings=self.shardings)(self.state)
+
+    def restore(self, snapshot: tr.TrainState) -> None:
+        """Continues from `snapshot` (params, optimizer state and step); the snapshot itself stays intact."""
+        self.state = jax.jit(lambda s: s, out_shardings=self.shardings)(snapshot)
+
+    def abstract_state(self) -> tr.TrainState:
+        """ShapeDtypeStructs with shardings of the train state, as a checkpoint-restore target."""
+        return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), self.state,
+                            self.shardings)

@@ -1,0 +1,89 @@
+"""CPMobius's own formulas by hand, and the job end to end (tiny test config), including exact resumption."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.core.metrics import read_metrics
+from jaxsuite.rl.cpmobius.coach_player import RollbackTracker, coach_rewards, coach_scale, keep_group
+
+
+def test_filter_bounds_are_inclusive():
+    two_of_ten = np.asarray([1, 1] + [-1] * 8)
+    assert keep_group(two_of_ten, 0.2, 0.8)
+    assert keep_group(-two_of_ten, 0.2, 0.8)                 # 8 of 10 non-negative
+    assert not keep_group(np.asarray([1] + [-1] * 9), 0.2, 0.8)
+    assert not keep_group(np.full(10, -1), 0.2, 0.8)         # a tie: everyone -1
+
+
+def test_coach_scale_by_hand():
+    adv = np.asarray([1.0, -0.5, 0.0, -0.5])
+    lengths = np.asarray([3, 1, 5, 1])
+    # non-zero advantages only, weighted by their token counts: (3 * 1 - 0.5 - 0.5) / (3 + 1 + 1) = 0.4
+    assert coach_scale(adv, lengths, np.asarray([1, -1, -1, -1]), "advantage") == pytest.approx(0.4)
+    assert coach_scale(adv, lengths, np.asarray([1, -1, -1, -1]), "reward") == pytest.approx(-0.5)
+    assert coach_scale(np.zeros(4), lengths, np.full(4, -1.0), "advantage") is None
+    with pytest.raises(ValueError, match="unknown coach reward scale"):
+        coach_scale(adv, lengths, adv, "length")
+
+
+def test_coach_rewards_by_hand():
+    # V went from 0.50 to 0.53: R = 100 * 0.03 * m, and -1 for an instruction without non-zero advantages
+    np.testing.assert_allclose(coach_rewards(0.53 - 0.50, [0.4, None, -0.25]), [1.2, -1.0, -0.75], rtol=1e-5)
+
+
+def test_rollback_tracker_by_hand():
+    tr = RollbackTracker(start_step=3, patience=2)
+    events = [tr.observe(t, v) for t, v in [(0, .5), (1, .4), (2, .6), (3, .5), (4, .5), (5, .5), (6, .7)]]
+    # step 1 is before start_step (no count); steps 3-4 miss twice -> rollback; the counter restarts
+    assert events == ["improved", None, "improved", None, "rollback", None, "improved"]
+    assert tr.best == .7 and tr.misses == 0
+    with pytest.raises(ValueError, match="patience"):
+        RollbackTracker(0, 0)
+
+
+def _run(workdir, **overrides):
+    from jaxsuite.rl.cpmobius.job import run
+
+    config = load_config("configs/cpmobius_tiny.py", "test")
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return run(config, str(workdir))
+
+
+@pytest.mark.slow
+def test_tiny_job_runs_every_method_writes_results_and_resumes_exactly(tmp_path):
+    results = _run(tmp_path / "full")
+    assert set(results["methods"]) == {"cpmobius", "r_zero", "rent"}
+    saved = json.loads((tmp_path / "full" / "results.json").read_text())
+    for method, res in saved["methods"].items():
+        curve = res["per_seed"]["0"]["test_acc"]
+        assert [s for s, _ in curve] == [0, 2, 3]                       # step 0, every eval_every, the last
+        assert [s for s, _ in res["per_seed"]["0"]["val_acc"]] == [0, 1, 2, 3]
+        assert 0.0 <= res["test_acc_final_mean"] <= 1.0
+    assert os.path.exists(tmp_path / "full" / "accuracy.png")
+    assert os.path.exists(tmp_path / "full" / "coach_reward.png")
+    rows = read_metrics(tmp_path / "full" / "runs" / "cpmobius_seed0" / "metrics.jsonl")
+    assert all("player/loss" in r and "rollout_tokens_per_s" in r for r in rows[1:])
+    assert any("coach/loss" in r or r.get("coach_skipped") for r in rows[1:])
+
+    # interrupted after 2 steps, then continued: the same samples, losses and accuracies as the full run
+    _run(tmp_path / "split", methods=["cpmobius"], **{"rl.steps": 2})
+    _run(tmp_path / "split", methods=["cpmobius"])
+    again = read_metrics(tmp_path / "split" / "runs" / "cpmobius_seed0" / "metrics.jsonl")
+    assert [r["step"] for r in again] == [0, 1, 2, 3]
+    for a, b in zip(rows, again):
+        for key in ("val_acc", "player/loss", "player/entropy", "kept_groups", "rollout_tokens"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
+
+
+def test_unknown_method_is_named(tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        _run(tmp_path, methods=["cpmobius", "ppo"])
