@@ -87,3 +87,29 @@ def test_tiny_job_runs_every_method_writes_results_and_resumes_exactly(tmp_path)
 def test_unknown_method_is_named(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         _run(tmp_path, methods=["cpmobius", "ppo"])
+
+
+def test_majority_labels_by_hand():
+    from jaxsuite.rl.cpmobius.job import majority_labels
+
+    texts = ["\\boxed{5}", "\\boxed{5}", "\\boxed{6}",      # problem 1: 5 wins
+             "\\boxed{1}", "\\boxed{2}", "no box",            # problem 2: a three-way tie -> dropped
+             "", "", "\\boxed{9}"]                             # problem 3: "no box" is the majority -> dropped
+    probe = majority_labels(["a", "b", "c"], texts, 3)
+    assert probe.problems == ["a"] and probe.labels == ["5"]
+    with pytest.raises(ValueError, match="none of the 1 probe problems has a unique majority"):
+        majority_labels(["b"], texts[3:6], 3)
+    with pytest.raises(ValueError, match="9 responses for 2 problems"):
+        majority_labels(["a", "b"], texts, 3)
+
+
+def test_paper_config_loads_and_names_a_missing_data_file(tmp_path, monkeypatch):
+    from jaxsuite.rl.cpmobius.job import run
+
+    config = load_config("configs/cpmobius_qwen2p5_math_7b.py")
+    assert (config.rl.problems_per_step, config.rl.n, config.player.max_new_tokens) == (16, 16, 3300)
+    assert (config.player.entropy_coef, config.coach.entropy_coef, config.player.kl_coef) == (-0.01, 0.01, 1e-3)
+    assert (config.rollback.start_step, config.rollback.patience) == (200, 15)
+    monkeypatch.chdir(tmp_path)                       # no data/cpmobius/ here
+    with pytest.raises(FileNotFoundError, match="amc_x10.parquet"):
+        run(config, str(tmp_path / "w"))

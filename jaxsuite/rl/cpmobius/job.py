@@ -61,13 +61,24 @@ def pseudo_labels(model, tokenizer, config, problems: list[math_env.MathProblem]
     roll = sample_responses(model, tokenizer, prompts, n=int(v.pseudo_label_samples),
                             max_new_tokens=int(p.max_new_tokens), temperature=float(p.temperature),
                             top_p=float(p.top_p), seed=int(v.seed))
-    kept, labels, n = [], [], int(v.pseudo_label_samples)
+    return majority_labels([q.problem for q in problems], roll.texts, int(v.pseudo_label_samples))
+
+
+def majority_labels(problems: list[str], texts: list[str], n: int) -> ProblemSet:
+    """Problems labelled with the unique majority of their n responses' boxed answers (texts problem-major);
+    a problem without one is dropped. Raises ValueError naming the cause when none is left."""
+    if len(texts) != len(problems) * n:
+        raise ValueError(f"{len(texts)} responses for {len(problems)} problems x n={n}")
+    kept, labels = [], []
     for i, q in enumerate(problems):
-        answers = [math_env.extract_boxed(t) for t in roll.texts[i * n:(i + 1) * n]]
-        winner, _ = majority_answer(answers, "exact")
+        winner, _ = majority_answer([math_env.extract_boxed(t) for t in texts[i * n:(i + 1) * n]], "exact")
         if winner is not None:
-            kept.append(q.problem)
+            kept.append(q)
             labels.append(winner)
+    if not kept:
+        raise ValueError(f"majority-vote validation: none of the {len(problems)} probe problems has a unique "
+                         "majority answer among the base player's samples; use validation.labels=ground_truth "
+                         "or a more competent base model")
     return ProblemSet(kept, labels, "probe (majority-vote labels)")
 
 
@@ -198,11 +209,11 @@ def run(config, workdir: str) -> dict[str, Any]:
     unknown = [m for m in config.methods if m not in TRAINERS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown} in config.methods; expected some of {sorted(TRAINERS)}")
-    mesh, rules = mesh_and_rules(config)
-    tokenizer = load_tokenizer(config.tokenizer)
-    gen = _generator(config)
+    gen = _generator(config)   # the problem files first: a wrong path fails before any model is loaded
     probe_problems = load_problems(config.validation, gen, "validation")
     test_problems = load_problems(config.test, gen, "test")
+    mesh, rules = mesh_and_rules(config)
+    tokenizer = load_tokenizer(config.tokenizer)
     exclude = {q.problem for q in probe_problems + test_problems}
     base = build_base_model(config, workdir, tokenizer, mesh, rules, exclude)
     coach_base = base
