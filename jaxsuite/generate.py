@@ -25,6 +25,11 @@ from flax import nnx
 
 # logits_processor(logits [B, V] f32, generated [B, N] int32, step int32) -> logits [B, V]
 LogitsProcessor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+# prefill_hook(model, ids [B, P], positions [B, P], mask [B, P], cache, hook_inputs) ->
+#   (last logits [B, V], cache, next positions [B], extras dict of arrays): replaces the plain prompt prefill,
+#   e.g. to insert soft tokens or to think in latent space before the first sampled token. It may use up to
+#   `extra_cache_slots` cache slots beyond the prompt.
+PrefillHook = Callable[..., tuple]
 
 
 @dataclasses.dataclass
@@ -36,6 +41,8 @@ class GenerateOutput:
     # (temperature 1 when greedy), before the hook and top-k / top-p filtering: the quantity an RL update
     # recomputes from a forward pass (`jaxsuite.rl.scoring`). 0 after a row stopped. None unless asked for.
     logprobs: np.ndarray | None = None
+    # what a prefill hook reported (e.g. latent reasoning's steps per row), as numpy arrays
+    extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     def sequences(self) -> list[list[int]]:
         """The new tokens of each row, without the padding after a stop."""
@@ -105,16 +112,23 @@ def _policy_logprob(logits: jax.Array, token: jax.Array, temperature: jax.Array)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "stop_tokens",
-                                             "pad_token_id", "logits_processor", "cache_dtype"))
-def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, *, max_new_tokens: int, greedy: bool,
-                  top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
-                  logits_processor: LogitsProcessor | None, cache_dtype):
-    """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N])."""
+                                             "pad_token_id", "logits_processor", "cache_dtype", "prefill_hook",
+                                             "extra_cache_slots"))
+def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, *, max_new_tokens: int,
+                  greedy: bool, top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
+                  logits_processor: LogitsProcessor | None, cache_dtype, prefill_hook: PrefillHook | None,
+                  extra_cache_slots: int):
+    """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N], extras)."""
     model = nnx.merge(graphdef, state)
     batch, prompt_len = ids.shape
-    cache = model.init_cache(batch, prompt_len + max_new_tokens, dtype=cache_dtype)
+    cache = model.init_cache(batch, prompt_len + extra_cache_slots + max_new_tokens, dtype=cache_dtype)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)   # [B, P]
-    logits, cache = model.decode(ids, positions, cache, token_mask=mask.astype(bool))
+    if prefill_hook is None:
+        logits, cache = model.decode(ids, positions, cache, token_mask=mask.astype(bool))
+        logits, next_pos, extras = logits[:, -1], positions[:, -1] + 1, {}
+    else:
+        logits, cache, next_pos, extras = prefill_hook(model, ids, positions, mask.astype(bool), cache,
+                                                       hook_inputs)
     stops = jnp.asarray(stop_tokens if stop_tokens else (-1,), jnp.int32)
 
     def pick(logits_bv, generated, step, rng):
@@ -126,11 +140,10 @@ def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, *, max_ne
     generated = jnp.full((batch, max_new_tokens), pad_token_id, jnp.int32)    # [B, N]
     logprobs = jnp.zeros((batch, max_new_tokens), jnp.float32)                 # [B, N]
     rng, sub = jax.random.split(rng)
-    token = pick(logits[:, -1], generated, jnp.int32(0), sub)                   # [B]
+    token = pick(logits, generated, jnp.int32(0), sub)                          # [B]
     generated = generated.at[:, 0].set(token)
-    logprobs = logprobs.at[:, 0].set(_policy_logprob(logits[:, -1], token, policy_t))
+    logprobs = logprobs.at[:, 0].set(_policy_logprob(logits, token, policy_t))
     done = jnp.isin(token, stops)
-    next_pos = positions[:, -1] + 1                                             # [B]
 
     def cond(carry):
         step, _, _, done, _, _, _, _ = carry
@@ -153,14 +166,15 @@ def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, *, max_ne
     is_stop = jnp.isin(generated, stops)
     first_stop = jnp.argmax(is_stop, axis=1)
     lengths = jnp.where(done, first_stop + 1, max_new_tokens)
-    return generated, lengths, done, logprobs
+    return generated, lengths, done, logprobs, extras
 
 
 def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attention_mask: Any | None = None,
              temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
              stop_tokens: int | Sequence[int] | None = None, seed: int = 0, pad_token_id: int | None = None,
              logits_processor: LogitsProcessor | None = None, cache_dtype: Any = None,
-             return_logprobs: bool = False) -> GenerateOutput:
+             return_logprobs: bool = False, prefill_hook: PrefillHook | None = None, hook_inputs: Any = None,
+             extra_cache_slots: int = 0) -> GenerateOutput:
     """Generates up to `max_new_tokens` tokens for each prompt of a batch.
 
     Args:
@@ -175,6 +189,9 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
         loop; must be hashable (a module-level function or a functools.partial of one).
       return_logprobs: also return each new token's log-prob under the policy (see GenerateOutput.logprobs),
         as RL rollouts need.
+      prefill_hook: optional replacement of the prompt prefill (see PrefillHook), hashable like the logits
+        hook; `hook_inputs` (a pytree of arrays, traced) is passed to it, and `extra_cache_slots` cache slots are
+        reserved for it. Latent reasoning (jaxsuite.latent) thinks here before the answer is sampled.
     Returns a GenerateOutput(tokens [B, N], lengths [B], finished [B], logprobs [B, N] or None).
     """
     if max_new_tokens < 1:
@@ -198,10 +215,12 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
     if vocab is not None and (ids.min() < 0 or ids.max() >= vocab):
         raise ValueError(f"input_ids contain ids outside [0, {vocab}) (min {ids.min()}, max {ids.max()})")
     graphdef, state = nnx.split(model)
-    tokens, lengths, done, logprobs = _generate_jit(
+    tokens, lengths, done, logprobs, extras = _generate_jit(
         graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(seed),
-        jnp.float32(temperature), jnp.float32(top_p), max_new_tokens=int(max_new_tokens),
+        jnp.float32(temperature), jnp.float32(top_p), hook_inputs, max_new_tokens=int(max_new_tokens),
         greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens, pad_token_id=int(pad_token_id),
-        logits_processor=logits_processor, cache_dtype=cache_dtype)
+        logits_processor=logits_processor, cache_dtype=cache_dtype, prefill_hook=prefill_hook,
+        extra_cache_slots=int(extra_cache_slots))
     return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
-                          np.asarray(logprobs) if return_logprobs else None)
+                          np.asarray(logprobs) if return_logprobs else None,
+                          {k: np.asarray(v) for k, v in extras.items()})
