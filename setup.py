@@ -32,6 +32,7 @@ setup(
         "scipy>=1.11",              # forecasting: sparse M5 aggregation, Gaussian quantiles
         "numpyro>=0.15",            # forecasting: the Bayesian structural (Prophet-style) baseline
         "sympy>=1.12",              # RL math environment: checking answers for mathematical equivalence
+        "rdkit>=2024.3",            # LatentChem: ground truth for the chemistry tasks (parsing, properties, edits)
     ],
     extras_require={
         # torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.
