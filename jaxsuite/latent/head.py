@@ -337,6 +337,14 @@ def latent_prefill(model: LatentReasoner, ids, positions, mask, cache, hook_inpu
     return logits[:, 0], cache, next_pos + 1, {"latent_steps": steps}
 
 
+def molecule_prefill(model: LatentReasoner, ids, positions, mask, cache, hook_inputs):
+    """A prefill that only places the molecule soft tokens (a CoT or answer-only model with the adapter)."""
+    hook_inputs = hook_inputs or {}
+    embeds, _ = model.prompt_embeds(ids, hook_inputs.get("mol_features"), hook_inputs.get("mol_mask"))
+    logits, cache = model.decode(None, positions, cache, token_mask=mask, inputs_embeds=embeds)
+    return logits[:, -1], cache, positions[:, -1] + 1, {}
+
+
 @functools.lru_cache(maxsize=None)
 def latent_hook(max_steps: int, recompute: bool = False, corrupt: str = "none"):
     """One hashable hook object per setting (generate's jit keys on it)."""

@@ -1,0 +1,189 @@
+"""The LatentChem job: `run(config, workdir)` for configs/latentchem_*.py.
+
+  1. Tasks: RDKit-labelled chemistry examples (train, and a test set with no question in common), or
+     ChemCoTBench-format files (`data.train_path` / `data.test_path`).
+  2. Molecule encoder (if `mol.num_queries` > 0): the SMILES encoder pre-trained here with masked tokens on
+     the training molecules (or precomputed features from an .npz, `mol.features_path`), frozen; its token
+     features feed the adapter.
+  3. SFT without CoT, then SFT with CoT. The CoT baseline continues CoT SFT for as many steps as the latent
+     branch's curriculum takes, so both branches get the same training budget.
+  4. The latent branch: the Coconut curriculum from the CoT model, stage k hiding the first k steps behind
+     k * c latent slots (optional counterfactual hinge), evaluated after every stage.
+  5. Evaluation on the test set: accuracy per task, the non-tie win rate of latent vs CoT, reasoning steps,
+     wall-clock answering time and speed-up, and the causal test (latents replaced by zeros or noise).
+Writes results.json, stages.png (accuracy and steps per curriculum stage), and one folder per stage.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from jaxsuite.core.metrics import is_primary, join_path, pyplot, write_results
+from jaxsuite.core.tokenizer import load_tokenizer
+from jaxsuite.latent import evaluation as ev
+from jaxsuite.latent.chem_tasks import TaskGenerator, read_chemcot
+from jaxsuite.latent.head import LatentReasoner, LatentTokens
+from jaxsuite.latent.sequences import ExampleBatches, SequenceFormat
+from jaxsuite.latent.training import curriculum_stages, describe, run_stage
+from jaxsuite.models.factory import arch_from_config, init_model
+from jaxsuite.pretrain import mesh_and_rules
+
+log = logging.getLogger(__name__)
+
+
+def load_examples(config):
+    """(train, test) examples; generated test questions that also occur in train are dropped."""
+    d = config.data
+    if d.train_path:
+        train = read_chemcot(d.train_path)
+        test = read_chemcot(d.test_path) if d.test_path else []
+    else:
+        gen = TaskGenerator(kinds=list(d.kinds), seed=int(d.seed), max_heavy_atoms=int(d.max_heavy_atoms))
+        train = gen.batch(int(d.train_size), seed=int(d.seed))
+        seen = {e.question for e in train}
+        test = [e for e in gen.batch(3 * int(d.test_size), seed=int(d.seed) + 1) if e.question not in seen]
+        test = test[:int(d.test_size)]
+    if not train or not test:
+        raise ValueError(f"need training and test examples; got {len(train)} and {len(test)}")
+    return train, test
+
+
+def molecule_features(config, workdir: str, train, mesh, rules):
+    """A callable smiles list -> (features, mask) from the frozen encoder, or None without molecules."""
+    m = config.mol
+    if int(m.num_queries) <= 0:
+        return None, 0
+    from jaxsuite.latent import mol_encoder as me
+    if m.features_path:
+        source = me.PrecomputedFeatures(m.features_path)
+    else:
+        smiles = sorted({e.source for e in train})
+        enc_cfg = me.MolEncoderConfig(d_model=int(m.d_model), num_layers=int(m.num_layers),
+                                      num_heads=int(m.num_heads), mlp_dim=2 * int(m.d_model),
+                                      max_len=int(m.max_len))
+        model, tok, _ = me.pretrain_encoder(smiles, join_path(workdir, "mol_encoder"), config=enc_cfg,
+                                            train_cfg=m.train, batch_size=int(m.batch_size),
+                                            seed=int(config.seed), mesh=mesh, rules=rules)
+        source = me.EncoderFeatures(model, tok, int(m.max_len))
+    cache: dict[str, tuple] = {}
+
+    def features(smiles_list):
+        missing = [s for s in dict.fromkeys(smiles_list) if s not in cache]
+        if missing:
+            f, k = source.encode(missing)
+            cache.update({s: (f[i], k[i]) for i, s in enumerate(missing)})
+        return (np.stack([cache[s][0] for s in smiles_list]), np.stack([cache[s][1] for s in smiles_list]))
+    return features, source.dim
+
+
+def build_model(config, tokens: LatentTokens, feature_dim: int, mesh, rules) -> LatentReasoner:
+    backbone = init_model(arch_from_config(config.model.arch), seed=int(config.seed), mesh=mesh, rules=rules)
+    return LatentReasoner(backbone, tokens, mol_feature_dim=feature_dim, num_queries=int(config.mol.num_queries),
+                          use_updater=bool(config.mol.use_updater), rngs=nnx.Rngs(int(config.seed) + 1))
+
+
+def plot_stages(curve: list[dict], cot: dict, path: str) -> str:
+    plt = pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
+    ks = [c["stage"] for c in curve]
+    a1.plot(ks, [c["accuracy"] for c in curve], marker="o", label="latent model")
+    a1.axhline(cot["accuracy"], color="gray", linestyle="--", label="CoT baseline")
+    a1.set_title("test accuracy after each curriculum stage")
+    a2.plot(ks, [c["mean_latent_steps"] for c in curve], marker="o", label="latent steps")
+    a2.plot(ks, [c["mean_text_steps"] for c in curve], marker="s", label="text steps")
+    a2.axhline(cot["mean_text_steps"], color="gray", linestyle="--", label="CoT steps")
+    a2.set_title("reasoning steps per answer")
+    for ax in (a1, a2):
+        ax.set_xlabel("stage k (first k steps latent)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _public(summary: dict) -> dict:
+    return {k: v for k, v in summary.items() if k != "correct"}
+
+
+def run(config, workdir: str) -> dict[str, Any]:
+    t_start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    train, test = load_examples(config)
+    mesh, rules = mesh_and_rules(config)
+    tokenizer = load_tokenizer(config.tokenizer)
+    tokens = LatentTokens.after(int(config.latent.first_token_id))
+    features, feature_dim = molecule_features(config, workdir, train, mesh, rules)
+    fmt = SequenceFormat(tokens, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
+                         num_queries=int(config.mol.num_queries), latents_per_step=int(config.latent.per_step))
+    max_k = int(config.latent.stages)
+    max_latents = max_k * fmt.latents_per_step
+    d, tc = config.data, config.train
+
+    def batches(form: str, stage: int = 0, offset: int = 0) -> ExampleBatches:
+        return ExampleBatches(train, tokenizer, fmt, form=form, stage=stage, batch_size=int(d.batch_size),
+                              seq_len=int(d.seq_len), max_latents=max(max_latents if form == "latent" else 0, 1),
+                              seed=int(config.seed) * 1000 + offset, features=features)
+
+    model = build_model(config, tokens, feature_dim, mesh, rules)
+    stages: dict[str, Any] = {}
+    out = run_stage(config, workdir, "sft_answer", model, batches("answer", offset=1), tc.sft_answer, latent=False,
+                    mesh=mesh, rules=rules)
+    stages["sft_answer"] = describe(out)
+    out = run_stage(config, workdir, "sft_cot", out.model, batches("cot", offset=2), tc.sft_cot, latent=False,
+                    mesh=mesh, rules=rules)
+    stages["sft_cot"] = describe(out)
+    cot_start = out.model
+    extra = ml_collections.ConfigDict(dict(tc.sft_cot))
+    extra.steps = int(tc.stage.steps) * max_k               # the same budget as the whole curriculum
+    cot = run_stage(config, workdir, "cot_baseline", cot_start, batches("cot", offset=3), extra, latent=False,
+                    mesh=mesh, rules=rules)
+    stages["cot_baseline"] = describe(cot)
+
+    eval_kw = dict(max_new_tokens=int(config.eval.max_new_tokens), max_latent_steps=max_latents,
+                   batch_size=int(config.eval.batch_size), features=features)
+    cot_summary = ev.summary(test, ev.answer_all(cot.model, test, tokenizer, fmt, latent=False, **eval_kw))
+    log.info("CoT baseline: accuracy %.3f, %.2f steps", cot_summary["accuracy"], cot_summary["mean_text_steps"])
+
+    curve, latent_model = [], cot_start
+    for k in curriculum_stages(max_k):
+        res = run_stage(config, workdir, f"latent_stage{k}", latent_model, batches("latent", k, offset=10 + k),
+                        tc.stage, latent=True, mesh=mesh, rules=rules, hinge_weight=float(config.latent.hinge_weight),
+                        margin=float(config.latent.hinge_margin))
+        stages[f"latent_stage{k}"] = describe(res)
+        latent_model = res.model
+        s = ev.summary(test, ev.answer_all(latent_model, test, tokenizer, fmt, latent=True, **eval_kw))
+        curve.append({"stage": k, **{key: s[key] for key in ("accuracy", "mean_latent_steps", "mean_text_steps",
+                                                             "mean_reasoning_steps", "seconds")}})
+        log.info("latent stage %d: accuracy %.3f, %.2f latent + %.2f text steps", k, s["accuracy"],
+                 s["mean_latent_steps"], s["mean_text_steps"])
+    latent_summary = s
+    causal = {}
+    for mode in ("zeros", "noise"):
+        c = ev.summary(test, ev.answer_all(latent_model, test, tokenizer, fmt, latent=True, corrupt=mode, **eval_kw))
+        causal[mode] = {"accuracy": c["accuracy"], "mean_latent_steps": c["mean_latent_steps"]}
+
+    results = {
+        "train_examples": len(train), "test_examples": len(test), "stages": stages,
+        "cot": _public(cot_summary), "latent": _public(latent_summary), "curriculum": curve,
+        "win_rate": ev.win_rate(latent_summary["correct"], cot_summary["correct"]),
+        # reasoning forward passes (CoT: tokens before <answer>; latent: latent steps + any such tokens)
+        "reasoning_pass_reduction": cot_summary["mean_reasoning_passes"]
+        / max(latent_summary["mean_reasoning_passes"], 1e-9),
+        "wall_clock_speedup": cot_summary["seconds"] / max(latent_summary["seconds"], 1e-9),
+        "causal_test": {"clean": latent_summary["accuracy"], **causal},
+        "wall_seconds_this_run": time.time() - t_start,
+    }
+    if is_primary():
+        results["plot"] = plot_stages(curve, cot_summary, join_path(workdir, "stages.png"))
+    write_results(workdir, results)
+    log.info("latent %.3f vs CoT %.3f; non-tie win rate %s; speed-up %.2fx", latent_summary["accuracy"],
+             cot_summary["accuracy"], results["win_rate"]["non_tie_win_rate"], results["wall_clock_speedup"])
+    return results

@@ -1,0 +1,131 @@
+"""Curriculum sequences by hand, the training losses against direct computations, evaluation helpers by
+hand, and the tiny LatentChem job end to end."""
+import json
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxsuite.core import train as tr
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.core.tokenizer import ByteTokenizer
+from jaxsuite.latent.chem_tasks import ChemExample
+from jaxsuite.latent.evaluation import text_steps, win_rate
+from jaxsuite.latent.head import LatentReasoner, LatentTokens, latent_forward
+from jaxsuite.latent.sequences import ExampleBatches, SequenceFormat, build_row, pack_rows
+from jaxsuite.latent.training import latent_loss, plain_loss
+from jaxsuite.models.config import DecoderConfig
+from jaxsuite.models.factory import init_model
+
+TOK = LatentTokens.after(259)
+BYTES = ByteTokenizer()
+FMT = SequenceFormat(TOK, bos_id=1, eos_id=2, pad_id=0, num_queries=2, latents_per_step=2)
+EX = ChemExample(task="rings", question="Rings in C1CC1?", answer="1", answer_type="int",
+                 steps=["ring bonds: 1", "rings = 1", "done"], source="C1CC1")
+
+
+def test_rows_of_each_form_by_hand():
+    prompt = [1, TOK.mol_start, TOK.mol_pad, TOK.mol_pad, TOK.mol_end] + BYTES.encode("Rings in C1CC1?\n")
+    answer = BYTES.encode("<answer>1</answer>") + [2]
+    assert build_row(EX, BYTES, FMT, form="answer")["ids"] == prompt + answer
+    cot = build_row(EX, BYTES, FMT, form="cot")
+    assert cot["ids"] == prompt + BYTES.encode("ring bonds: 1\nrings = 1\ndone\n") + answer
+    # stage 2 with c = 2: the first two steps become 4 latent slots; the third stays text
+    row = build_row(EX, BYTES, FMT, form="latent", stage=2)
+    assert row["ids"] == (prompt + [TOK.start_latent] + [TOK.latent] * 4 + [TOK.end_latent]
+                          + BYTES.encode("done\n") + answer)
+    assert (row["prompt_len"], row["n_latent"]) == (len(prompt) + 1, 4)
+    # a stage past the last step hides all of them
+    assert build_row(EX, BYTES, FMT, form="latent", stage=9)["n_latent"] == 6
+    with pytest.raises(ValueError, match="unknown sequence form"):
+        build_row(EX, BYTES, FMT, form="essay")
+
+
+def test_packing_targets_masks_and_slots_by_hand():
+    row = {"ids": [1, 10, 11, TOK.start_latent, TOK.latent, TOK.latent, TOK.end_latent, 20, 2], "prompt_len": 4,
+           "n_latent": 2}
+    b = pack_rows([row], seq_len=12, max_latents=3, pad_id=0)
+    assert b["inputs"][0, :8].tolist() == row["ids"][:-1]
+    assert b["targets"][0, :8].tolist() == row["ids"][1:]
+    # losses from the last prompt token (<start_latent> predicts "keep thinking") to eos
+    assert b["loss_mask"][0].tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert b["targets"][0, 3:6].tolist() == [TOK.latent, TOK.latent, TOK.end_latent]
+    assert b["latent_slots"][0].tolist() == [4, 5, -1]
+    with pytest.raises(ValueError, match="does not fit seq_len"):
+        pack_rows([row], seq_len=5, max_latents=3, pad_id=0)
+    with pytest.raises(ValueError, match="more than max_latents"):
+        pack_rows([row], seq_len=12, max_latents=1, pad_id=0)
+
+
+def test_batches_are_resumable_and_carry_features():
+    feats = lambda smiles: (np.ones((len(smiles), 3, 5), np.float32), np.ones((len(smiles), 3), bool))  # noqa
+    ds = ExampleBatches([EX, EX], BYTES, FMT, form="latent", stage=1, batch_size=3, seq_len=64, max_latents=6,
+                        seed=4, features=feats)
+    it = iter(ds)
+    first, second = next(it), next(it)
+    again = iter(ds)
+    again.set_state({"step": 1})
+    np.testing.assert_array_equal(next(again)["inputs"], second["inputs"])
+    assert first["mol_features"].shape == (3, 3, 5) and it.get_state() == {"step": 2}
+
+
+def _model(num_queries=2):
+    backbone = init_model(DecoderConfig(vocab_size=272, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                        model_type="qwen3"), seed=0)
+    return LatentReasoner(backbone, TOK, mol_feature_dim=8, num_queries=num_queries, heads=2, rngs=nnx.Rngs(1))
+
+
+def test_losses_equal_direct_cross_entropy_and_the_hinge_by_hand():
+    model = _model()
+    rows = [build_row(EX, BYTES, FMT, form="latent", stage=1)]
+    batch = {k: jnp.asarray(v) for k, v in pack_rows(rows, 96, 6, 0).items()}
+    batch["mol_features"] = jnp.ones((1, 3, 8))
+    batch["mol_mask"] = jnp.ones((1, 3), bool)
+    logits, _ = latent_forward(model, batch["inputs"], batch["positions"], batch["latent_slots"],
+                               segment_ids=batch["segment_ids"], mol_features=batch["mol_features"],
+                               mol_mask=batch["mol_mask"])
+    expected, n = tr.cross_entropy(logits, batch["targets"], batch["loss_mask"])
+    loss, tokens = latent_loss(model, batch)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5) and float(tokens) == float(n)
+    cf, _ = latent_forward(model, batch["inputs"], batch["positions"], batch["latent_slots"], corrupt="zeros",
+                           segment_ids=batch["segment_ids"], mol_features=batch["mol_features"],
+                           mol_mask=batch["mol_mask"])
+    cf_sum, _ = tr.cross_entropy(cf, batch["targets"], batch["loss_mask"])
+    gap = (float(cf_sum) - float(expected)) / float(n)
+    total, _, aux = latent_loss(model, batch, hinge_weight=2.0, margin=0.5)
+    assert float(total) / float(n) == pytest.approx(float(expected) / float(n) + 2.0 * max(0.0, 0.5 - gap),
+                                                    rel=1e-4)
+    # the plain loss of a CoT row is the direct CE with the soft tokens in the prompt
+    cot = {k: jnp.asarray(v) for k, v in pack_rows([build_row(EX, BYTES, FMT, form="cot")], 96, 1, 0).items()}
+    embeds, _ = model.prompt_embeds(cot["inputs"], batch["mol_features"], batch["mol_mask"])
+    direct = tr.cross_entropy(model.logits(model.hidden_states(inputs_embeds=embeds, segment_ids=cot["segment_ids"])),
+                              cot["targets"], cot["loss_mask"])[0]
+    cot.update(mol_features=batch["mol_features"], mol_mask=batch["mol_mask"])
+    assert float(plain_loss(model, cot)[0]) == pytest.approx(float(direct), rel=1e-5)
+
+
+def test_win_rate_and_text_steps_by_hand():
+    latent = np.asarray([1, 1, 0, 0, 1], bool)
+    cot = np.asarray([1, 0, 1, 0, 0], bool)
+    assert win_rate(latent, cot) == {"wins": 2, "losses": 1, "ties": 2, "non_tie_win_rate": pytest.approx(2 / 3)}
+    assert np.isnan(win_rate(cot, cot)["non_tie_win_rate"])
+    assert text_steps("a\nb\n<answer>1</answer>") == 2 and text_steps("<answer>1</answer>") == 0
+
+
+@pytest.mark.slow
+def test_tiny_latentchem_job_end_to_end(tmp_path):
+    from jaxsuite.latent.job import run
+
+    config = load_config("configs/latentchem_tiny.py", "test")
+    results = run(config, str(tmp_path))
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert [c["stage"] for c in saved["curriculum"]] == [1, 2]
+    for key in ("cot", "latent"):
+        assert set(saved[key]["accuracy_by_task"]) <= {"rings", "hbd", "has_group"}
+        assert 0.0 <= saved[key]["accuracy"] <= 1.0
+    assert set(saved["causal_test"]) == {"clean", "zeros", "noise"}
+    assert saved["win_rate"]["wins"] + saved["win_rate"]["losses"] + saved["win_rate"]["ties"] == 8
+    assert results["wall_clock_speedup"] > 0 and (tmp_path / "stages.png").exists()
+    assert set(saved["stages"]) == {"sft_answer", "sft_cot", "cot_baseline", "latent_stage1", "latent_stage2"}
