@@ -46,6 +46,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                               hinge_margin=0.5))
     c.train = ml_collections.ConfigDict(dict(sft_answer=_train(300, 2e-3, 100), sft_cot=_train(600, 2e-3, 100),
                                              stage=_train(150, 5e-4, 50)))
+    c.grpo = ml_collections.ConfigDict(dict(
+        steps=40, questions_per_step=16, num_generations=2, temperature=0.7, top_p=0.9, clip=0.2,
+        max_new_tokens=24, log_every=10, checkpoint_every=20,
+        optim=dict(lr=1e-4, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, b1=0.9, b2=0.999, grad_clip=1.0)))
     c.eval = ml_collections.ConfigDict(dict(max_new_tokens=128, batch_size=64))
     if variant == "cpu":
         pass
@@ -58,6 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.train = ml_collections.ConfigDict(dict(sft_answer=_train(3, 1e-3, 1), sft_cot=_train(3, 1e-3, 1),
                                                  stage=_train(2, 1e-3, 1)))
         c.eval.update(max_new_tokens=24, batch_size=8)
+        c.grpo.update(steps=2, questions_per_step=4, max_new_tokens=12, checkpoint_every=1, log_every=1)
     else:
         raise ValueError(f"unknown variant {arg!r} of configs/latentchem_tiny.py; choose one of: cpu, test")
     return c

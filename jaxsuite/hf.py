@@ -391,13 +391,14 @@ def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, 
     abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
     graphdef, state = nnx.split(abstract)
     flat = dict(nnx.to_flat_state(state))
-    place = jnp.asarray
     if mesh is not None:
         from jaxsuite.core import sharding as sh
         rules = sh.DEFAULT_RULES if rules is None else rules
 
-        def place(value, var):  # noqa: F811  (a Variable alone is a leaf of state_shardings)
+        def place(value, var):  # a Variable alone is a leaf of state_shardings
             return jax.device_put(value, sh.state_shardings(var, mesh, rules))
+    else:
+        place = jnp.asarray
     filled = set()
     for name, path, _, kind in rows:
         var = flat.get(path)

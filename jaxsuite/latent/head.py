@@ -194,6 +194,13 @@ class LatentReasoner(nnx.Module):
     def decode(self, input_ids, positions, cache, **kw):
         return self.backbone.decode(input_ids, positions, cache, **kw)
 
+    def policy_logits(self, batch: dict) -> jax.Array:
+        """Logits of an RL batch (jaxsuite.rl.policy): the latent slots in batch["latent_slots"] are re-run
+        from the prompt, so the answer's log-probs and their gradients go through the thoughts."""
+        logits, _ = latent_forward(self, batch["inputs"], batch["positions"], batch["latent_slots"],
+                                   mol_features=batch.get("mol_features"), mol_mask=batch.get("mol_mask"))
+        return logits
+
     # -- embeddings with molecule soft tokens
     def soft_tokens(self, mol_features: jax.Array | None, mol_mask: jax.Array | None) -> jax.Array | None:
         if self.adapter is None or mol_features is None:

@@ -8,7 +8,8 @@
   3. SFT without CoT, then SFT with CoT. The CoT baseline continues CoT SFT for as many steps as the latent
      branch's curriculum takes, so both branches get the same training budget.
   4. The latent branch: the Coconut curriculum from the CoT model, stage k hiding the first k steps behind
-     k * c latent slots (optional counterfactual hinge), evaluated after every stage.
+     k * c latent slots (optional counterfactual hinge), evaluated after every stage; then, with
+     `grpo.steps` > 0, GRPO with the paper's rewards (jaxsuite.latent.grpo).
   5. Evaluation on the test set: accuracy per task, the non-tie win rate of latent vs CoT, reasoning steps,
      wall-clock answering time and speed-up, and the causal test (latents replaced by zeros or noise).
 Writes results.json, stages.png (accuracy and steps per curriculum stage), and one folder per stage.
@@ -164,6 +165,15 @@ def run(config, workdir: str) -> dict[str, Any]:
                                                              "mean_reasoning_steps", "seconds")}})
         log.info("latent stage %d: accuracy %.3f, %.2f latent + %.2f text steps", k, s["accuracy"],
                  s["mean_latent_steps"], s["mean_text_steps"])
+    grpo = None
+    if int(config.grpo.steps) > 0:
+        from jaxsuite.latent.grpo import run_grpo
+        latent_model, grpo = run_grpo(config.grpo, join_path(workdir, "grpo"), latent_model, train, tokenizer, fmt,
+                                      max_latents=max_latents, seq_len=int(d.seq_len), features=features,
+                                      mesh=mesh, rules=rules, seed=int(config.seed))
+        s = ev.summary(test, ev.answer_all(latent_model, test, tokenizer, fmt, latent=True, **eval_kw))
+        grpo.update(accuracy_after=s["accuracy"], accuracy_before=curve[-1]["accuracy"])
+        log.info("after GRPO: accuracy %.3f", s["accuracy"])
     latent_summary = s
     causal = {}
     for mode in ("zeros", "noise"):
@@ -171,7 +181,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         causal[mode] = {"accuracy": c["accuracy"], "mean_latent_steps": c["mean_latent_steps"]}
 
     results = {
-        "train_examples": len(train), "test_examples": len(test), "stages": stages,
+        "train_examples": len(train), "test_examples": len(test), "stages": stages, "grpo": grpo,
         "cot": _public(cot_summary), "latent": _public(latent_summary), "curriculum": curve,
         "win_rate": ev.win_rate(latent_summary["correct"], cot_summary["correct"]),
         # reasoning forward passes (CoT: tokens before <answer>; latent: latent steps + any such tokens)

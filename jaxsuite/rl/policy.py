@@ -53,8 +53,14 @@ class PolicyLossConfig:
 
 
 def _forward_logprobs(model: nnx.Module, batch: dict, temperature: float) -> tuple[jax.Array, jax.Array]:
-    """(logits / T [B, T, V], log p(target) [B, T]) of `model` on an RL batch."""
-    logits = model(batch["inputs"], positions=batch["positions"]).astype(jnp.float32) / temperature
+    """(logits / T [B, T, V], log p(target) [B, T]) of `model` on an RL batch.
+
+    A model with a `policy_logits(batch)` method computes its own logits from the batch (a latent reasoner
+    re-runs its latent steps from batch["latent_slots"]); any other LM is called on the tokens."""
+    if hasattr(model, "policy_logits"):
+        logits = model.policy_logits(batch).astype(jnp.float32) / temperature
+    else:
+        logits = model(batch["inputs"], positions=batch["positions"]).astype(jnp.float32) / temperature
     return logits, tr.token_log_probs(logits, batch["targets"])
 
 
@@ -172,13 +178,15 @@ class Policy:
             pad = np.zeros((extra,) + v.shape[1:], v.dtype)
             if k == "positions":
                 pad[:] = np.arange(v.shape[1], dtype=v.dtype)
+            elif k == "latent_slots":      # "no latent slot" (0 would be a slot at the first position)
+                pad[:] = -1
             out[k] = np.concatenate([v, pad])
         return out
 
     def score(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(log p(target), entropy) per position [B, T] under the current policy, at the loss temperature."""
         rows = batch["inputs"].shape[0]
-        keys = ("inputs", "targets", "positions")
+        keys = [k for k in batch if k not in ("loss_mask", "advantages", "old_logprobs")]
         part = self._pad_rows({k: np.asarray(batch[k]) for k in keys}, self.batch_shards)
         logp, ent = self._score(self.state.params, self.state.model_state, self._device_batch(part))
         return np.asarray(logp)[:rows], np.asarray(ent)[:rows]
@@ -191,16 +199,19 @@ class Policy:
         if missing:
             raise KeyError(f"RL batch is missing {missing}; it has {sorted(batch)}")
         batch = {k: np.asarray(v) for k, v in batch.items()}
-        shapes = {k: v.shape for k, v in batch.items()}
+        shapes = {k: batch[k].shape for k in RL_BATCH_KEYS}
         if len(set(shapes.values())) != 1:
-            raise ValueError(f"every RL batch array must be [B, T] of one shape, got {shapes}")
+            raise ValueError(f"the token arrays of an RL batch must be [B, T] of one shape, got {shapes}")
+        extra = {k: v.shape for k, v in batch.items() if v.shape[:1] != shapes["inputs"][:1]}
+        if extra:
+            raise ValueError(f"every RL batch array needs the batch dimension {shapes['inputs'][0]} first, got {extra}")
         if "old_logprobs" not in batch:
             batch["old_logprobs"], _ = self.score(batch)
         rows = batch["inputs"].shape[0]
         mb = int(self.mini_batch_size or rows)
         if rows % mb:
             raise ValueError(f"rollout batch of {rows} rows is not a multiple of mini_batch_size={mb}")
-        keys = RL_BATCH_KEYS + ("old_logprobs",)
+        keys = list(batch)              # model inputs beyond the tokens (latent slots, molecule features) too
         if self.mini_batch_size is None:    # one update on the whole batch, padded to fit the mesh
             batch = self._pad_rows({k: batch[k] for k in keys}, self.batch_shards * self.accum_steps)
             rows = mb = batch["inputs"].shape[0]

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
 from jaxsuite.core import train as tr
 from jaxsuite.core.sharding import make_mesh

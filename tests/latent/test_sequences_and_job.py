@@ -129,3 +129,40 @@ def test_tiny_latentchem_job_end_to_end(tmp_path):
     assert saved["win_rate"]["wins"] + saved["win_rate"]["losses"] + saved["win_rate"]["ties"] == 8
     assert results["wall_clock_speedup"] > 0 and (tmp_path / "stages.png").exists()
     assert set(saved["stages"]) == {"sft_answer", "sft_cot", "cot_baseline", "latent_stage1", "latent_stage2"}
+    assert saved["grpo"]["steps"] == 2 and "accuracy_after" in saved["grpo"]
+
+
+def test_chem_reward_by_hand():
+    from jaxsuite.latent.grpo import chem_reward
+
+    assert chem_reward(EX, "x <answer>1</answer>") == 2.5            # format + type + correct
+    assert chem_reward(EX, "<answer>2</answer>") == 1.5               # format + type, wrong
+    assert chem_reward(EX, "<answer>C1CC</answer>") == 1.0            # format only: not an integer
+    assert chem_reward(EX, "no tags") == 0.0
+
+
+def test_latent_rollouts_score_like_the_sampler_under_the_policy():
+    """The RL update re-runs each row's latent steps: its log-probs of the sampled answer equal the sampler's."""
+    from jaxsuite.core import sharding as shd
+    from jaxsuite.generate import generate
+    from jaxsuite.latent.grpo import rollout_batch
+    from jaxsuite.latent.head import latent_hook
+    from jaxsuite.latent.sequences import prompt_ids
+    from jaxsuite.rl.policy import Policy, PolicyLossConfig
+
+    import jax
+    model = _model(num_queries=2)
+    fmt = SequenceFormat(TOK, bos_id=1, eos_id=2, pad_id=0, num_queries=2, latents_per_step=1)
+    prompts = [prompt_ids(EX, BYTES, fmt, latent=True), prompt_ids(EX, BYTES, fmt, latent=True)[:-3]
+               + [TOK.start_latent]]
+    inputs = {"mol_features": jnp.ones((2, 3, 8)), "mol_mask": jnp.ones((2, 3), bool)}
+    out = generate(model, prompts, 6, temperature=0.7, top_p=0.9, stop_tokens=2, pad_token_id=0, seed=3,
+                   prefill_hook=latent_hook(3), hook_inputs=inputs, extra_cache_slots=4, return_logprobs=True)
+    batch = rollout_batch(TOK, prompts, out, np.zeros(2), seq_len=64, pad_id=0, max_latents=3)
+    batch.update({k: np.asarray(v) for k, v in inputs.items()})
+    policy = Policy(model, optim=dict(lr=1e-3, steps=1), loss=PolicyLossConfig(temperature=0.7),
+                    mesh=shd.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1]))
+    logp, _ = policy.score(batch)
+    for i in range(2):
+        np.testing.assert_allclose(logp[i][batch["loss_mask"][i] > 0], out.logprobs[i, :out.lengths[i]],
+                                   rtol=1e-4, atol=2e-5)
