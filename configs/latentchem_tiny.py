@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = [list(r) for r in DEFAULT_RULES]
     c.model = ml_collections.ConfigDict()
+    c.model.init_from = ""              # "" = a fresh model from model.arch
     c.model.arch = dict(vocab_size=272, hidden_size=128, intermediate_size=384, num_hidden_layers=4,
                         num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=256,
                         rope_theta=10000.0, tie_word_embeddings=True, attention_bias=False, model_type="qwen3")

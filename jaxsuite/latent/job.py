@@ -84,7 +84,13 @@ def molecule_features(config, workdir: str, train, mesh, rules):
 
 
 def build_model(config, tokens: LatentTokens, feature_dim: int, mesh, rules) -> LatentReasoner:
-    backbone = init_model(arch_from_config(config.model.arch), seed=int(config.seed), mesh=mesh, rules=rules)
+    """The backbone from `model.init_from` (an HF folder or hub id, e.g. Qwen3-8B-Base) or from `model.arch`,
+    with the latent head on top."""
+    if config.model.get("init_from"):
+        from jaxsuite.hf import load_pretrained
+        backbone = load_pretrained(config.model.init_from, mesh=mesh, rules=rules)
+    else:
+        backbone = init_model(arch_from_config(config.model.arch), seed=int(config.seed), mesh=mesh, rules=rules)
     return LatentReasoner(backbone, tokens, mol_feature_dim=feature_dim, num_queries=int(config.mol.num_queries),
                           use_updater=bool(config.mol.use_updater), rngs=nnx.Rngs(int(config.seed) + 1))
 

@@ -166,3 +166,14 @@ def test_latent_rollouts_score_like_the_sampler_under_the_policy():
     for i in range(2):
         np.testing.assert_allclose(logp[i][batch["loss_mask"][i] > 0], out.logprobs[i, :out.lengths[i]],
                                    rtol=1e-4, atol=2e-5)
+
+
+def test_paper_config_loads_and_names_a_missing_data_file(tmp_path, monkeypatch):
+    from jaxsuite.latent.job import run
+
+    config = load_config("configs/latentchem_qwen3_8b.py")
+    assert (config.mol.num_queries, config.latent.per_step, config.latent.stages) == (128, 2, 7)
+    assert (config.grpo.num_generations, config.grpo.optim.lr, config.grpo.clip) == (2, 1e-5, 0.2)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="train.jsonl"):
+        run(config, str(tmp_path / "w"))
