@@ -31,7 +31,8 @@ def _reasoner(seed=0, **kw):
     backbone = init_model(DecoderConfig(**ARCH), seed=seed)
     model = LatentReasoner(backbone, TOK, rngs=nnx.Rngs(seed + 1), **kw)
     kernel = np.array(backbone.lm_head.kernel[...])
-    for attempt in range(200):
+    known = {0: 18, 3: 1, 5: 18, 7: 3}          # where the search below succeeds for these seeds (saves time)
+    for attempt in [known.get(seed, 0), *range(200)]:
         kernel[:, TOK.end_latent] = 0.5 * np.random.default_rng(1000 * seed + attempt).normal(size=kernel.shape[0])
         backbone.lm_head.kernel[...] = jnp.asarray(kernel)
         steps = [_naive(model, p, 0)[0] for p in PROMPTS]
