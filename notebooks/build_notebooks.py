@@ -308,6 +308,159 @@ for row in rows[:8]:
     print(f"step {row['step']:3d}: " + ", ".join(cols))"""),
 ]
 
+LATENTCHEM = [
+    new_markdown_cell("""# LatentChem: chemistry reasoning in continuous latent space
+
+LatentChem (arXiv 2602.07075) lets a chemistry LM **reason in continuous space**: after `<start_latent>` the
+last hidden state goes through a projector and comes back as the next input embedding instead of a sampled
+token, and the model **stops adaptively** when its LM head's argmax is `<end_latent>` (or at a step limit),
+then writes the answer in text. Molecules enter the prompt through a **molecule adapter** (learned queries
+cross-attending over a frozen SMILES encoder's features, giving soft tokens at `<mol_pad>` placeholders); an
+optional **updater** lets those soft tokens attend to the thoughts so far. Training follows the **Coconut
+curriculum** (stage k replaces the first k chain-of-thought steps by latent steps) and ends with **GRPO** on
+format, answer-type and RDKit-checked correctness rewards. This notebook looks at the tasks, the token layouts
+and the latent loop, then runs the tiny config (`configs/latentchem_tiny.py`): a CoT baseline and a latent
+model trained side by side.
+
+**Colab:** `!pip install -q "jaxsuite @ git+<this repository's URL>"` first. The tests run this notebook with
+the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from `JAXSUITE_NOTEBOOK_VARIANT` (default
+`cpu`)."""),
+    new_code_cell("""import os
+from flax import nnx
+from IPython.display import Image, display
+import jaxsuite
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.core.tokenizer import load_tokenizer
+from jaxsuite.latent import job
+from jaxsuite.latent.chem_tasks import TaskGenerator, check_answer
+from jaxsuite.latent.head import LatentReasoner, LatentTokens, latent_hook
+from jaxsuite.latent.sequences import SequenceFormat, build_row, prompt_ids
+from jaxsuite.models.factory import init_model
+
+VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
+WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/latentchem_notebook_{VARIANT}"))
+print(VARIANT, "->", WORKDIR)"""),
+    new_markdown_cell("## 1. The tasks\n`TaskGenerator` writes short questions about generated molecules with "
+                      "RDKit labels and a programmatic step-by-step rationale (`steps`) that ends at the answer. "
+                      "`check_answer` grades an answer text: counts and yes/no by value, edits chemically (the "
+                      "answer must parse to one molecule with the named group added or removed and the rest "
+                      "preserved), so an invalid SMILES or a wrong count is rejected."),
+    new_code_cell("""gen = TaskGenerator(kinds=["rings", "hbd", "has_group", "add_group"], seed=0)
+examples = gen.batch(4, seed=0)
+for e in examples:
+    print(f"[{e.task}] {e.question}")
+    for step in e.steps:
+        print("    step:", step)
+    print("    answer:", e.answer, "| check_answer(reference):", check_answer(e, e.answer))
+
+edit = next(e for e in examples if e.answer_type == "smiles")
+count = next(e for e in examples if e.answer_type == "int")
+print(f"{edit.question!r}: invalid SMILES 'C1CC(' ->", check_answer(edit, "C1CC("))
+print(f"{edit.question!r}: the source unchanged {edit.source!r} ->", check_answer(edit, edit.source))
+print(f"{count.question!r}: wrong count {int(count.answer) + 1} ->", check_answer(count, str(int(count.answer) + 1)))"""),
+    new_markdown_cell("## 2. The sequences\nThe byte tokenizer uses ids 0-258; the six special tokens take "
+                      "259-264 (`LatentTokens.after(259)`) of the model's 272. Every prompt starts with `<bos>` and, "
+                      "with the adapter on (4 queries here, as in the config), the molecule block (`<mol_start>`, "
+                      "one `<mol_pad>` per query, `<mol_end>`). The "
+                      "three training forms: answer only, chain of thought, and curriculum stage k, where the "
+                      "prompt ends with `<start_latent>` and the first k steps become k `<latent>` slots (filled "
+                      "with projected hidden states in training) closed by `<end_latent>`. The loss covers the "
+                      "target; at latent slots it teaches `<latent>` (keep thinking) and, at the last one, "
+                      "`<end_latent>` (stop)."),
+    new_code_cell("""tok = load_tokenizer("byte")
+tokens = LatentTokens.after(259)
+fmt = SequenceFormat(tokens, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id, num_queries=4)
+names = {i: f"<{name}>" for name, i in tokens.names().items()}
+names.update({tok.bos_id: "<bos>", tok.eos_id: "<eos>"})
+
+def render(ids):
+    \"\"\"Special ids by name, runs of byte ids as decoded text.\"\"\"
+    parts, run = [], []
+    for i in ids:
+        if i in names:
+            parts += [repr(tok.decode(run))] if run else []
+            parts.append(names[i])
+            run = []
+        else:
+            run.append(i)
+    return " ".join(parts + ([repr(tok.decode(run))] if run else []))
+
+print(tokens.names())
+ex = examples[0]
+for form, stage in (("answer", 0), ("cot", 0), ("latent", 1)):
+    row = build_row(ex, tok, fmt, form=form, stage=stage)
+    p = row["prompt_len"]
+    print(f"{form} (stage {stage}): {len(row['ids'])} ids, prompt {p}, latent slots {row['n_latent']}")
+    print("  prompt:", render(row["ids"][:p]))
+    print("  target:", render(row["ids"][p:]))"""),
+    new_markdown_cell("## 3. The latent loop on an untrained model\n`LatentReasoner` wraps any jaxsuite LM (here "
+                      "a tiny random `DecoderLM`, without the molecule adapter) and keeps its interface, so "
+                      "`jaxsuite.generate` runs it; `latent_hook(max_steps)` replaces the prompt prefill: the prompt "
+                      "goes into the KV cache once, then each latent step is one cached decode step with the "
+                      "projected hidden state as the input embedding. Stopping is per row: a row whose argmax is "
+                      "`<end_latent>` stops, and from then on only writes masked cache slots while the other rows "
+                      "go on, all in one batch. Then `<end_latent>` is fed and the answer is decoded. "
+                      "`extra_cache_slots` must be `max_steps + 1` (the latent slots and `<end_latent>`). "
+                      "`out.extras[\"latent_steps\"]` holds the steps each row took. An untrained model has no "
+                      "reason to predict `<end_latent>`, so expect both rows to run to the limit (4). To see one "
+                      "row stop while the other goes on, the second call uses a quirk of this random model: with "
+                      "tied embeddings it tends to predict its own input token (see the answer ids, all "
+                      "`<end_latent>` = 260, the last token fed), so a row whose prompt ends with `<end_latent>` "
+                      "instead of `<start_latent>` has `<end_latent>` as its argmax at once and takes 0 steps."),
+    new_code_cell("""cfg = jaxsuite.DecoderConfig(vocab_size=272, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256)
+model = LatentReasoner(init_model(cfg, seed=0), tokens, rngs=nnx.Rngs(1))
+plain = SequenceFormat(tokens, bos_id=tok.bos_id, eos_id=tok.eos_id, pad_id=tok.pad_id)   # no molecule block
+prompts = [prompt_ids(e, tok, plain, latent=True) for e in examples[2:4]]
+print("prompt lengths:", [len(p) for p in prompts], "| last prompt token:", [names[p[-1]] for p in prompts])
+out = jaxsuite.generate(model, prompts, 8, temperature=0.0, stop_tokens=tok.eos_id, pad_token_id=tok.pad_id,
+                        prefill_hook=latent_hook(4), extra_cache_slots=5)
+print("latent_steps:", out.extras["latent_steps"])
+print("answer ids (untrained, meaningless):", [list(map(int, s)) for s in out.sequences()])
+
+mixed = [prompts[0], prompts[1][:-1] + [tokens.end_latent]]          # row 1 ends with <end_latent>
+out = jaxsuite.generate(model, mixed, 8, temperature=0.0, stop_tokens=tok.eos_id, pad_token_id=tok.pad_id,
+                        prefill_hook=latent_hook(4), extra_cache_slots=5)
+print("latent_steps, row 1 ending with <end_latent>:", out.extras["latent_steps"])"""),
+    new_markdown_cell("## 4. Run the tiny config\n`job.run` generates train and held-out test questions, "
+                      "pre-trains a small SMILES encoder (masked tokens) whose features feed the adapter's 4 soft "
+                      "tokens, and trains a byte-level Qwen3-architecture model answer-only, then with CoT. From "
+                      "there the CoT baseline continues CoT training for as many steps as the whole curriculum, "
+                      "while the latent model goes through the curriculum stages and then GRPO. Both answer the "
+                      "test set greedily. The `test` variant (a 1-layer model, a few steps per stage, 2 stages, "
+                      "2 GRPO steps, 8 test questions) only checks that everything runs: its numbers say nothing "
+                      "about the method. The default `cpu` variant trains for minutes (300 answer-only + 600 CoT "
+                      "steps, 3 stages of 150 steps, 40 GRPO steps, 128 test questions). Each stage is resumable."),
+    new_code_cell("""config = load_config("configs/latentchem_tiny.py", VARIANT)
+print("tasks:", list(config.data.kinds), "| curriculum stages:", config.latent.stages, "| GRPO steps:",
+      config.grpo.steps)
+results = job.run(config, WORKDIR)
+print("train / test examples:", results["train_examples"], "/", results["test_examples"])"""),
+    new_markdown_cell("## 5. Results\nAccuracy (RDKit-checked) of the CoT baseline and of the latent model, per "
+                      "task; the paper's non-tie win rate (among questions exactly one model gets right, the "
+                      "share the latent model wins; NaN when all are ties); reasoning passes, the forward passes "
+                      "spent before `<answer>` (CoT: its reasoning tokens; latent: latent steps plus any reasoning "
+                      "tokens still written); the wall-clock speed-up of answering the test set (compilation "
+                      "excluded); the causal test, the latent model's accuracy with its latents replaced by zeros "
+                      "or by noise; and GRPO's summary. `stages.png` shows accuracy and steps after each "
+                      "curriculum stage."),
+    new_code_cell("""cot, lat = results["cot"], results["latent"]
+for name, s in (("CoT", cot), ("latent", lat)):
+    print(f"{name:6s} accuracy {s['accuracy']:.3f} | per task {s['accuracy_by_task']} | "
+          f"mean reasoning passes {s['mean_reasoning_passes']:.2f} | latent steps {s['mean_latent_steps']:.2f} | "
+          f"text steps {s['mean_text_steps']:.2f} | {s['seconds']:.2f} s")
+print("win rate (latent vs CoT):", results["win_rate"])
+print(f"reasoning pass reduction: {results['reasoning_pass_reduction']:.2f}x | "
+      f"wall_clock_speedup: {results['wall_clock_speedup']:.2f}x")
+print("causal test (accuracy):", {k: v if isinstance(v, float) else v["accuracy"]
+                                  for k, v in results["causal_test"].items()})
+for c in results["curriculum"]:
+    print(f"stage {c['stage']}: accuracy {c['accuracy']:.3f}, {c['mean_latent_steps']:.2f} latent + "
+          f"{c['mean_text_steps']:.2f} text steps")
+print("GRPO:", results["grpo"])
+display(Image(os.path.join(WORKDIR, "stages.png")))"""),
+]
+
 def write(cells, path: str) -> None:
     """Writes one notebook with stable cell ids (nbformat draws random ones, which would churn every rebuild)."""
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -321,7 +474,8 @@ def write(cells, path: str) -> None:
 if __name__ == "__main__":
     here = os.path.dirname(os.path.abspath(__file__))
     names = {"01_quickstart.ipynb": QUICKSTART, "02_hypenet_halo.ipynb": HYPENET_HALO,
-             "03_ldl_forecasting.ipynb": LDL_FORECASTING, "04_cpmobius.ipynb": CPMOBIUS}
+             "03_ldl_forecasting.ipynb": LDL_FORECASTING, "04_cpmobius.ipynb": CPMOBIUS,
+             "05_latentchem.ipynb": LATENTCHEM}
     for name, cells in names.items():
         write(cells, os.path.join(here, name))
     print("wrote", ", ".join(f"notebooks/{n}" for n in names))

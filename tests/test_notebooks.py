@@ -78,3 +78,16 @@ def test_cpmobius_notebook_runs(tmp_path, monkeypatch):
         assert f"{method:8s} test accuracy " in text
     assert "step   3: val_acc=" in text
     assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "accuracy.png").is_file()
+
+
+def test_latentchem_notebook_runs(tmp_path, monkeypatch):
+    """notebooks/05_latentchem.ipynb on the smoke-test LatentChem config (2 curriculum stages, 2 GRPO steps)."""
+    text = run_notebook("05_latentchem.ipynb", monkeypatch,
+                        {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
+    assert "check_answer(reference): True" in text and "invalid SMILES 'C1CC(' -> False" in text
+    assert "latent (stage 1):" in text and "<start_latent>" in text and "<end_latent>" in text
+    assert "latent_steps: [" in text and "latent_steps, row 1 ending with <end_latent>: [4 0]" in text
+    assert "CoT    accuracy " in text and "latent accuracy " in text and "mean reasoning passes" in text
+    assert "win rate (latent vs CoT):" in text and "wall_clock_speedup:" in text
+    assert "causal test (accuracy):" in text and "GRPO: {" in text
+    assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "stages.png").is_file()
