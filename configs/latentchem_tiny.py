@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                             num_key_value_heads=1, head_dim=16)
         c.data.update(train_size=40, test_size=8, batch_size=8, kinds=["rings", "hbd", "has_group"])
         c.mol.update(d_model=16, num_layers=1, num_heads=2, train=_train(4, 1e-3, 2), batch_size=8)
-        c.latent.stages = 2
+        c.latent.stages = 1
         c.train = ml_collections.ConfigDict(dict(sft_answer=_train(3, 1e-3, 1), sft_cot=_train(3, 1e-3, 1),
                                                  stage=_train(2, 1e-3, 1)))
         c.eval.update(max_new_tokens=24, batch_size=8)

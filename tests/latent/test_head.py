@@ -61,17 +61,17 @@ def _naive(model, prompt, answer_len, max_steps=MAX_STEPS):
     return len(latents), latents, tokens
 
 
-@pytest.mark.parametrize("recompute", [False, True])
-def test_generate_with_the_latent_hook_matches_the_naive_loop(recompute):
+def test_generate_with_the_latent_hook_matches_the_naive_loop():
     model = _reasoner()
-    out = generate(model, PROMPTS, 5, stop_tokens=(), prefill_hook=latent_hook(MAX_STEPS, recompute),
-                   extra_cache_slots=MAX_STEPS + 1)
-    steps = out.extras["latent_steps"]
     expected = [_naive(model, p, 5) for p in PROMPTS]
-    assert steps.tolist() == [e[0] for e in expected]
-    assert len(set(steps.tolist())) > 1, "the rows should stop at different steps for this test to mean much"
-    for row, (_, _, tokens) in zip(out.tokens, expected):
-        assert row.tolist() == tokens
+    for recompute in (False, True):          # over the KV cache, and by recomputing the whole sequence
+        out = generate(model, PROMPTS, 5, stop_tokens=(), prefill_hook=latent_hook(MAX_STEPS, recompute),
+                       extra_cache_slots=MAX_STEPS + 1)
+        steps = out.extras["latent_steps"]
+        assert steps.tolist() == [e[0] for e in expected], recompute
+        assert len(set(steps.tolist())) > 1, "the rows should stop at different steps for this test to mean much"
+        for row, (_, _, tokens) in zip(out.tokens, expected):
+            assert row.tolist() == tokens, recompute
 
 
 def test_training_forward_fills_latents_like_inference():
