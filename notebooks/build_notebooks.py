@@ -220,14 +220,14 @@ VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
 WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/cpmobius_notebook_{VARIANT}"))
 print(VARIANT, "->", WORKDIR)"""),
     new_markdown_cell("## 1. The verifiable environment\n`math_env.ProblemGenerator` writes short problems with "
-                      "exact answers (the tiny config uses addition and subtraction of numbers up to 99 and "
-                      "multiplication by a number up to 12); `validate_problem_text` accepts a Coach proposal only "
+                      "exact answers (the tiny config uses addition, subtraction and multiplication of numbers up "
+                      "to 20, the second factor of a product at most 12); `validate_problem_text` accepts a Coach proposal only "
                       "in exactly one of these formats. `extract_boxed` takes the last `\\boxed{...}` of a "
                       "response and `answers_equivalent` compares answers by value. "
                       "`rewards.majority_vote_rewards` is the Player's reward: +1 for the holders of the unique "
                       "most frequent answer, -1 for everyone else, and -1 for all on a tie or when nobody boxed an "
                       "answer (missing answers vote together as \"no box\")."),
-    new_code_cell("""gen = math_env.ProblemGenerator(kinds=["add", "sub", "mul"], max_operand=99)
+    new_code_cell("""gen = math_env.ProblemGenerator(kinds=["add", "sub", "mul"], max_operand=20)
 for q in gen.batch(5, seed=0):
     print(f"{q.kind:4s} {q.problem:10s} -> {q.answer}")
 print("valid proposal:", gen.validate_problem_text("23+58=?\\n"))
