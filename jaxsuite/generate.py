@@ -113,11 +113,11 @@ def _policy_logprob(logits: jax.Array, token: jax.Array, temperature: jax.Array)
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "stop_tokens",
                                              "pad_token_id", "logits_processor", "cache_dtype", "prefill_hook",
-                                             "extra_cache_slots"))
+                                             "extra_cache_slots", "with_logprobs"))
 def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, *, max_new_tokens: int,
                   greedy: bool, top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
                   logits_processor: LogitsProcessor | None, cache_dtype, prefill_hook: PrefillHook | None,
-                  extra_cache_slots: int):
+                  extra_cache_slots: int, with_logprobs: bool):
     """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N], extras)."""
     model = nnx.merge(graphdef, state)
     batch, prompt_len = ids.shape
@@ -137,12 +137,15 @@ def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inpu
         return sample_logits(logits_bv, rng, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
 
     policy_t = jnp.where(greedy, 1.0, temperature)   # the log-probs of greedy decoding are at temperature 1
+
+    def token_logprob(logits_bv, token):   # a log_softmax over the vocabulary per step, only when asked for
+        return _policy_logprob(logits_bv, token, policy_t) if with_logprobs else jnp.zeros(token.shape, jnp.float32)
     generated = jnp.full((batch, max_new_tokens), pad_token_id, jnp.int32)    # [B, N]
     logprobs = jnp.zeros((batch, max_new_tokens), jnp.float32)                 # [B, N]
     rng, sub = jax.random.split(rng)
     token = pick(logits, generated, jnp.int32(0), sub)                          # [B]
     generated = generated.at[:, 0].set(token)
-    logprobs = logprobs.at[:, 0].set(_policy_logprob(logits, token, policy_t))
+    logprobs = logprobs.at[:, 0].set(token_logprob(logits, token))
     done = jnp.isin(token, stops)
 
     def cond(carry):
@@ -154,7 +157,7 @@ def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inpu
         logits, cache = model.decode(token[:, None], pos[:, None], cache)        # [B, 1, V]
         rng, sub = jax.random.split(rng)
         new = pick(logits[:, 0], generated, step, sub)
-        logp = jnp.where(done, 0.0, _policy_logprob(logits[:, 0], new, policy_t))
+        logp = jnp.where(done, 0.0, token_logprob(logits[:, 0], new))
         new = jnp.where(done, pad_token_id, new)
         generated = jax.lax.dynamic_update_slice(generated, new[:, None], (0, step))
         logprobs = jax.lax.dynamic_update_slice(logprobs, logp[:, None], (0, step))
@@ -220,7 +223,7 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
         jnp.float32(temperature), jnp.float32(top_p), hook_inputs, max_new_tokens=int(max_new_tokens),
         greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens, pad_token_id=int(pad_token_id),
         logits_processor=logits_processor, cache_dtype=cache_dtype, prefill_hook=prefill_hook,
-        extra_cache_slots=int(extra_cache_slots))
+        extra_cache_slots=int(extra_cache_slots), with_logprobs=bool(return_logprobs))
     return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
                           np.asarray(logprobs) if return_logprobs else None,
                           {k: np.asarray(v) for k, v in extras.items()})

@@ -54,6 +54,9 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
              seed: int) -> tuple[LatentReasoner, dict[str, Any]]:
     """`cfg.steps` GRPO steps from `model`; returns (the trained model, a summary)."""
     n, q = int(cfg.num_generations), int(cfg.questions_per_step)
+    if q > len(examples) or n < 2:
+        raise ValueError(f"grpo needs questions_per_step <= the {len(examples)} training examples (got {q}) and "
+                         f"num_generations >= 2 for a group to compare (got {n})")
     optim = {**dict(cfg.optim), "steps": max(int(cfg.steps), 1)}
     policy = Policy(model, optim=optim, loss=PolicyLossConfig(clip_low=float(cfg.clip), clip_high=float(cfg.clip),
                                                               kl_coef=0.0, temperature=float(cfg.temperature)),

@@ -133,9 +133,3 @@ def aggregate(values: jax.Array, mask: jax.Array, mode: str) -> tuple[jax.Array,
         raise ValueError(f"unknown loss aggregation {mode!r}; expected one of {AGGREGATIONS}")
     return jnp.sum(per_seq * has_tokens), jnp.sum(has_tokens)
 
-
-def masked_mean_per_sequence(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Host-side mean of [B, T] values over each row's masked tokens -> [B] (0 for empty rows)."""
-    values, mask = np.asarray(values, np.float64), np.asarray(mask, np.float64)
-    count = mask.sum(-1)
-    return np.where(count > 0, (values * mask).sum(-1) / np.maximum(count, 1.0), 0.0)

@@ -167,8 +167,9 @@ class Policy:
         return int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
 
     def _pad_rows(self, batch: dict, multiple: int) -> dict:
-        """Appends empty rows (no loss tokens) up to a multiple of `multiple` rows: a rollout of any size runs
-        on any mesh, and the padding changes neither the loss nor its normalisation."""
+        """Appends empty rows (zeros: no loss tokens) up to a multiple of `multiple` rows: a rollout of any size
+        runs on any mesh. The padding changes neither the loss nor its normalisation, so what the padded rows
+        hold beyond their zero masks (e.g. latent slots) never matters."""
         rows = next(iter(batch.values())).shape[0]
         extra = -rows % multiple
         if not extra:
@@ -178,8 +179,6 @@ class Policy:
             pad = np.zeros((extra,) + v.shape[1:], v.dtype)
             if k == "positions":
                 pad[:] = np.arange(v.shape[1], dtype=v.dtype)
-            elif k == "latent_slots":      # "no latent slot" (0 would be a slot at the first position)
-                pad[:] = -1
             out[k] = np.concatenate([v, pad])
         return out
 

@@ -63,10 +63,6 @@ class Rollout:
     def num_tokens(self) -> int:
         return int(sum(len(r) for r in self.response_ids))
 
-    @property
-    def tokens_per_second(self) -> float:
-        return self.num_tokens / max(self.seconds, 1e-9)
-
     def select(self, rows: Sequence[int]) -> "Rollout":
         rows = list(rows)
         return Rollout([self.prompt_ids[r] for r in rows], [self.response_ids[r] for r in rows],

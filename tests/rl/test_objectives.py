@@ -82,7 +82,3 @@ def test_aggregations_by_hand():
     with pytest.raises(ValueError, match="unknown loss aggregation"):
         obj.aggregate(values, mask, "mean")
 
-
-def test_masked_mean_per_sequence():
-    np.testing.assert_allclose(obj.masked_mean_per_sequence([[1, 3, 5], [2, 2, 2]], [[1, 1, 0], [0, 0, 0]]),
-                               [2.0, 0.0])

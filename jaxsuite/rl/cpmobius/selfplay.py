@@ -27,7 +27,7 @@ from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.metrics import MetricsWriter, Progress
 from jaxsuite.rl import math_env
 from jaxsuite.rl.policy import Policy, PolicyLossConfig
-from jaxsuite.rl.rollout import Rollout, sample_responses
+from jaxsuite.rl.rollout import Rollout, greedy_answers, sample_responses
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,13 @@ class SelfPlayTrainer(abc.ABC):
                       if self.trains_coach else None)
         self._frozen_coach = None if self.trains_coach else coach_model
         self.pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else tokenizer.eos_id
-        self.coach_prompt_ids = self._encode(config.prompts.coach)
         self.val_history: list[float] = []
         self._check_lengths()
 
     def _check_lengths(self) -> None:
         """The longest rows a step can make must fit `rl.seq_len`: say so now, not after an hour of sampling."""
         coach_new, player_new = int(self.config.coach.max_new_tokens), int(self.config.player.max_new_tokens)
-        coach_row = len(self.coach_prompt_ids) + coach_new
+        coach_row = len(self._encode(self.config.prompts.coach)) + coach_new
         player_row = len(self._encode(self.player_prompt(""))) + coach_new + player_new
         if max(coach_row, player_row) > int(self.rl.seq_len):
             raise ValueError(
@@ -120,7 +119,7 @@ class SelfPlayTrainer(abc.ABC):
         """The coach's `problems_per_step` proposals (one prompt, sampled that many times) and their texts."""
         c = self.config.coach
         roll = sample_responses(self.coach_module(), self.tokenizer, [self.config.prompts.coach],
-                                prompt_ids=[self.coach_prompt_ids], n=int(self.rl.problems_per_step),
+                                n=int(self.rl.problems_per_step),
                                 max_new_tokens=int(c.max_new_tokens), temperature=float(c.temperature),
                                 top_p=float(c.top_p), repetition_penalty=float(c.repetition_penalty),
                                 seed=step_seed(self.seed, t, round_, 0))
@@ -130,8 +129,7 @@ class SelfPlayTrainer(abc.ABC):
         """`n` player samples per problem (rows problem-major)."""
         p = self.config.player
         prompts = [self.player_prompt(q) for q in problems]
-        return sample_responses(self.player.module(), self.tokenizer, prompts,
-                                prompt_ids=[self._encode(q) for q in prompts], n=int(self.rl.n),
+        return sample_responses(self.player.module(), self.tokenizer, prompts, n=int(self.rl.n),
                                 max_new_tokens=int(p.max_new_tokens), temperature=float(p.temperature),
                                 top_p=float(p.top_p), repetition_penalty=float(p.repetition_penalty),
                                 seed=step_seed(self.seed, t, round_, 1))
@@ -150,20 +148,13 @@ class SelfPlayTrainer(abc.ABC):
     # -- scoring -------------------------------------------------------------------------------------------
     def greedy_accuracy(self, problems: ProblemSet) -> float:
         """Greedy decoding (the validation protocol), in fixed-size batches, scored against the labels."""
-        p, size = self.config.player, int(self.config.validation.batch_size)
-        prompts = [self.player_prompt(q) for q in problems.problems]
-        correct = []
-        for start in range(0, len(prompts), size):
-            chunk = prompts[start:start + size]
-            real = len(chunk)
-            chunk = chunk + [chunk[-1]] * (size - real)    # one compiled shape
-            roll = sample_responses(self.player.module(), self.tokenizer, chunk,
-                                    prompt_ids=[self._encode(q) for q in chunk], n=1,
-                                    max_new_tokens=int(p.max_new_tokens), temperature=0.0,
-                                    repetition_penalty=float(p.repetition_penalty))
-            for text, label in zip(roll.texts[:real], problems.labels[start:start + real]):
-                correct.append(math_env.answers_equivalent(math_env.extract_boxed(text), label))
-        return float(np.mean(correct))
+        p = self.config.player
+        texts = greedy_answers(self.player.module(), self.tokenizer,
+                               [self.player_prompt(q) for q in problems.problems],
+                               max_new_tokens=int(p.max_new_tokens), batch_size=int(self.config.validation.batch_size),
+                               repetition_penalty=float(p.repetition_penalty))
+        return float(np.mean([math_env.answers_equivalent(math_env.extract_boxed(t), label)
+                              for t, label in zip(texts, problems.labels)]))
 
     def validate(self) -> float:
         return self.greedy_accuracy(self.probe)
