@@ -281,12 +281,19 @@ def masked_exp(mask, x):
     return jnp.exp(jnp.where(mask, x, -jnp.inf))
 
 
-def segment_masks(cc, cr, cl, c):
-    """Segment masks from reset counts: column cc [C,1], row cr [1,C], chunk-last cl [1,1]."""
-    same = (iota((c, c), 0) >= iota((c, c), 1)) & (cc == cr)       # j <= i, same segment  [C, C]
-    return cc == 0, cc == cl, cl == 0, same                         # mq [C,1], mk [C,1], carry [1,1]
-
-
 def saved_states(save, bh, n, dk, dv):
     """The forward writes the state entering every chunk only when a backward pass will read it."""
     return dict(h=jax.ShapeDtypeStruct((bh, n, dk, dv), jnp.float32)) if save else {}
+
+
+def matmul_cost_estimate(q, v, chunk: int, *, backward: bool) -> pl.CostEstimate:
+    """Rough cost of a (simple) GLA kernel for XLA's scheduler: ~4 (forward) or ~10 (backward)
+    [C, K] x [K, C]-class matmuls per chunk. q [BH, T_pad, K]; v [BH, T_pad, V]."""
+    bh, t_pad, dk = q.shape
+    dv = v.shape[-1]
+    per_token = 2 * (chunk * (dk + dv) + 2 * dk * dv)
+    flops = bh * t_pad * per_token * (2.5 if backward else 1)
+    bytes_accessed = (q.size * 2 + v.size) * q.dtype.itemsize * (2 if backward else 1) \
+        + bh * (t_pad // chunk) * dk * dv * 4
+    return pl.CostEstimate(flops=int(flops), transcendentals=int(bh * t_pad * chunk),
+                           bytes_accessed=int(bytes_accessed))

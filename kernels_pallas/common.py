@@ -1,4 +1,4 @@
-"""Shared plumbing: argument validation, implementation dispatch, ALiBi slopes, chunk layouts.
+"""Shared plumbing: argument validation, ALiBi slopes, chunk layouts, segment masks, the scans.
 
 Conventions (those of flash-linear-attention): q, k [B, T, H, K]; v [B, T, H, V]; states [B, H, K, V]
 float32; gates are natural-log decays (<= 0). Internally every implementation except the reference works
@@ -20,8 +20,8 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-IMPLEMENTATIONS = ("reference", "xla", "pallas", "pallas_gpu", "pallas_tpu")
 _FLOAT_DTYPES = (jnp.float32, jnp.bfloat16, jnp.float16)
 
 
@@ -116,70 +116,7 @@ def check_common(b, h, dk, dv, t, *, initial_state, segment_ids, chunk_size, sca
 
 
 # ---------------------------------------------------------------------------------------------------
-# Dispatch
-# ---------------------------------------------------------------------------------------------------
-
-def pallas_problem(platform: str, *, dk: int, dv: int, chunk: int) -> str | None:
-    """Why the Pallas kernels cannot take these shapes on ``platform`` (None if they can)."""
-    if chunk < 16:
-        return f"chunk_size must be >= 16 for the Pallas kernels (matmul tiles); got {chunk}"
-    if platform == "gpu":
-        for name, d in (("K (q/k head dim)", dk), ("V (v head dim)", dv)):
-            if d < 16 or d & (d - 1):
-                return f"{name} must be a power of two >= 16 for the Triton kernels; got {d}"
-    return None
-
-
-def _backend() -> str:
-    """The platform kernels are chosen for ("cpu", "gpu" or "tpu"); a function so tests can stand in."""
-    return jax.default_backend()
-
-
-# Backends whose Pallas kernels have passed tests/kernels (the `accelerator`-marked hardware test) on real
-# hardware. The default turns to Pallas only there: until then a kernel that has only run in the Pallas
-# interpreter is opt-in (implementation="pallas"), never a silent default. As of 2026-11-25 no GPU or TPU has
-# been available to run them, so the set is empty; add "gpu" / "tpu" once that test passes on the device.
-PALLAS_VERIFIED_BACKENDS: frozenset[str] = frozenset()
-
-
-def resolve_implementation(implementation, *, interpret, dk, dv, chunk) -> tuple[str, str | None]:
-    """Returns (implementation, pallas platform or None).
-
-    Default (implementation=None): the Pallas kernel of the current backend where that backend is in
-    PALLAS_VERIFIED_BACKENDS, else "xla" (CPU always; also the fallback when the kernels cannot take the
-    shapes). An explicit choice never falls back: it runs or raises a ValueError that says why.
-    """
-    if implementation is not None and implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None; got {implementation!r}")
-    backend = _backend()
-    native = backend if backend in ("gpu", "tpu") else None
-    if implementation is None:
-        if (native in PALLAS_VERIFIED_BACKENDS
-                and pallas_problem(native, dk=dk, dv=dv, chunk=chunk) is None):
-            return "pallas", native
-        return "xla", None
-    if implementation in ("reference", "xla"):
-        return implementation, None
-    if implementation == "pallas":
-        platform = native or ("tpu" if interpret else None)
-        if platform is None:
-            raise ValueError(
-                f"implementation='pallas' needs a GPU or TPU backend (this one is {backend!r}); pass "
-                "interpret=True to run the kernels in the Pallas interpreter, or use implementation='xla'")
-    else:
-        platform = implementation.removeprefix("pallas_")
-        if platform != native and not interpret:
-            raise ValueError(
-                f"implementation={implementation!r} compiles for {platform.upper()} but the default backend "
-                f"is {backend!r}; pass interpret=True to run it in the Pallas interpreter")
-    problem = pallas_problem(platform, dk=dk, dv=dv, chunk=chunk)
-    if problem is not None:
-        raise ValueError(f"implementation={implementation!r} cannot run these inputs: {problem}")
-    return "pallas", platform
-
-
-# ---------------------------------------------------------------------------------------------------
-# Chunk layouts
+# Chunk layouts and segment masks
 # ---------------------------------------------------------------------------------------------------
 
 def padded_length(t: int, chunk: int) -> int:
@@ -228,8 +165,23 @@ def default_scale(dk: int, scale) -> float:
     return float(dk) ** -0.5 if scale is None else float(scale)
 
 
+def chunked_inputs(q, k, v, gate, segment_ids, chunk: int):
+    """The layout every chunked implementation starts from.
+
+    q, k [B, T, H, K]; v [B, T, H, V]; gate [B, T, H, Kg] float32 log-decays (Kg = 1 for scalar gates).
+    Returns q, k, v as [B, H, T_pad, D] (zero-padded), the chunk-local cumulative gate [B, H, T_pad, Kg]
+    float32 and the reset counts [B, T_pad] (None without segments).
+    """
+    t_pad = padded_length(q.shape[1], chunk)
+    qh, kh, vh = (to_heads_first(x, t_pad) for x in (q, k, v))
+    gh = chunk_local_cumsum(to_heads_first(gate, t_pad), chunk)
+    cnt = None if segment_ids is None else reset_counts(segment_ids, t_pad, chunk)
+    return qh, kh, vh, gh, cnt
+
+
 def count_layouts(cnt, b, h, t_pad, c):
-    """Reset counts [B, T_pad] (or None) -> column [BH,T_pad,1], row [BH,N,1,C], chunk-last [BH,N,1,1]."""
+    """For the Pallas kernels: reset counts [B, T_pad] (or None) -> column [BH, T_pad, 1], row
+    [BH, N, 1, C], chunk-last [BH, N, 1, 1]."""
     n = t_pad // c
     if cnt is None:
         cnt = jnp.zeros((b, t_pad), jnp.float32)
@@ -237,8 +189,30 @@ def count_layouts(cnt, b, h, t_pad, c):
     return full[..., None], full.reshape(b * h, n, 1, c), full.reshape(b * h, n, c)[:, :, -1:, None]
 
 
+def chunk_count_layouts(cnt, b, n, c):
+    """For the xla paths: reset counts [B, T_pad] (or None) -> column [B, 1, N, C, 1], row [B, 1, N, 1, C],
+    chunk-last [B, 1, N, 1, 1] (the 1 broadcasts over heads)."""
+    if cnt is None:
+        cnt = jnp.zeros((b, n * c), jnp.float32)
+    col = cnt.reshape(b, 1, n, c, 1)
+    return col, jnp.swapaxes(col, -1, -2), col[:, :, :, -1:, :]
+
+
+def segment_masks(col, row, last, c: int):
+    """Segment masks of a chunk from its reset counts, given as a column [.., C, 1], a row [.., 1, C] and
+    the chunk's last count [.., 1, 1] (``count_layouts`` inside a kernel, ``chunk_count_layouts`` batched).
+
+    Returns (mq [.., C, 1]: the token reads the state entering the chunk, mk [.., C, 1]: the token's key
+    reaches the state leaving it, carry [.., 1, 1]: the entering state survives the chunk, same [.., C, C]:
+    i and j in the same segment and j <= i). Only iota, compares and broadcasting, so the one function
+    serves the Pallas kernels (2-D blocks on Mosaic TPU and Triton) and the batched jnp paths.
+    """
+    causal = lax.broadcasted_iota(jnp.int32, (c, c), 0) >= lax.broadcasted_iota(jnp.int32, (c, c), 1)
+    return col == 0, col == last, last == 0, causal & (col == row)
+
+
 # ---------------------------------------------------------------------------------------------------
-# Small pieces every implementation shares
+# Initial state and the sequential scans (the references' token scan, the xla paths' chunk-state scan)
 # ---------------------------------------------------------------------------------------------------
 
 def initial_state_f32(initial_state, b: int, h: int, dk: int, dv: int) -> jax.Array:
@@ -254,3 +228,38 @@ def segment_starts(segment_ids, b: int, t: int) -> jax.Array:
     if segment_ids is None:
         return jnp.zeros((b, t), bool)
     return jnp.concatenate([jnp.zeros((b, 1), bool), segment_ids[:, 1:] != segment_ids[:, :-1]], axis=1)
+
+
+def scan_tokens(step, initial_state, inputs, segment_ids):
+    """Runs a one-token recurrence over time: the references' loop.
+
+    ``step(state, *inputs_t) -> (o_t, state)`` with ``inputs`` arrays [B, T, ...] (``inputs_t`` their
+    [B, ...] slices); the state [B, H, K, V] is zeroed before every segment start. Returns
+    (o [B, T, ...], final state).
+    """
+    b, t = inputs[0].shape[:2]
+    starts = segment_starts(segment_ids, b, t)        # [B, T]: the state resets to zero there
+
+    def body(state, xs):
+        *inputs_t, start_t = xs
+        state = jnp.where(start_t[:, None, None, None], 0.0, state)
+        o_t, state = step(state, *inputs_t)
+        return state, o_t
+
+    time_major = lambda x: jnp.moveaxis(x, 1, 0)
+    state, o = lax.scan(body, initial_state, tuple(map(time_major, (*inputs, starts))))
+    return jnp.moveaxis(o, 0, 1), state
+
+
+def scan_chunk_states(state_decay, delta, s0):
+    """The inter-chunk pass of the (simple) GLA chunked forms: S_{n+1} = state_decay_n * S_n + delta_n.
+
+    state_decay [B, H, N, Kg, 1] (Kg = 1 or K, broadcast over V); delta [B, H, N, K, V]; s0 [B, H, K, V]
+    float32. Returns (final state [B, H, K, V], the state entering every chunk [B, H, N, K, V]).
+    """
+    def step(s, xs):
+        decay_n, delta_n = xs
+        return decay_n * s + delta_n, s
+
+    final, s_prev = lax.scan(step, s0, (jnp.moveaxis(state_decay, 2, 0), jnp.moveaxis(delta, 2, 0)))
+    return final, jnp.moveaxis(s_prev, 0, 2)

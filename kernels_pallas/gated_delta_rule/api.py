@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from kernels_pallas import common
+from kernels_pallas import common, dispatch
 from kernels_pallas.chunk_loop import KernelConfig, match_varying
 from kernels_pallas.gated_delta_rule import chunk_xla, pallas, reference
 
 
 def gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, output_final_state=False,
-                     segment_ids=None, chunk_size=64, implementation=None, interpret=False):
+                     segment_ids=None, chunk_size=64, implementation=None, interpret=False, platform=None):
     """Chunked gated delta rule.
 
     Args:
@@ -35,8 +35,8 @@ def gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, output
     common.check_array("beta", beta, (b, t, h))
     common.check_common(b, h, dk, dv, t, initial_state=initial_state, segment_ids=segment_ids,
                         chunk_size=chunk_size, scale=scale)
-    impl, platform = common.resolve_implementation(implementation, interpret=interpret, dk=dk, dv=dv,
-                                                   chunk=chunk_size)
+    impl, kernel = dispatch.choose(implementation, platform=platform, interpret=interpret, q=q, k=k, v=v,
+                                   chunk=chunk_size)
     scale = common.default_scale(dk, scale)
     g, beta = jnp.asarray(g, jnp.float32), jnp.asarray(beta, jnp.float32)
     if impl == "reference":
@@ -45,21 +45,18 @@ def gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, output
         return o, (final if output_final_state else None)
 
     c = chunk_size
-    t_pad = common.padded_length(t, c)
-    qh, kh, vh = (common.to_heads_first(x, t_pad) for x in (q, k, v))          # [B, H, T_pad, D]
-    gh = common.chunk_local_cumsum(common.to_heads_first(g[..., None], t_pad), c)  # [B, H, T_pad, 1]
+    qh, kh, vh, gh, cnt = common.chunked_inputs(q, k, v, g[..., None], segment_ids, c)  # gh [B, H, T_pad, 1]
+    t_pad = qh.shape[2]
     bh_ = common.to_heads_first(beta[..., None], t_pad)                        # zero beta on padding
-    cnt = None if segment_ids is None else common.reset_counts(segment_ids, t_pad, c)
     if impl == "xla":
         o, final = chunk_xla.chunk_gated_delta_rule_xla(qh, kh, vh, gh, bh_, cnt, initial_state, scale=scale,
                                                         chunk=c)
     else:
         n, rows = t_pad // c, b * h
         flat = lambda x: x.reshape(rows, t_pad, x.shape[-1])
-        h0 = (jnp.zeros((rows, dk, dv), jnp.float32) if initial_state is None
-              else initial_state.astype(jnp.float32).reshape(rows, dk, dv))
+        h0 = common.initial_state_f32(initial_state, b, h, dk, dv).reshape(rows, dk, dv)
         cc, cr, cl = common.count_layouts(cnt, b, h, t_pad, c)
-        cfg = KernelConfig(scale=scale, chunk=c, platform=platform, interpret=interpret)
+        cfg = KernelConfig(scale=scale, chunk=c, platform=kernel, interpret=interpret)
         args = (flat(qh), flat(kh), flat(vh), flat(gh), gh.reshape(rows, n, 1, c),
                 gh.reshape(rows, n, c, 1)[:, :, -1:, :], flat(bh_), h0, cc, cr, cl)
         o, final = pallas.gated_delta_rule_pallas(cfg, *match_varying(*args))

@@ -27,9 +27,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from kernels_pallas.common import initial_state_f32
-
-from kernels_pallas.gla.chunk_xla import segment_masks
+from kernels_pallas.common import chunk_count_layouts, initial_state_f32, segment_masks
 
 _HI = lax.Precision.HIGHEST
 
@@ -59,7 +57,7 @@ def chunk_gated_delta_rule_xla(q, k, v, g, beta, cnt, initial_state, *, scale: f
     n, c = t_pad // chunk, chunk
     split = lambda x: x.reshape(b, h, n, c, x.shape[-1]).astype(jnp.float32)
     qc, kc, vc, gc, bc = split(q), split(k), split(v), split(g), split(beta)   # [B, H, N, C, D]
-    mq, mk, carry, same = segment_masks(cnt, b, n, c)
+    mq, mk, carry, same = segment_masks(*chunk_count_layouts(cnt, b, n, c), c)
 
     gamma = jnp.exp(jnp.where(same, gc - jnp.swapaxes(gc, -1, -2), -jnp.inf))   # [B, H, N, C, C]
     strict = ~jnp.eye(c, dtype=bool)

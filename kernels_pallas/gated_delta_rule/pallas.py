@@ -33,7 +33,8 @@ import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
 from kernels_pallas.chunk_loop import (KernelConfig, chunk_loop_call, colsum, dot, iota, masked_exp, rowsum,
-                                      saved_states, segment_masks, total)
+                                       saved_states, total)
+from kernels_pallas.common import segment_masks
 
 
 def unit_lower_inverse(a):

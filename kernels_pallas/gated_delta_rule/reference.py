@@ -16,7 +16,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from kernels_pallas.common import initial_state_f32, segment_starts
+from kernels_pallas.common import initial_state_f32, scan_tokens
 
 
 def gated_delta_rule_step_reference(q, k, v, g, beta, state, *, scale: float):
@@ -38,17 +38,9 @@ def gated_delta_rule_reference(q, k, v, g, beta, *, scale: float, initial_state=
 
     Returns o [B, T, H, V] in v's dtype and the final state [B, H, K, V] float32.
     """
-    b, t, h, dk = q.shape
-    dv = v.shape[-1]
-    state = initial_state_f32(initial_state, b, h, dk, dv)
-    starts = segment_starts(segment_ids, b, t)        # [B, T]: the state resets to zero there
-
-    def step(state, xs):
-        q_t, k_t, v_t, g_t, beta_t, start_t = xs
-        state = jnp.where(start_t[:, None, None, None], 0.0, state)
-        o_t, state = gated_delta_rule_step_reference(q_t, k_t, v_t, g_t, beta_t, state, scale=scale)
-        return state, o_t
-
-    time_major = lambda x: jnp.moveaxis(x, 1, 0)
-    state, o = lax.scan(step, state, tuple(map(time_major, (q, k, v, g, beta, starts))))
-    return jnp.moveaxis(o, 0, 1).astype(v.dtype), state
+    b, _, h, dk = q.shape
+    step = lambda state, q_t, k_t, v_t, g_t, beta_t: gated_delta_rule_step_reference(
+        q_t, k_t, v_t, g_t, beta_t, state, scale=scale)
+    o, state = scan_tokens(step, initial_state_f32(initial_state, b, h, dk, v.shape[-1]), (q, k, v, g, beta),
+                           segment_ids)
+    return o.astype(v.dtype), state

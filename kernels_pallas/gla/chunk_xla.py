@@ -1,4 +1,4 @@
-"""Chunkwise-parallel GLA / simple GLA in plain jnp: the default on CPU and the fallback everywhere.
+"""Chunkwise-parallel GLA in plain jnp: the default on CPU and the fallback everywhere.
 
 With chunks of C tokens, G the float32 cumulative log-decay inside the chunk and S the state entering it:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from kernels_pallas.common import initial_state_f32
+from kernels_pallas.common import chunk_count_layouts, initial_state_f32, scan_chunk_states, segment_masks
 
 _HI = lax.Precision.HIGHEST
 SUB_CHUNK = 16
@@ -29,29 +29,6 @@ SUB_CHUNK = 16
 
 def _einsum(spec, *xs):
     return jnp.einsum(spec, *xs, precision=_HI)
-
-
-def segment_masks(cnt, b: int, n: int, c: int):
-    """Masks from chunk-local reset counts cnt [B, T_pad] (or None).
-
-    Returns (mq [B,1,N,C,1]: token sees the incoming state, mk [B,1,N,C,1]: token's key reaches the
-    outgoing state, carry [B,1,N,1,1]: incoming state survives the chunk, same [B,1,N,C,C]: i, j in the
-    same segment and j <= i).
-    """
-    causal = jnp.tril(jnp.ones((c, c), bool))
-    if cnt is None:
-        ones = jnp.ones((b, 1, n, c, 1), bool)
-        return ones, ones, jnp.ones((b, 1, n, 1, 1), bool), jnp.broadcast_to(causal, (b, 1, n, c, c))
-    cc = cnt.reshape(b, 1, n, c, 1)
-    last = cc[:, :, :, -1:, :]
-    same = (cc == jnp.swapaxes(cc, -1, -2)) & causal
-    return cc == 0, cc == last, last == 0, same
-
-
-def _scores_scalar(q, k, g, same):
-    """[.., C, K] x2, g [.., C, 1] -> (q_i . k_j) exp(G_i - G_j) on same-segment causal pairs."""
-    decay = jnp.exp(jnp.where(same, g - jnp.swapaxes(g, -1, -2), -jnp.inf))
-    return _einsum("...ik,...jk->...ij", q, k) * decay
 
 
 def _scores_per_channel(q, k, g, same):
@@ -82,38 +59,30 @@ def _place_diag(diag, ns: int, sc: int):
     return diag[..., :, :, None, :] * eye[:, None, :, None]
 
 
-def chunk_gla_xla(q, k, v, g, cnt, initial_state, *, scale: float, chunk: int, scalar_gate: bool):
+def chunk_gla_xla(q, k, v, g, cnt, initial_state, *, scale: float, chunk: int):
     """Chunked GLA on the padded head-major layout.
 
-    q, k [B, H, T_pad, K]; v [B, H, T_pad, V]; g [B, H, T_pad, Kg] chunk-local cumulative log-decays
-    (float32; Kg = 1 for simple GLA, K for GLA); cnt [B, T_pad] reset counts or None; initial_state
-    [B, H, K, V] or None. Returns o [B, H, T_pad, V] (v's dtype) and the final state float32.
+    q, k [B, H, T_pad, K]; v [B, H, T_pad, V]; g [B, H, T_pad, K] chunk-local cumulative log-decays
+    (float32); cnt [B, T_pad] reset counts or None; initial_state [B, H, K, V] or None.
+    Returns o [B, H, T_pad, V] (v's dtype) and the final state float32.
     """
     b, h, t_pad, dk = q.shape
     dv = v.shape[-1]
     n, c = t_pad // chunk, chunk
     split = lambda x: x.reshape(b, h, n, c, x.shape[-1]).astype(jnp.float32)
     qc, kc, vc, gc = split(q), split(k), split(v), split(g)                # [B, H, N, C, D]
-    mq, mk, carry, same = segment_masks(cnt, b, n, c)
+    mq, mk, carry, same = segment_masks(*chunk_count_layouts(cnt, b, n, c), c)
 
-    g_last = gc[..., -1:, :]                                               # [B, H, N, 1, Kg]
+    g_last = gc[..., -1:, :]                                               # [B, H, N, 1, K]
     q_dec = qc * jnp.exp(gc) * mq                                          # reads the incoming state
     k_dec = kc * jnp.exp(g_last - gc) * mk                                 # writes the outgoing state
-    state_decay = jnp.swapaxes(jnp.exp(g_last) * carry, -1, -2)            # [B, H, N, Kg, 1]
+    state_decay = jnp.swapaxes(jnp.exp(g_last) * carry, -1, -2)            # [B, H, N, K, 1]
 
-    scores = (_scores_scalar if scalar_gate else _scores_per_channel)(qc, kc, gc, same)
+    scores = _scores_per_channel(qc, kc, gc, same)                         # [B, H, N, C, C]
     o_intra = _einsum("bhnij,bhnjv->bhniv", scores, vc)
 
-    # Inter-chunk: S_{n+1} = decay_n * S_n + k_dec_n^T v_n, a scan over the T / C chunk states.
     delta = _einsum("bhnck,bhncv->bhnkv", k_dec, vc)                       # [B, H, N, K, V]
-    s0 = initial_state_f32(initial_state, b, h, dk, dv)
-
-    def step(s, xs):
-        decay_n, delta_n = xs
-        return decay_n * s + delta_n, s
-
-    final, s_prev = lax.scan(step, s0, (jnp.moveaxis(state_decay, 2, 0), jnp.moveaxis(delta, 2, 0)))
-    s_prev = jnp.moveaxis(s_prev, 0, 2)                                    # [B, H, N, K, V] entering chunk n
+    final, s_prev = scan_chunk_states(state_decay, delta, initial_state_f32(initial_state, b, h, dk, dv))
     o_inter = _einsum("bhnck,bhnkv->bhncv", q_dec, s_prev)
     o = scale * (o_inter + o_intra)
     return o.reshape(b, h, t_pad, dv).astype(v.dtype), final

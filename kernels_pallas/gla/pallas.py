@@ -1,17 +1,17 @@
-"""Pallas kernels for simple GLA (scalar gate per head) and GLA (per-channel gate), forward and backward.
+"""Pallas kernels for GLA (a per-channel gate per token and head), forward and backward.
 
 Each kernel is a per-chunk ``body`` run by ``kernels_pallas.chunk_loop.chunk_loop_call`` (Mosaic TPU
 schedule or Triton GPU schedule; both interpretable on CPU). Per chunk, with masks from the segment
-reset counts (``common``) and G the chunk-local cumulative log-decay (computed outside the kernel, so the
-kernels never need a cumsum and autodiff turns dG into dg):
+reset counts (``common.segment_masks``) and G the chunk-local cumulative log-decay (computed outside
+the kernel, so the kernels never need a cumsum and autodiff turns dG into dg):
 
     forward   o = scale * [ (q ⊙ e^G) S + (A ⊙ M) v ]          S' = e^{G_C} ⊙ S + (k ⊙ e^{G_C - G})^T v
-              simple GLA: A = (q k^T) ⊙ exp(G_i - G_j)          (two matmuls)
-              GLA:        A_ij = sum_c q_ic k_jc exp(G_ic - G_jc) (a loop over the C key columns, each a
-                          [C, K] product; every exponent <= 0, no sub-chunk approximation needed)
+              A_ij = sum_c q_ic k_jc exp(G_ic - G_jc)   (a loop over the C key columns, each a [C, K]
+              product; every exponent <= 0, no sub-chunk approximation needed)
     backward  runs the chunks in reverse, carrying dS; the forward (when differentiated) saved the
               state entering every chunk ([B*H, T/C, K, V] float32, like flash-linear-attention's h),
-              so nothing sequential is recomputed. Gate gradients come out per token (dG = q ⊙ dq - k ⊙ dk plus the state terms).
+              so nothing sequential is recomputed. Gate gradients come out per token
+              (dG = q ⊙ dq - k ⊙ dk plus the state terms).
 
 The gate enters the kernel in several layouts (G as a column [C, 1] and as a row [1, C]; G_C as a row
 and as a column): each is its own input with its own gradient output, and the wrapper's autodiff adds
@@ -27,111 +27,20 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.experimental import pallas as pl
 
-from kernels_pallas.chunk_loop import (KernelConfig, chunk_loop_call, colsum, dot, iota, masked_exp, rowsum,
-                                      saved_states, segment_masks, total)
-
-
-# ---------------------------------------------------------------------------------------------------
-# simple GLA: scalar gate per head
-# ---------------------------------------------------------------------------------------------------
-
-def _simple_fwd_body(tok, rows, chunks, s, *, cfg: KernelConfig, cdt):
-    q, k, v, gc, cc = tok["q"], tok["k"], tok["v"], tok["gc"], tok["cc"]
-    gr, cr, gl, cl = rows["gr"], rows["cr"], chunks["gl"], chunks["cl"]
-    mq, mk, carry, same = segment_masks(cc, cr, cl, cfg.chunk)
-    p = dot(q, k, tb=True, dtype=cdt) * masked_exp(same, gc - gr)    # [C, C]
-    eq = jnp.where(mq, jnp.exp(gc), 0.0)                             # [C, 1]
-    o = cfg.scale * (dot(q * eq, s, dtype=cdt) + dot(p, v, dtype=cdt))
-    ek = jnp.where(mk, jnp.exp(gl - gc), 0.0)                        # [C, 1]
-    ec = jnp.where(carry, jnp.exp(gl), 0.0)                          # [1, 1]
-    s_next = ec * s + dot(k * ek, v, ta=True, dtype=cdt)
-    return {"o": o}, {"h": s}, s_next
-
-
-def _simple_bwd_body(tok, rows, chunks, ds, *, cfg: KernelConfig, cdt):
-    q, k, v, gc, cc, do = tok["q"], tok["k"], tok["v"], tok["gc"], tok["cc"], tok["do"]
-    gr, cr, gl, cl, s = rows["gr"], rows["cr"], chunks["gl"], chunks["cl"], chunks["h"]
-    mq, mk, carry, same = segment_masks(cc, cr, cl, cfg.chunk)
-    p = dot(q, k, tb=True, dtype=cdt) * masked_exp(same, gc - gr)
-    eq = jnp.where(mq, jnp.exp(gc), 0.0)
-    ek = jnp.where(mk, jnp.exp(gl - gc), 0.0)
-    ec = jnp.where(carry, jnp.exp(gl), 0.0)
-    do = do.astype(jnp.float32) * cfg.scale
-
-    dp = dot(do, v, tb=True, dtype=cdt)                              # [C, C]
-    dsc = dp * masked_exp(same, gc - gr)                             # d(q k^T)
-    dq_state = dot(do, s, tb=True, dtype=cdt)                        # [C, K]
-    dk_state = dot(v, ds, tb=True, dtype=cdt)                        # [C, K]
-    dq = dot(dsc, k, dtype=cdt) + eq * dq_state
-    dk = dot(dsc, q, ta=True, dtype=cdt) + ek * dk_state
-    dv = dot(p, do, ta=True, dtype=cdt) + dot(k * ek, ds, dtype=cdt)
-    z = dp * p                                                       # d decay ⊙ decay
-    r = rowsum(k * dk_state)                                         # d ek
-    dgc = rowsum(z) + eq * rowsum(q * dq_state) - ek * r
-    dgr = -colsum(z)
-    dgl = total(ek * r) + ec * total(s * ds)
-    ds_prev = ec * ds + dot(q * eq, do, ta=True, dtype=cdt)
-    return {"dq": dq, "dk": dk, "dv": dv, "dgc": dgc}, {"dgr": dgr, "dgl": dgl}, ds_prev
+from kernels_pallas.chunk_loop import (KernelConfig, chunk_loop_call, colsum, dot, iota, masked_exp,
+                                       matmul_cost_estimate, rowsum, saved_states, total)
+from kernels_pallas.common import segment_masks
 
 
 def _call(cfg, body, reverse, token_in, row_in, chunk_in, carry_init, token_out, chunk_out, name):
-    dk, dv = token_in["q"].shape[-1], token_in["v"].shape[-1]
+    q, v = token_in["q"], token_in["v"]
     return chunk_loop_call(
-        functools.partial(body, cfg=cfg, cdt=token_in["q"].dtype), platform=cfg.platform,
-        interpret=cfg.interpret, chunk=cfg.chunk, reverse=reverse, token_in=token_in, row_in=row_in,
-        chunk_in=chunk_in, carry_init=carry_init, token_out=token_out, chunk_out=chunk_out,
-        carry_shape=(dk, dv), name=name, cost_estimate=_cost(token_in["q"], token_in["v"], cfg.chunk, reverse))
+        functools.partial(body, cfg=cfg, cdt=q.dtype), platform=cfg.platform, interpret=cfg.interpret,
+        chunk=cfg.chunk, reverse=reverse, token_in=token_in, row_in=row_in, chunk_in=chunk_in,
+        carry_init=carry_init, token_out=token_out, chunk_out=chunk_out,
+        carry_shape=(q.shape[-1], v.shape[-1]), name=name, cost_estimate=matmul_cost_estimate(q, v, cfg.chunk, backward=reverse))
 
-
-def _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl, *, save_states):
-    bh, t_pad, dk = q.shape
-    n, dv = t_pad // cfg.chunk, v.shape[-1]
-    tout, cout, final = _call(
-        cfg, _simple_fwd_body, False, dict(q=q, k=k, v=v, gc=gc, cc=cc), dict(gr=gr, cr=cr),
-        dict(gl=gl, cl=cl), h0, dict(o=jax.ShapeDtypeStruct((bh, t_pad, dv), v.dtype)),
-        saved_states(save_states, bh, n, dk, dv), "simple_gla_fwd")
-    return tout["o"], final, cout.get("h")
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def simple_gla_pallas(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl):
-    """q, k [BH, T_pad, K]; v [BH, T_pad, V]; gc [BH, T_pad, 1] / gr [BH, N, 1, C] / gl [BH, N, 1, 1]:
-    chunk-local cumulative gate as column, row and chunk-last value; h0 [BH, K, V] float32; cc, cr, cl:
-    reset counts in the same three layouts. Returns (o [BH, T_pad, V], final state [BH, K, V] f32)."""
-    o, final, _ = _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl, save_states=False)
-    return o, final
-
-
-def _simple_vjp_fwd(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl):
-    o, final, h = _simple_forward(cfg, q, k, v, gc, gr, gl, h0, cc, cr, cl, save_states=True)
-    return (o, final), (q, k, v, gc, gr, gl, cc, cr, cl, h)
-
-
-def _simple_vjp_bwd(cfg, res, cts):
-    q, k, v, gc, gr, gl, cc, cr, cl, h = res
-    do, dfinal = cts
-    bh, t_pad, dk = q.shape
-    n = t_pad // cfg.chunk
-    f32 = jnp.float32
-    tout, cout, dh0 = _call(
-        cfg, _simple_bwd_body, True, dict(q=q, k=k, v=v, gc=gc, cc=cc, do=do), dict(gr=gr, cr=cr),
-        dict(gl=gl, cl=cl, h=h), dfinal.astype(f32),
-        dict(dq=jax.ShapeDtypeStruct(q.shape, q.dtype), dk=jax.ShapeDtypeStruct(k.shape, k.dtype),
-             dv=jax.ShapeDtypeStruct(v.shape, v.dtype), dgc=jax.ShapeDtypeStruct(gc.shape, f32)),
-        dict(dgr=jax.ShapeDtypeStruct(gr.shape, f32), dgl=jax.ShapeDtypeStruct(gl.shape, f32)),
-        "simple_gla_bwd")
-    zeros = [jnp.zeros_like(x) for x in (cc, cr, cl)]
-    return (tout["dq"], tout["dk"], tout["dv"], tout["dgc"], cout["dgr"], cout["dgl"], dh0, *zeros)
-
-
-simple_gla_pallas.defvjp(_simple_vjp_fwd, _simple_vjp_bwd)
-
-
-# ---------------------------------------------------------------------------------------------------
-# GLA: per-channel gate [C, K]
-# ---------------------------------------------------------------------------------------------------
 
 def _key_column(j, k, g, cc, cr, c):
     """For key j: (k_j [1,K], decays E [C,K] = exp(G_i - G_j) on same-segment rows i >= j, else 0)."""
@@ -211,8 +120,10 @@ def _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl, *, save_states):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def gla_pallas(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl):
-    """As ``simple_gla_pallas`` with a per-channel gate: g [BH, T_pad, K] (chunk-local cumsum), its
-    chunk-last value as a row glr [BH, N, 1, K] and as a column glc [BH, N, K, 1]."""
+    """q, k [BH, T_pad, K]; v [BH, T_pad, V]; g [BH, T_pad, K] the chunk-local cumulative per-channel
+    gate, its chunk-last value as a row glr [BH, N, 1, K] and as a column glc [BH, N, K, 1]; h0 [BH, K, V]
+    float32; cc [BH, T_pad, 1], cr [BH, N, 1, C], cl [BH, N, 1, 1]: reset counts as column, row and
+    chunk-last value. Returns (o [BH, T_pad, V], final state [BH, K, V] f32)."""
     o, final, _ = _gla_forward(cfg, q, k, v, g, glr, glc, h0, cc, cr, cl, save_states=False)
     return o, final
 
@@ -239,14 +150,3 @@ def _gla_vjp_bwd(cfg, res, cts):
 
 gla_pallas.defvjp(_gla_vjp_fwd, _gla_vjp_bwd)
 
-
-def _cost(q, v, chunk, backward):
-    """Rough cost for XLA's scheduler: ~4 (forward) or ~10 (backward) [C,K]x[K,C]-class matmuls per chunk."""
-    bh, t_pad, dk = q.shape
-    dv = v.shape[-1]
-    per_token = 2 * (chunk * (dk + dv) + 2 * dk * dv)
-    flops = bh * t_pad * per_token * (2.5 if backward else 1)
-    bytes_accessed = (q.size * 2 + v.size) * q.dtype.itemsize * (2 if backward else 1) \
-        + bh * (t_pad // chunk) * dk * dv * 4
-    return pl.CostEstimate(flops=int(flops), transcendentals=int(bh * t_pad * chunk),
-                           bytes_accessed=int(bytes_accessed))

@@ -1,18 +1,19 @@
-"""GLA and simple GLA as written in the papers: one token at a time, float32, ``lax.scan``. The oracle.
+"""GLA as written in the papers: one token at a time, float32, ``lax.scan``. The oracle.
 
-    S_t = exp(g_t)[:, None] * S_{t-1} + k_t^T v_t        S [K, V], g_t [K] (GLA) or a scalar (simple GLA)
+    S_t = exp(g_t)[:, None] * S_{t-1} + k_t^T v_t        S [K, V], g_t [K] a log-decay per channel
     o_t = scale * q_t S_t
 
-A segment start (see ``kernels_pallas.common``) zeroes S_{t-1} before the update. ``gla_step`` is the
-recurrence for one token and is also what decoding runs (``simple_gla_step`` / ``gla_step`` in the api):
-O(K V) per token and head, whatever the context length.
+A segment start (see ``kernels_pallas.common``) zeroes S_{t-1} before the update. ``gla_step_reference``
+is the recurrence for one token and is also what decoding runs (``gla_step`` in the api): O(K V) per
+token and head, whatever the context length. A gate of width 1 ([.., 1]) broadcasts over K, which is
+simple GLA (its own oracle is ``kernels_pallas.simple_gla.reference``).
 """
 from __future__ import annotations
 
 import jax.numpy as jnp
 from jax import lax
 
-from kernels_pallas.common import initial_state_f32, segment_starts
+from kernels_pallas.common import initial_state_f32, scan_tokens
 
 
 def gla_step_reference(q, k, v, g, state, *, scale: float):
@@ -31,20 +32,11 @@ def gla_reference(q, k, v, g, *, scale: float, initial_state=None, segment_ids=N
 
     Returns o [B, T, H, V] in v's dtype and the final state [B, H, K, V] float32.
     """
-    b, t, h, dk = q.shape
-    dv = v.shape[-1]
-    state = initial_state_f32(initial_state, b, h, dk, dv)
-    starts = segment_starts(segment_ids, b, t)        # [B, T]: the state resets to zero there
-
-    def step(state, xs):
-        q_t, k_t, v_t, g_t, start_t = xs                          # [B, H, K] ... ; start_t [B]
-        state = jnp.where(start_t[:, None, None, None], 0.0, state)
-        o_t, state = gla_step_reference(q_t, k_t, v_t, g_t, state, scale=scale)
-        return state, o_t
-
-    time_major = lambda x: jnp.moveaxis(x, 1, 0)
-    state, o = lax.scan(step, state, tuple(map(time_major, (q, k, v, g, starts))))
-    return jnp.moveaxis(o, 0, 1).astype(v.dtype), state
+    b, _, h, dk = q.shape
+    step = lambda state, q_t, k_t, v_t, g_t: gla_step_reference(q_t, k_t, v_t, g_t, state, scale=scale)
+    o, state = scan_tokens(step, initial_state_f32(initial_state, b, h, dk, v.shape[-1]), (q, k, v, g),
+                           segment_ids)
+    return o.astype(v.dtype), state
 
 
 def gla_attention_matrix_reference(q, k, v, g, *, scale: float):

@@ -1,6 +1,6 @@
 """The linear-attention ops' contract: ALiBi slopes, independent checks of the references, numerics under
-strong decay, dispatch and validation errors, head sharding with shard_map on 8 CPU devices, and that the
-Pallas kernels lower for TPU (Mosaic) and GPU (Triton) without an accelerator."""
+strong decay, validation errors, the Pallas kernels in the interpreters, and head sharding with shard_map
+on 8 CPU devices. Platform and implementation choice, and lowering for TPU / GPU: test_platform_dispatch.py."""
 import os
 import sys
 
@@ -16,7 +16,6 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 import kernels_pallas as kp
-from kernels_pallas import common
 from kernels_pallas.gla.reference import gla_attention_matrix_reference
 
 
@@ -60,12 +59,15 @@ def test_g_gamma_equals_broadcast_g_and_gets_the_summed_gradient():
 # --- the references against independent formulas ------------------------------------------------------
 
 @pytest.mark.parametrize("per_channel", [False, True])
-def test_gla_reference_equals_the_quadratic_attention_form(per_channel):
+def test_gla_references_equal_the_quadratic_attention_form(per_channel):
+    """GLA's oracle (per-channel gate) and simple GLA's (a scalar gate, also through GLA's with width 1)."""
     q, k, v, rng = _inputs(24)
-    g = np.log(rng.uniform(0.4, 1.0, (1, 24, 2, 16 if per_channel else 1))).astype(np.float32)
-    o, _ = kp.gla_reference(q, k, v, jnp.asarray(g), scale=0.25)
-    np.testing.assert_allclose(o, gla_attention_matrix_reference(q, k, v, jnp.asarray(g), scale=0.25),
-                               rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(np.log(rng.uniform(0.4, 1.0, (1, 24, 2, 16 if per_channel else 1))).astype(np.float32))
+    want = gla_attention_matrix_reference(q, k, v, g, scale=0.25)
+    np.testing.assert_allclose(kp.gla_reference(q, k, v, g, scale=0.25)[0], want, rtol=1e-5, atol=1e-5)
+    if not per_channel:
+        np.testing.assert_allclose(kp.simple_gla_reference(q, k, v, g[..., 0], scale=0.25)[0], want,
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_gated_delta_rule_reference_equals_a_float64_numpy_loop():
@@ -109,35 +111,7 @@ def test_strong_decay_stays_finite_and_exact(impl):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
-# --- dispatch and validation -----------------------------------------------------------------------------
-
-def test_default_is_xla_on_cpu_and_pallas_needs_interpret():
-    assert common.resolve_implementation(None, interpret=False, dk=64, dv=64, chunk=64) == ("xla", None)
-    assert common.resolve_implementation("pallas", interpret=True, dk=64, dv=64, chunk=64) == ("pallas", "tpu")
-    q, k, v, _ = _inputs(8)
-    for impl in ("pallas", "pallas_gpu", "pallas_tpu"):
-        with pytest.raises(ValueError, match="interpret=True"):
-            kp.simple_gla(q, k, v, implementation=impl)
-    with pytest.raises(ValueError, match="implementation must be one of"):
-        kp.simple_gla(q, k, v, implementation="cuda")
-
-
-def test_default_picks_the_backend_kernel_only_once_verified_and_falls_back_to_xla(monkeypatch):
-    monkeypatch.setattr(common, "_backend", lambda: "gpu")
-    # not yet verified on hardware: the default stays on xla, an explicit choice still compiles the kernel
-    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset())
-    assert common.resolve_implementation(None, interpret=False, dk=64, dv=128, chunk=64) == ("xla", None)
-    assert common.resolve_implementation("pallas", interpret=False, dk=64, dv=128, chunk=64) == ("pallas", "gpu")
-    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset({"gpu", "tpu"}))
-    assert common.resolve_implementation(None, interpret=False, dk=64, dv=128, chunk=64) == ("pallas", "gpu")
-    assert common.resolve_implementation(None, interpret=False, dk=48, dv=128, chunk=64) == ("xla", None)
-    with pytest.raises(ValueError, match="K .*power of two"):
-        common.resolve_implementation("pallas", interpret=False, dk=48, dv=128, chunk=64)
-    with pytest.raises(ValueError, match="chunk_size must be >= 16"):
-        common.resolve_implementation("pallas_gpu", interpret=False, dk=64, dv=64, chunk=8)
-    monkeypatch.setattr(common, "_backend", lambda: "tpu")
-    assert common.resolve_implementation(None, interpret=False, dk=48, dv=48, chunk=64) == ("pallas", "tpu")
-
+# --- validation -----------------------------------------------------------------------------------------
 
 def test_bad_arguments_are_named():
     q, k, v, _ = _inputs(8)
@@ -167,6 +141,8 @@ def test_bad_arguments_are_named():
             fn()
 
 
+# --- the Pallas kernels in the interpreters -------------------------------------------------------------
+
 def test_pallas_implementation_really_runs_a_pallas_kernel():
     q, k, v, _ = _inputs(8)
     jaxpr = lambda impl: str(jax.make_jaxpr(
@@ -186,56 +162,6 @@ def test_tpu_kernel_under_the_tpu_interpreter():
                               interpret=pltpu.InterpretParams())[0]
     want = kp.gated_delta_rule(q, k, v, g, beta, implementation="reference")[0]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
-
-
-# --- lowering for the real targets (no accelerator needed) -------------------------------------------------
-
-@pytest.mark.parametrize("platform,target,marker", [("tpu", "tpu", "tpu_custom_call"), ("gpu", "cuda", "triton")])
-def test_kernels_lower_for_tpu_and_gpu(monkeypatch, platform, target, marker):
-    """Forward and backward of all three ops lower through Mosaic TPU / Triton at production shapes
-    (bf16, K = V = 128, C = 64). Compiling and running them needs the hardware; see the README."""
-    monkeypatch.setattr(common, "_backend", lambda: platform)
-    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset({platform}))  # default -> the kernel
-    b, t, h, d = 1, 256, 2, 128
-    q = jax.ShapeDtypeStruct((b, t, h, d), jnp.bfloat16)
-    gs, gv = jax.ShapeDtypeStruct((b, t, h), jnp.float32), jax.ShapeDtypeStruct((b, t, h, d), jnp.float32)
-    s0 = jax.ShapeDtypeStruct((b, h, d, d), jnp.float32)
-    seg = jax.ShapeDtypeStruct((b, t), jnp.int32)
-    calls = {
-        "simple_gla": (lambda q, k, v, g, s0, seg: kp.simple_gla(q, k, v, g=g, initial_state=s0, segment_ids=seg,
-                                                                 output_final_state=True), gs),
-        "gla": (lambda q, k, v, g, s0, seg: kp.gla(q, k, v, g, initial_state=s0, segment_ids=seg,
-                                                  output_final_state=True), gv),
-        "gated_delta_rule": (lambda q, k, v, g, s0, seg: kp.gated_delta_rule(
-            q, k, v, g, jax.nn.sigmoid(g), initial_state=s0, segment_ids=seg, output_final_state=True), gs),
-    }
-    for name, (fn, g) in calls.items():
-        def loss(q, k, v, g, s0, seg):
-            o, s = fn(q, k, v, g, s0, seg)
-            return jnp.sum(o.astype(jnp.float32)) + jnp.sum(s)
-        lowered = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4))).trace(q, q, q, g, s0, seg).lower(
-            lowering_platforms=(target,))
-        assert lowered.as_text().count(marker) >= 2, f"{name}: expected forward and backward kernels"
-
-
-@pytest.mark.parametrize("platform,target", [("tpu", "tpu"), ("gpu", "cuda")])
-def test_kernels_lower_inside_shard_map_with_vma_checks(monkeypatch, platform, target):
-    """Compiled kernels under jax.shard_map(check_vma=True): outputs declare their varying axes and the
-    backward's cotangents match the inputs' (replicated inputs get their psum)."""
-    if jax.device_count() < 8:
-        pytest.skip("needs --xla_force_host_platform_device_count=8 set before jax is imported")
-    monkeypatch.setattr(common, "_backend", lambda: platform)
-    monkeypatch.setattr(common, "PALLAS_VERIFIED_BACKENDS", frozenset({platform}))  # default -> the kernel
-    mesh = jax.make_mesh((8,), ("heads",), axis_types=(jax.sharding.AxisType.Auto,))
-    q = jax.ShapeDtypeStruct((1, 128, 8, 64), jnp.bfloat16)
-    g = jax.ShapeDtypeStruct((1, 128, 8), jnp.float32)
-    seg = jax.ShapeDtypeStruct((1, 128), jnp.int32)
-    hd = P(None, None, "heads")
-    for op in (lambda q, k, v, g, seg: kp.simple_gla(q, k, v, g=g, segment_ids=seg)[0],
-               lambda q, k, v, g, seg: kp.gated_delta_rule(q, k, v, g, jax.nn.sigmoid(g), segment_ids=seg)[0]):
-        sharded = jax.shard_map(op, mesh=mesh, in_specs=(hd, hd, hd, hd, P()), out_specs=hd)
-        loss = lambda *a: jnp.sum(sharded(*a).astype(jnp.float32))
-        jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).trace(q, q, q, g, seg).lower(lowering_platforms=(target,))
 
 
 # --- sharding over heads ------------------------------------------------------------------------------------
