@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints <-> jaxsuite's DecoderLM (Qwen3, Qwen2/Qwen2.5, Llama) and HypeNetLM (HypeNet).
+"""Hugging Face checkpoints <-> jaxsuite's CausalLM: Qwen3, Qwen2/Qwen2.5, Llama and HypeNet folders.
 
 The whole mapping is data: one table per architecture below, each row
     (HF tensor name, jaxsuite state path, HF shape in config dimensions, layout transform, present-when)
@@ -12,8 +12,10 @@ H head_dim. Transforms (HF layout -> ours; the inverse is applied on save):
 Present-when: None (always), "untied" (lm_head only without tied embeddings), "attention_bias" (the config flag).
 
 HypeNet's table depends on each layer's kind (`mixer_types`), so `hypenet_table(cfg)` builds it per layer; its extra
-dimensions are NL, KL, HL (lightning_nh, lightning_nkv, lightning_head_dim). `MODEL_REGISTRY` maps config.json's
-model_type to the (config class, model class) pair that load_pretrained / load_hf_config build.
+dimensions are NL, KL, HL (lightning_nh, lightning_nkv, lightning_head_dim) and R (GLA's gate rank). The learned-decay
+linear mixers (simple-gla, gla, gated-delta) are jaxsuite's extension of the HypeNet format; their gate tensors are
+named as flash-linear-attention's layers name them. `CONFIG_REGISTRY` maps config.json's model_type to the config
+class that load_hf_config builds; every config builds the one model class, CausalLM.
 
 Safetensors are read and written by parsing the format directly (an 8-byte header length, a JSON header, raw
 little-endian data), because numpy has no bfloat16: bf16 tensors become `ml_dtypes.bfloat16` arrays. Files are
@@ -35,10 +37,13 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from jaxsuite.core.build import check_vocab
 from jaxsuite.models.config import ARCHITECTURES, DecoderConfig
-from jaxsuite.models.decoder import DecoderLM
-from jaxsuite.models.hypenet import HypeNetLM
-from jaxsuite.models.hypenet_config import MIXER_ATTN, HypeNetConfig
+from jaxsuite.models.factory import arch_from_config, init_model
+from jaxsuite.models.lm import CausalLM
+from jaxsuite.models.hypenet_config import (MIXER_ATTN, MIXER_GATED_DELTA, MIXER_GLA, MIXER_LIGHTNING,
+                                            MIXER_SIMPLE_GLA, HypeNetConfig)
+from jaxsuite.models.mixers_linear import GLA_GATE_RANK
 
 # --- the name tables (HF name, jaxsuite path, HF shape, transform, present-when) --------------------------------
 # Rows every architecture here shares: embeddings, final norm, untied lm_head, each layer's two norms
@@ -137,29 +142,40 @@ _HYPENET_LIGHTNING = (   # Lightning-attention layers
 )
 
 
+# The decay parameters the learned-decay linear mixers add to the Lightning rows.
+_LINEAR_GATES = {
+    MIXER_LIGHTNING: (),
+    MIXER_SIMPLE_GLA: (("gk_proj.weight", "g_proj.kernel", ("NL", "D"), "linear", None),
+                       ("gk_proj.bias", "g_proj.bias", ("NL",), "copy", None)),
+    MIXER_GLA: (("gk_proj.0.weight", "gk_down.kernel", ("R", "D"), "linear", None),
+                ("gk_proj.1.weight", "gk_up.kernel", ("NL*HL", "R"), "proj_heads", None),
+                ("gk_proj.1.bias", "gk_up.bias", ("NL*HL",), "bias_heads", None)),
+    MIXER_GATED_DELTA: (("a_proj.weight", "a_proj.kernel", ("NL", "D"), "linear", None),
+                        ("b_proj.weight", "b_proj.kernel", ("NL", "D"), "linear", None),
+                        ("A_log", "A_log", ("NL",), "copy", None),
+                        ("dt_bias", "dt_bias", ("NL",), "copy", None)),
+}
+
+
 def hypenet_table(cfg: HypeNetConfig) -> list[tuple[str, str, tuple[str, ...], str, str | None]]:
     """HypeNet's name table for cfg's mixer_types: the common rows, then each layer's mixer rows."""
     rows = list(_BACKBONE_TABLE)
     for i, kind in enumerate(cfg.mixer_types):
-        for hf_name, path, shape, transform, when in (_HYPENET_ATTN if kind == MIXER_ATTN else _HYPENET_LIGHTNING):
+        mixer_rows = _HYPENET_ATTN if kind == MIXER_ATTN else _HYPENET_LIGHTNING + _LINEAR_GATES[kind]
+        for hf_name, path, shape, transform, when in mixer_rows:
             rows.append((f"model.layers.{i}.self_attn.{hf_name}", f"layers.{i}.self_attn.{path}", shape, transform,
                          when))
     return rows
 
 
-# model_type -> (config class, model class); every decoder family shares DecoderConfig / DecoderLM.
-MODEL_REGISTRY = {**{t: (DecoderConfig, DecoderLM) for t in ARCHITECTURES}, "hypenet": (HypeNetConfig, HypeNetLM)}
+# model_type -> config class; every config builds a CausalLM.
+CONFIG_REGISTRY = {**{t: DecoderConfig for t in ARCHITECTURES}, "hypenet": HypeNetConfig}
 
 
 def config_from_hf(hf: Mapping[str, Any]) -> DecoderConfig | HypeNetConfig:
     """The config object for a config.json dict; unknown model_types get DecoderConfig's error message."""
-    config_cls = MODEL_REGISTRY.get(hf.get("model_type"), (DecoderConfig, DecoderLM))[0]
+    config_cls = CONFIG_REGISTRY.get(hf.get("model_type"), DecoderConfig)
     return config_cls.from_hf_config(hf)
-
-
-def model_class(cfg) -> type:
-    """The model class for a config object (DecoderLM or HypeNetLM)."""
-    return HypeNetLM if isinstance(cfg, HypeNetConfig) else DecoderLM
 
 
 # Tensors some checkpoints carry that hold no parameters of ours (old rotary buffers).
@@ -204,7 +220,7 @@ def _dims(cfg: DecoderConfig | HypeNetConfig) -> dict[str, int]:
     dims = {"V": cfg.vocab_size, "D": cfg.hidden_size, "I": cfg.intermediate_size, "N": cfg.num_attention_heads,
             "K": cfg.num_key_value_heads, "H": cfg.head_dim}
     if isinstance(cfg, HypeNetConfig):
-        dims.update(NL=cfg.lightning_nh, KL=cfg.lightning_nkv, HL=cfg.lightning_head_dim)
+        dims.update(NL=cfg.lightning_nh, KL=cfg.lightning_nkv, HL=cfg.lightning_head_dim, R=GLA_GATE_RANK)
     return dims
 
 
@@ -358,10 +374,30 @@ def _open_tensors(folder: str) -> dict[str, SafetensorsFile]:
                             f"(found: {present}); only safetensors checkpoints are supported")
 
 
+# --- the model a job config names -------------------------------------------------------------------------------
+def build_model(config, tokenizer, mesh=None, rules=None) -> CausalLM:
+    """A job config's LM on the mesh: the HF checkpoint `model.init_from` (folder or hub id), or a fresh init of
+    `model.arch` (HF config.json field names) whose unset bos / eos / pad ids come from the tokenizer.
+    Checks that the tokenizer's ids fit the model's vocabulary.
+
+    It lives here, beside `load_pretrained`, rather than in `models.factory`, because models sit below the HF map.
+    """
+    if config.model.init_from:
+        model = load_pretrained(config.model.init_from, mesh=mesh, rules=rules)
+    else:
+        cfg = arch_from_config(config.model.arch)
+        cfg = cfg.replace(bos_token_id=tokenizer.bos_id if cfg.bos_token_id is None else cfg.bos_token_id,
+                          eos_token_id=tokenizer.eos_id if cfg.eos_token_id is None else cfg.eos_token_id,
+                          pad_token_id=tokenizer.pad_id if cfg.pad_token_id is None else cfg.pad_token_id)
+        model = init_model(cfg, seed=int(config.seed), mesh=mesh, rules=rules)
+    check_vocab(tokenizer, model.config.vocab_size, hint=f"set model.arch.vocab_size >= {tokenizer.vocab_size}")
+    return model
+
+
 # --- load -------------------------------------------------------------------------------------------------------
 def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, rules=None
-                    ) -> DecoderLM | HypeNetLM:
-    """Builds a DecoderLM (HypeNetLM for HypeNet) from a Hugging Face checkpoint folder or hub id, in `dtype`.
+                    ) -> CausalLM:
+    """Builds a CausalLM (Qwen3 / Qwen2 / Llama / HypeNet) from a Hugging Face checkpoint folder or hub id, in `dtype`.
 
     With `mesh` (and optionally `rules`, default `sharding.DEFAULT_RULES`) each tensor is placed straight onto
     its NamedSharding, so a large model never sits whole on one device.
@@ -387,8 +423,7 @@ def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, 
                              f"found {found}")
 
     dtype = jnp.dtype(dtype)
-    model_cls = model_class(cfg)
-    abstract = nnx.eval_shape(lambda: model_cls(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
+    abstract = nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0), param_dtype=dtype))
     graphdef, state = nnx.split(abstract)
     flat = dict(nnx.to_flat_state(state))
     if mesh is not None:
@@ -429,7 +464,7 @@ def _parse_size(size: int | str | None) -> int | None:
     return int(float(m.group(1)) * base ** " KMGT".index(m.group(2) or " "))
 
 
-def _hf_tensors(model: DecoderLM | HypeNetLM, dtype) -> dict[str, np.ndarray]:
+def _hf_tensors(model: CausalLM, dtype) -> dict[str, np.ndarray]:
     cfg = model.config
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
     out = {}
@@ -456,7 +491,7 @@ def _shards(tensors: Mapping[str, np.ndarray], max_bytes: int | None) -> list[di
 _WRITTEN = re.compile(r"(config\.json|generation_config\.json|model\.safetensors\.index\.json|.*\.safetensors)")
 
 
-def save_pretrained(model: DecoderLM | HypeNetLM, path: str | os.PathLike, dtype=None,
+def save_pretrained(model: CausalLM, path: str | os.PathLike, dtype=None,
                     max_shard_size: int | str | None = None) -> str:
     """Writes a folder transformers loads: config.json, generation_config.json, safetensors (+ index if sharded).
 

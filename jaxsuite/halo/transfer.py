@@ -20,10 +20,9 @@ import numpy as np
 from flax import nnx
 
 from jaxsuite.models.config import DecoderConfig
-from jaxsuite.models.decoder import DecoderLM
 from jaxsuite.models.factory import init_model
-from jaxsuite.models.hypenet import HypeNetLM
 from jaxsuite.models.hypenet_config import HypeNetConfig
+from jaxsuite.models.lm import CausalLM
 
 # Softmax-attention layers the paper keeps (0-based), chosen by its layer-selection sweep.
 PAPER_ATTENTION_LAYERS = {
@@ -84,9 +83,9 @@ def _expand_heads(kernel: Any, heads: int) -> np.ndarray:
     return np.repeat(np.asarray(kernel), heads // kv, axis=1)
 
 
-def stage0_transfer(teacher: DecoderLM, config: HypeNetConfig, *, seed: int = 0, mesh=None,
-                    rules=None) -> HypeNetLM:
-    """A HypeNetLM initialised from `teacher` as HALO's stage 0 prescribes (see the module docstring)."""
+def stage0_transfer(teacher: CausalLM, config: HypeNetConfig, *, seed: int = 0, mesh=None,
+                    rules=None) -> CausalLM:
+    """A CausalLM initialised from `teacher` as HALO's stage 0 prescribes (see the module docstring)."""
     tcfg = teacher.config
     if config.num_hidden_layers != tcfg.num_hidden_layers or config.hidden_size != tcfg.hidden_size:
         raise ValueError(f"student ({config.num_hidden_layers} layers, hidden {config.hidden_size}) does not match "

@@ -1,4 +1,5 @@
-"""Grouped-query self-attention with the three masks a decoder needs, and the KV cache used for generation.
+"""Softmax self-attention, the one mixer every family shares: Qwen3 / Qwen2 / Llama (RoPE, optional q/k norm and
+biases) and HypeNet (no position encoding, HyPE query scaling, sigmoid output gate) are flags of one module.
 
 Masks, all boolean and combined before one float32 softmax:
   * causal by token order (training / full forward) or by cache slot (decode);
@@ -6,6 +7,10 @@ Masks, all boolean and combined before one float32 softmax:
   * cache validity: a left-padded prompt writes its pad slots as invalid, so no later token attends to them.
 Masked logits get float32's most negative finite value instead of -inf, so a row with nothing to attend to
 (a pad token) yields a finite uniform average rather than NaN.
+
+The decode cache is stored heads-major, [B, Kv, S, Hd]: single-query decode contracts over Hd and then S for one
+(batch, kv-head) at a time, and in this layout both operands are contiguous, so XLA reads the cache once instead
+of transposing it every step (a [B, S, Kv, Hd] cache cost a full copy of V per layer per token).
 """
 from __future__ import annotations
 
@@ -13,30 +18,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx, struct
+from flax import nnx
 
 from jaxsuite.core.sharding import constrain
+from jaxsuite.models.context import LayerContext
 from jaxsuite.models.layers import Einsum, RMSNorm, apply_rope
+from jaxsuite.models.mixer_specs import MixerSpec
 
 MASK_VALUE = float(jnp.finfo(jnp.float32).min)
-
-
-@struct.dataclass
-class KVCache:
-    """Per-layer keys/values in slot order, the next free slot, and which slots hold real tokens.
-
-    layers: one {"k": [B, S, Kv, Hd], "v": [B, S, Kv, Hd]} per decoder layer (keys stored after RoPE).
-            (HypeNet's Lightning layers hold a constant-size {"state": [B, H, K, V] float32} instead.)
-    index:  int32 scalar, the first slot the next `decode` call writes.
-    valid:  bool [B, S], True where a slot holds a real (non-pad) token.
-    """
-    layers: tuple[dict[str, jax.Array], ...]
-    index: jax.Array
-    valid: jax.Array
-
-    @property
-    def max_length(self) -> int:
-        return self.valid.shape[1]
+CACHE_AXES = ("act_batch", "act_kv_heads", "act_length", None)   # [B, Kv, S, Hd]
 
 
 def make_attention_mask(segment_ids: jax.Array | None, batch: int, length: int) -> jax.Array:
@@ -47,6 +37,13 @@ def make_attention_mask(segment_ids: jax.Array | None, batch: int, length: int) 
         same = segment_ids[:, :, None] == segment_ids[:, None, :]    # [B, T, T]
         mask = mask & same
     return jnp.broadcast_to(mask, (batch, length, length))
+
+
+def decode_mask(index: jax.Array, length: int, valid: jax.Array) -> jax.Array:
+    """[B, T, S] bool for T tokens written at slots [index, index + T): causal by slot, valid slots only."""
+    q_slot = index + jnp.arange(length)                                    # [T]
+    causal = q_slot[:, None] >= jnp.arange(valid.shape[1])[None, :]        # [T, S]
+    return causal[None] & valid[:, None, :]
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
@@ -65,74 +62,106 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
     return out.reshape(b, t, n, hd)
 
 
-class Attention(nnx.Module):
-    """Self-attention of Qwen3 / Qwen2 / Llama: optional q/k/v bias, optional per-head q/k RMSNorm before RoPE."""
+def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
+    """Attention of T new queries over the heads-major decode cache: q [B, T, N, Hd], k/v [B, Kv, S, Hd],
+    mask [B, T, S] -> [B, T, N, Hd].
 
-    def __init__(self, config, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
-        d, n, kv, hd = (config.hidden_size, config.num_attention_heads, config.num_key_value_heads,
-                        config.head_dim)
-        self.num_heads, self.num_kv_heads, self.head_dim = n, kv, hd
+    Decoding reads the whole cache for a handful of queries, so it is bound by memory bandwidth. Two choices
+    keep it to one read of K and one of V: the heads-major layout (each (batch, kv-head) slab is contiguous
+    for both contractions), and normalising after the PV product (flash-decoding order: exp(s - max) in
+    float32, PV, then divide by the row sums) instead of materialising normalised probabilities in an extra
+    pass. Measured on CPU at 128K context: 10 -> 13 GB/s, and 1.6 GB/s for the old [B, S, Kv, Hd] layout
+    (benchmarks/RESULTS.md). Within ~1e-6 of `dot_product_attention` in float32.
+    """
+    b, t, n, hd = q.shape
+    kv = k.shape[1]
+    qg = q.reshape(b, t, kv, n // kv, hd)                                        # [B, T, Kv, G, Hd]
+    scores = jnp.einsum("btkgh,bksh->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
+    scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)             # [B, Kv, G, T, S]
+    unnormalised = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
+    row_sums = jnp.sum(unnormalised, axis=-1)                                    # [B, Kv, G, T]
+    out = jnp.einsum("bkgts,bksh->bkgth", unnormalised.astype(v.dtype), v, preferred_element_type=jnp.float32)
+    out = (out / row_sums[..., None]).astype(v.dtype)                            # [B, Kv, G, T, Hd]
+    return jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(b, t, n, hd)
+
+
+def hype_scale(positions: jax.Array, a: float) -> jax.Array:
+    """HyPE's query multiplier ln(t + a) / ln(a) for 0-based position ids t (1 at t = 0, no clamp), float32."""
+    return jnp.log(positions.astype(jnp.float32) + jnp.float32(a)) / jnp.log(jnp.float32(a))
+
+
+class Attention(nnx.Module):
+    """GQA softmax attention configured by a MixerSpec (kind "attention").
+
+    Parameter names follow the checkpoints (q_proj / k_proj / v_proj / o_proj with optional biases, q_norm / k_norm,
+    HypeNet's o_gate), so `jaxsuite.hf`'s tables read like the tensor names.
+    """
+
+    def __init__(self, spec: MixerSpec, hidden_size: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        d, n, kv, hd = hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim
+        self.spec = spec
         self.scale = hd ** -0.5
-        qkv_bias = bool(config.attention_bias)
-        o_bias = qkv_bias and config.model_type != "qwen2"  # Qwen2 has q/k/v bias only; Llama/Qwen3 bias o too
         kw = dict(rngs=rngs, param_dtype=param_dtype)
+        bias = spec.qkv_bias
         self.q_proj = Einsum("btd,dnh->btnh", (d, n, hd), ("embed", "q_heads", "head_dim"),
-                             bias_shape=(n, hd) if qkv_bias else None, bias_axes=("q_heads", "head_dim"), **kw)
+                             bias_shape=(n, hd) if bias else None, bias_axes=("q_heads", "head_dim"), **kw)
         self.k_proj = Einsum("btd,dkh->btkh", (d, kv, hd), ("embed", "kv_heads", "head_dim"),
-                             bias_shape=(kv, hd) if qkv_bias else None, bias_axes=("kv_heads", "head_dim"), **kw)
+                             bias_shape=(kv, hd) if bias else None, bias_axes=("kv_heads", "head_dim"), **kw)
         self.v_proj = Einsum("btd,dkh->btkh", (d, kv, hd), ("embed", "kv_heads", "head_dim"),
-                             bias_shape=(kv, hd) if qkv_bias else None, bias_axes=("kv_heads", "head_dim"), **kw)
+                             bias_shape=(kv, hd) if bias else None, bias_axes=("kv_heads", "head_dim"), **kw)
         self.o_proj = Einsum("btnh,nhd->btd", (n, hd, d), ("q_heads", "head_dim", "embed"),
-                             bias_shape=(d,) if o_bias else None, bias_axes=("embed",), **kw)
-        if config.qk_norm:
-            self.q_norm = RMSNorm(hd, config.rms_norm_eps, param_dtype=param_dtype)
-            self.k_norm = RMSNorm(hd, config.rms_norm_eps, param_dtype=param_dtype)
+                             bias_shape=(d,) if spec.o_bias else None, bias_axes=("embed",), **kw)
+        if spec.qk_norm:
+            self.q_norm = RMSNorm(hd, spec.eps, param_dtype=param_dtype)
+            self.k_norm = RMSNorm(hd, spec.eps, param_dtype=param_dtype)
         else:
             self.q_norm = self.k_norm = None
+        self.o_gate = (Einsum("btd,dnh->btnh", (d, n, hd), ("embed", "q_heads", "head_dim"), **kw)
+                       if spec.output_gate else None)
 
-    def _qkv(self, x: jax.Array, cos: jax.Array, sin: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def _qkv(self, x: jax.Array, ctx: LayerContext) -> tuple[jax.Array, jax.Array, jax.Array]:
+        spec = self.spec
         q = self.q_proj(x)  # [B, T, N, Hd]
         k = self.k_proj(x)  # [B, T, Kv, Hd]
         v = self.v_proj(x)  # [B, T, Kv, Hd]
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if spec.use_rope:
+            cos, sin = ctx.rope(spec.head_dim)
+            q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if spec.hype_base is not None:     # HyPE: queries only, after q/k norm; the softmax scale still applies
+            q = q * hype_scale(ctx.positions, spec.hype_base)[:, :, None, None].astype(q.dtype)
+        elif spec.constant_scaling is not None:
+            q = q * jnp.asarray(spec.constant_scaling, q.dtype)
         q = constrain(q, ("act_batch", "act_length", "act_heads", None))
         k = constrain(k, ("act_batch", "act_length", "act_kv_heads", None))
         v = constrain(v, ("act_batch", "act_length", "act_kv_heads", None))
         return q, k, v
 
-    def __call__(self, x: jax.Array, cos: jax.Array, sin: jax.Array, mask: jax.Array) -> jax.Array:
-        """x [B, T, D], cos/sin [B, T, Hd], mask [B, T, T] -> [B, T, D]."""
-        q, k, v = self._qkv(x, cos, sin)
-        out = dot_product_attention(q, k, v, mask, self.scale)
-        out = constrain(out, ("act_batch", "act_length", "act_heads", None))
-        return self.o_proj(out)
+    def _out(self, x: jax.Array, o: jax.Array) -> jax.Array:
+        o = constrain(o, ("act_batch", "act_length", "act_heads", None))
+        if self.o_gate is not None:
+            o = o * jax.nn.sigmoid(self.o_gate(x))
+        return self.o_proj(o)
 
-    def decode(self, x: jax.Array, cos: jax.Array, sin: jax.Array, layer_cache: dict[str, jax.Array],
-               index: jax.Array, valid: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Writes this call's K/V into slots [index, index + T) and attends over valid slots causally by slot.
+    def __call__(self, x: jax.Array, ctx: LayerContext) -> jax.Array:
+        """x [B, T, D] -> [B, T, D] over the whole sequence (ctx.mask [B, T, T])."""
+        q, k, v = self._qkv(x, ctx)
+        return self._out(x, dot_product_attention(q, k, v, ctx.mask, self.scale))
 
-        `valid` [B, S] is the cache validity *after* this call's tokens were marked.
-        """
-        q, k, v = self._qkv(x, cos, sin)
-        t, s = x.shape[1], valid.shape[1]
+    def decode(self, x: jax.Array, ctx: LayerContext, layer_cache: dict[str, jax.Array]
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Writes this call's K/V into slots [index, index + T) and attends over valid slots causally by slot."""
+        q, k, v = self._qkv(x, ctx)
         zero = jnp.zeros((), jnp.int32)
-        k_all = jax.lax.dynamic_update_slice(layer_cache["k"], k.astype(layer_cache["k"].dtype),
-                                             (zero, index, zero, zero))           # [B, S, Kv, Hd]
-        v_all = jax.lax.dynamic_update_slice(layer_cache["v"], v.astype(layer_cache["v"].dtype),
-                                             (zero, index, zero, zero))
-        k_all = constrain(k_all, ("act_batch", "act_length", "act_kv_heads", None))
-        v_all = constrain(v_all, ("act_batch", "act_length", "act_kv_heads", None))
-        q_slot = index + jnp.arange(t)                                            # [T]
-        causal = q_slot[:, None] >= jnp.arange(s)[None, :]                        # [T, S]
-        mask = causal[None] & valid[:, None, :]                                   # [B, T, S]
-        out = dot_product_attention(q, k_all.astype(q.dtype), v_all.astype(q.dtype), mask, self.scale)
-        out = constrain(out, ("act_batch", "act_length", "act_heads", None))
-        return self.o_proj(out), {"k": k_all, "v": v_all}
+        start = (zero, zero, ctx.index, zero)
+        k_new = jnp.swapaxes(k, 1, 2).astype(layer_cache["k"].dtype)                # [B, Kv, T, Hd]
+        v_new = jnp.swapaxes(v, 1, 2).astype(layer_cache["v"].dtype)
+        k_all = constrain(jax.lax.dynamic_update_slice(layer_cache["k"], k_new, start), CACHE_AXES)  # [B, Kv, S, Hd]
+        v_all = constrain(jax.lax.dynamic_update_slice(layer_cache["v"], v_new, start), CACHE_AXES)
+        o = cached_attention(q, k_all.astype(q.dtype), v_all.astype(q.dtype), ctx.mask, self.scale)
+        return self._out(x, o), {"k": k_all, "v": v_all}
 
-
-def init_layer_cache(batch: int, max_length: int, num_kv_heads: int, head_dim: int, dtype: Any
-                     ) -> dict[str, jax.Array]:
-    shape = (batch, max_length, num_kv_heads, head_dim)
-    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+    def init_cache(self, batch: int, max_length: int, dtype: Any) -> dict[str, jax.Array]:
+        shape = (batch, self.spec.num_kv_heads, max_length, self.spec.head_dim)
+        return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from jaxsuite.models.mixer_specs import ATTENTION, LMArchitecture, MixerSpec, RopeSpec
+
 # model_type -> the flags that family fixes. Anything else in config.json that we do not model is rejected
 # by `from_hf_config` when it would change the numbers (sliding windows, MoE, non-SiLU activations).
 ARCHITECTURES = {
@@ -64,6 +66,20 @@ class DecoderConfig:
 
     def replace(self, **changes) -> "DecoderConfig":
         return dataclasses.replace(self, **changes)
+
+    def architecture(self) -> LMArchitecture:
+        """The causal LM this config describes: RoPE softmax attention in every layer."""
+        spec = MixerSpec(kind=ATTENTION, num_heads=self.num_attention_heads, num_kv_heads=self.num_key_value_heads,
+                         head_dim=self.head_dim, eps=self.rms_norm_eps, use_rope=True, qk_norm=self.qk_norm,
+                         qkv_bias=self.attention_bias,
+                         # Qwen2 has q/k/v biases only; Llama / Qwen3 attention_bias also biases o_proj.
+                         o_bias=self.attention_bias and self.model_type != "qwen2")
+        return LMArchitecture(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                              intermediate_size=self.intermediate_size, rms_norm_eps=self.rms_norm_eps,
+                              tie_word_embeddings=self.tie_word_embeddings,
+                              rope=RopeSpec(theta=self.rope_theta, scaling=self.rope_scaling,
+                                            max_position_embeddings=self.max_position_embeddings),
+                              mixers=(spec,) * self.num_hidden_layers)
 
     # --- Hugging Face config.json ----------------------------------------------------------------------------
     @classmethod

@@ -15,18 +15,14 @@ from flax import nnx
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.models.config import DecoderConfig
-from jaxsuite.models.decoder import DecoderLM
-from jaxsuite.models.hypenet import HypeNetLM
-from jaxsuite.models.hypenet_config import HypeNetConfig
+from jaxsuite.models.lm import CausalLM, LMConfig
 
 
-def init_model(cfg: DecoderConfig | HypeNetConfig, *, seed: int = 0, mesh: jax.sharding.Mesh | None = None,
-               rules: shd.Rules | None = None, param_dtype: Any = jnp.float32) -> DecoderLM | HypeNetLM:
-    """A randomly initialised DecoderLM (HypeNetLM for a HypeNetConfig), sharded over `mesh` by `rules` if given."""
-    model_cls = HypeNetLM if isinstance(cfg, HypeNetConfig) else DecoderLM
-
+def init_model(cfg: LMConfig, *, seed: int = 0, mesh: jax.sharding.Mesh | None = None,
+               rules: shd.Rules | None = None, param_dtype: Any = jnp.float32) -> CausalLM:
+    """A randomly initialised CausalLM for a DecoderConfig or HypeNetConfig, sharded over `mesh` by `rules`."""
     def build():
-        return model_cls(cfg, rngs=nnx.Rngs(seed), param_dtype=param_dtype)
+        return CausalLM(cfg, rngs=nnx.Rngs(seed), param_dtype=param_dtype)
 
     if mesh is None:
         return build()

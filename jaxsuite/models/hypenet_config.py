@@ -10,11 +10,22 @@ import dataclasses
 import math
 from typing import Any, Mapping
 
+from jaxsuite.models import mixer_specs as ms
 from jaxsuite.models.config import shared_hf_fields
 
 MIXER_ATTN = "attn"
 MIXER_LIGHTNING = "lightning-attn"
-_MIXER_ALIASES = {"attn": MIXER_ATTN, "lightning-attn": MIXER_LIGHTNING, "lightning_attn": MIXER_LIGHTNING}
+# jaxsuite's extension of the format: the linear mixers with a learned decay, configured by the lightning_* fields
+# (heads, head size, q/k norm, output norm and gate, scale). The released HypeNet code knows only the first two.
+MIXER_SIMPLE_GLA = "simple-gla"
+MIXER_GLA = "gla"
+MIXER_GATED_DELTA = "gated-delta"
+_MIXER_ALIASES = {"attn": MIXER_ATTN, "lightning-attn": MIXER_LIGHTNING, "lightning_attn": MIXER_LIGHTNING,
+                  "simple-gla": MIXER_SIMPLE_GLA, "simple_gla": MIXER_SIMPLE_GLA, "gla": MIXER_GLA,
+                  "gated-delta": MIXER_GATED_DELTA, "gated_delta": MIXER_GATED_DELTA}
+# mixer_types entry -> the LM's mixer kind
+MIXER_KIND = {MIXER_ATTN: ms.ATTENTION, MIXER_LIGHTNING: ms.LIGHTNING, MIXER_SIMPLE_GLA: ms.SIMPLE_GLA,
+              MIXER_GLA: ms.GLA, MIXER_GATED_DELTA: ms.GATED_DELTA}
 HYPE_DEFAULT_BASE = 362.0          # the official code's default when "hype" carries no number
 LIGHTNING_SCALES = ("1/sqrt(d)", "1/d")
 
@@ -23,8 +34,9 @@ LIGHTNING_SCALES = ("1/sqrt(d)", "1/d")
 class HypeNetConfig:
     """Architecture of a HypeNet hybrid LM (softmax-attention + Lightning-attention layers).
 
-    mixer_types: one entry per layer, "attn" or "lightning-attn" ("lightning_attn" is accepted and normalised);
-      empty means all attention. Any other kind raises ValueError naming it and its layer index.
+    mixer_types: one entry per layer, "attn" or "lightning-attn" ("lightning_attn" is accepted and normalised),
+      or one of jaxsuite's learned-decay linear mixers "simple-gla", "gla", "gated-delta" (configured by the same
+      lightning_* fields); empty means all attention. Any other kind raises ValueError naming it and its layer index.
     attn_logits_scaling: None (off), a float (constant query multiplier) or "hype <a>" (queries times
       ln(t + a) / ln(a), t the position id; a = 362 when the number is missing).
     lightning_nh / lightning_nkv / lightning_head_dim: None defaults to the attention values.
@@ -75,7 +87,7 @@ class HypeNetConfig:
         for i, kind in enumerate(kinds):
             if kind not in _MIXER_ALIASES:
                 raise ValueError(f"unknown mixer type {kind!r} at layer {i} (mixer_types[{i}]); supported: "
-                                 f"'attn', 'lightning-attn' ('lightning_attn')")
+                                 f"'attn', 'lightning-attn' ('lightning_attn'), 'simple-gla', 'gla', 'gated-delta'")
             norm.append(_MIXER_ALIASES[kind])
         set_("mixer_types", tuple(norm))
         for name, default in (("lightning_nh", self.num_attention_heads),
@@ -138,6 +150,27 @@ class HypeNetConfig:
 
     def replace(self, **changes) -> "HypeNetConfig":
         return dataclasses.replace(self, **changes)
+
+    def architecture(self) -> ms.LMArchitecture:
+        """The causal LM this config describes: HyPE / NoPE attention layers and linear-mixer layers."""
+        attn = ms.MixerSpec(kind=ms.ATTENTION, num_heads=self.num_attention_heads,
+                            num_kv_heads=self.num_key_value_heads, head_dim=self.head_dim, eps=self.rms_norm_eps,
+                            use_rope=self.attn_use_rope, qk_norm=True, output_gate=self.attn_use_output_gate,
+                            hype_base=self.hype_base, constant_scaling=self.attn_constant_scaling)
+
+        def linear(kind: str) -> ms.MixerSpec:
+            return ms.MixerSpec(kind=kind, num_heads=self.lightning_nh, num_kv_heads=self.lightning_nkv,
+                                head_dim=self.lightning_head_dim, eps=self.rms_norm_eps,
+                                use_rope=self.lightning_use_rope, qk_norm=self.lightning_use_qk_norm,
+                                output_gate=self.lightning_use_output_gate, output_norm=self.lightning_use_output_norm,
+                                scale=self.lightning_scale_value, implementation=self.implementation)
+        mixers = tuple(attn if t == MIXER_ATTN else linear(MIXER_KIND[t]) for t in self.mixer_types)
+        return ms.LMArchitecture(vocab_size=self.vocab_size, hidden_size=self.hidden_size,
+                                 intermediate_size=self.intermediate_size, rms_norm_eps=self.rms_norm_eps,
+                                 tie_word_embeddings=self.tie_word_embeddings,
+                                 rope=ms.RopeSpec(theta=self.rope_theta,
+                                                  max_position_embeddings=self.max_position_embeddings),
+                                 mixers=mixers)
 
     # --- Hugging Face config.json ----------------------------------------------------------------------------
     @classmethod

@@ -1,4 +1,4 @@
-"""DecoderLM against transformers: logit parity, HF round trips, dtypes, shards, packing, KV-cache decode, errors.
+"""CausalLM against transformers: logit parity, HF round trips, dtypes, shards, packing, KV-cache decode, errors.
 
 The oracle is transformers itself (eager attention, float32) on tiny random checkpoints from conftest.py.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from jaxsuite.hf import SafetensorsFile, load_hf_config, load_pretrained, save_pretrained, write_safetensors
-from jaxsuite.models import DecoderConfig, DecoderLM, KVCache, count_params
+from jaxsuite.models import DecoderConfig, CausalLM, KVCache, count_params
 
 ATOL = 1e-4
 
@@ -139,7 +139,7 @@ def test_decode_with_cache_matches_full_forward(qwen3, token_ids):
 
     # prefill 6 tokens, then 3 single-token steps
     cache = model.init_cache(2, 16)
-    assert isinstance(cache, KVCache) and cache.layers[0]["k"].shape == (2, 16, 2, 32)
+    assert isinstance(cache, KVCache) and cache.layers[0]["k"].shape == (2, 2, 16, 32)   # [B, Kv, S, Hd]
     pos = np.broadcast_to(np.arange(6, dtype=np.int32), (2, 6))
     logits, cache = decode(token_ids[:, :6], pos, cache, np.ones((2, 6), bool))
     steps = [np.asarray(logits)]
@@ -218,7 +218,7 @@ def test_random_init_and_config_round_trip():
     cfg = DecoderConfig(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                         num_attention_heads=4, num_key_value_heads=2, head_dim=32, tie_word_embeddings=False)
     assert DecoderConfig.from_hf_config(cfg.to_hf_config()) == cfg
-    model = DecoderLM(cfg, rngs=nnx.Rngs(0))
+    model = CausalLM(cfg, rngs=nnx.Rngs(0))
     q = model.layers[0].self_attn.q_proj.kernel
     assert q.get_metadata()["logical_axes"] == ("embed", "q_heads", "head_dim")
     assert abs(float(jnp.std(q[...])) - 0.02) < 0.002

@@ -1,4 +1,4 @@
-"""HypeNetLM: layers against naive numpy, HyPE, cache decode, generate, packing, HF format, config parsing.
+"""CausalLM: layers against naive numpy, HyPE, cache decode, generate, packing, HF format, config parsing.
 
 The oracles are independent numpy implementations of the documented order (reference note hypenet-halo.md),
 built from the module's own (randomised) weights. No transformers oracle exists: HypeNet ships custom code.
@@ -18,9 +18,8 @@ from flax import nnx
 
 from jaxsuite.generate import generate
 from jaxsuite.hf import SafetensorsFile, load_hf_config, load_pretrained, save_pretrained, write_safetensors
-from jaxsuite.models import HypeNetConfig, HypeNetLM, KVCache
-from jaxsuite.models.attention import make_attention_mask
-from jaxsuite.models.hypenet import hype_scale
+from jaxsuite.models import CausalLM, HypeNetConfig, KVCache
+from jaxsuite.models.attention import hype_scale
 
 ATOL = 1e-4
 HYPE_A = 4.0  # small a, so that the scaling is far from 1 at these short lengths
@@ -47,7 +46,7 @@ def randomise(model, seed=0):
 
 @pytest.fixture(scope="module")
 def model():
-    return randomise(HypeNetLM(CFG, rngs=nnx.Rngs(0)))
+    return randomise(CausalLM(CFG, rngs=nnx.Rngs(0)))
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +95,9 @@ def test_lightning_layer_matches_naive_recurrence(model):
     o = np_rms(o.reshape(t, nh * d), w(layer.o_norm.scale)).reshape(t, nh, d)   # ONE norm over all heads
     o = o * sigmoid(np.einsum("td,dnh->tnh", x, w(layer.z_proj.kernel)))
     ref = np.einsum("tnh,nhd->td", o, w(layer.o_proj.kernel))
-    rope = (jnp.asarray(cos[None], jnp.float32), jnp.asarray(sin[None], jnp.float32))
-    got = layer(jnp.asarray(x[None], jnp.float32), jnp.arange(t)[None], rope, None)
+    ctx = model.layer_context(jnp.arange(t)[None], jnp.float32)
+    np.testing.assert_allclose(np.asarray(ctx.rope(d)[0])[0], cos, atol=1e-6)   # the LM's RoPE table is np_rope's
+    got = layer(jnp.asarray(x[None], jnp.float32), ctx)
     np.testing.assert_allclose(np.asarray(got)[0], ref, atol=ATOL, rtol=0)
 
 
@@ -118,7 +118,7 @@ def test_hype_factor_and_attention_layer(model):
     o = np.einsum("hts,shd->thd", p / p.sum(-1, keepdims=True), v)
     o = o * sigmoid(np.einsum("td,dnh->tnh", x, w(layer.o_gate.kernel)))
     ref = np.einsum("tnh,nhd->td", o, w(layer.o_proj.kernel))
-    got = layer(jnp.asarray(x[None], jnp.float32), jnp.arange(t)[None], None, make_attention_mask(None, 1, t))
+    got = layer(jnp.asarray(x[None], jnp.float32), model.layer_context(jnp.arange(t)[None], jnp.float32))
     np.testing.assert_allclose(np.asarray(got)[0], ref, atol=ATOL, rtol=0)
 
 
@@ -174,7 +174,7 @@ def test_cache_sizes_and_logical_axes(model):
     small, big = model.init_cache(2, 16), model.init_cache(2, 64, dtype=jnp.bfloat16)
     assert isinstance(small, KVCache)
     for c, s in ((small, 16), (big, 64)):
-        assert c.layers[0]["k"].shape == c.layers[3]["v"].shape == (2, s, 2, 16)
+        assert c.layers[0]["k"].shape == c.layers[3]["v"].shape == (2, 2, s, 16)   # [B, Kv, S, Hd]
         assert c.layers[1]["state"].shape == (2, 4, 16, 16) and c.layers[1]["state"].dtype == jnp.float32
     assert big.layers[0]["k"].dtype == jnp.bfloat16
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
@@ -208,7 +208,7 @@ def test_hf_round_trip_names_and_errors(model, ids, tmp_path):
     assert st.shape("model.layers.0.self_attn.o_gate.weight") == (64, 64)
 
     back = load_pretrained(out)
-    assert isinstance(back, HypeNetLM) and back.config == model.config
+    assert isinstance(back.config, HypeNetConfig) and back.config == model.config
     np.testing.assert_array_equal(np.asarray(back(ids)), np.asarray(model(ids)))
 
     bad = str(tmp_path / "bad")
@@ -245,3 +245,95 @@ def test_config_parsing():
 def test_load_hf_config_dispatch(model, tmp_path):
     out = save_pretrained(model, tmp_path / "cfg")
     assert isinstance(load_hf_config(out), HypeNetConfig)
+
+
+# --- the learned-decay linear mixers (simple GLA, GLA, gated delta rule) -----------------------------------------
+def softplus(x):
+    return np.log1p(np.exp(x))
+
+
+def log_sigmoid(x):
+    return -softplus(-x)
+
+
+def np_linear_mixer(layer, x, theta):
+    """Naive per-token recurrence of one linear-mixer layer (x [T, D] float64 -> [T, D]); see mixers_linear."""
+    spec = layer.spec
+    t, nh, d = x.shape[0], spec.num_heads, spec.head_dim
+    q = np.einsum("td,dnh->tnh", x, w(layer.q_proj.kernel))
+    k = np.einsum("td,dnh->tnh", x, w(layer.k_proj.kernel))
+    v = np.einsum("td,dnh->tnh", x, w(layer.v_proj.kernel))
+    if spec.qk_norm:
+        q, k = np_rms(q, w(layer.q_norm.scale)), np_rms(k, w(layer.k_norm.scale))
+    q, _ = np_rope(q, np.arange(t, dtype=np.float64), theta)
+    k, _ = np_rope(k, np.arange(t, dtype=np.float64), theta)
+    k, v = np.repeat(k, nh // spec.num_kv_heads, 1), np.repeat(v, nh // spec.num_kv_heads, 1)
+    beta = None
+    if spec.kind == "simple_gla":
+        g = log_sigmoid(x @ w(layer.g_proj.kernel) + w(layer.g_proj.bias)) / 16          # [T, H]
+        decay = np.exp(g)[:, :, None, None]
+    elif spec.kind == "gla":
+        gk = np.einsum("tr,rnh->tnh", x @ w(layer.gk_down.kernel), w(layer.gk_up.kernel)) + w(layer.gk_up.bias)
+        decay = np.exp(log_sigmoid(gk) / 16)[:, :, :, None]                              # [T, H, K, 1]
+    else:  # gated delta rule: unit q/k, decay -exp(A_log) softplus(a + dt_bias), beta sigmoid(b)
+        q = q / np.linalg.norm(q, axis=-1, keepdims=True)
+        k = k / np.linalg.norm(k, axis=-1, keepdims=True)
+        g = -np.exp(w(layer.A_log)) * softplus(x @ w(layer.a_proj.kernel) + w(layer.dt_bias))
+        decay = np.exp(g)[:, :, None, None]
+        beta = sigmoid(x @ w(layer.b_proj.kernel))                                        # [T, H]
+    s, o = np.zeros((nh, d, d)), np.zeros((t, nh, d))
+    for i in range(t):
+        s = decay[i] * s
+        if beta is None:
+            s = s + k[i][:, :, None] * v[i][:, None, :]
+        else:
+            u = beta[i][:, None] * (v[i] - np.einsum("hk,hkv->hv", k[i], s))
+            s = s + k[i][:, :, None] * u[:, None, :]
+        o[i] = d ** -0.5 * np.einsum("hk,hkv->hv", q[i], s)
+    o = np_rms(o.reshape(t, nh * d), w(layer.o_norm.scale)).reshape(t, nh, d)
+    o = o * sigmoid(np.einsum("td,dnh->tnh", x, w(layer.z_proj.kernel)))
+    return np.einsum("tnh,nhd->td", o, w(layer.o_proj.kernel))
+
+
+@pytest.fixture(scope="module", params=["simple-gla", "gla", "gated-delta"])
+def linear_model(request):
+    cfg = CFG.replace(mixer_types=("attn", request.param, request.param, "attn"))
+    return randomise(CausalLM(cfg, rngs=nnx.Rngs(0)), seed=4)
+
+
+def test_linear_mixer_matches_naive_recurrence(linear_model):
+    layer = linear_model.layers[1].self_attn
+    t = 11
+    x = np.random.default_rng(5).standard_normal((t, CFG.hidden_size))
+    got = layer(jnp.asarray(x[None], jnp.float32), linear_model.layer_context(jnp.arange(t)[None], jnp.float32))
+    np.testing.assert_allclose(np.asarray(got)[0], np_linear_mixer(layer, x, CFG.rope_theta), atol=ATOL, rtol=0)
+
+
+def test_linear_mixer_decode_padding_packing_and_hf(linear_model, ids, tmp_path):
+    """Chunked forward == token-by-token decode (the step kernels), pads leave the state alone, segments reset it,
+    and the gate tensors survive an HF folder round trip."""
+    model = linear_model
+    ref = np.asarray(model(ids[:, :9]))
+    decode = jax.jit(lambda i, p, c, m: model.decode(i, p, c, token_mask=m))
+    prompt, mask = ids[:, :5].copy(), np.ones((2, 5), bool)
+    mask[1, :2], prompt[1, :2] = False, 0                       # row 1: 3 real tokens behind 2 pads
+    pos = np.maximum(np.cumsum(mask, 1) - 1, 0).astype(np.int32)
+    logits, cache = decode(prompt, pos, model.init_cache(2, 16), mask)
+    rows = [[np.asarray(logits)[0]], [np.asarray(logits)[1, 2:]]]
+    for s in range(4):
+        logits, cache = decode(ids[:, 5 + s:6 + s], pos[:, -1:] + 1 + s, cache, np.ones((2, 1), bool))
+        rows[0].append(np.asarray(logits)[0])
+        rows[1].append(np.asarray(logits)[1])
+    np.testing.assert_allclose(np.concatenate(rows[0], 0), ref[0], atol=ATOL, rtol=0)
+    alone = np.asarray(model(np.concatenate([ids[1:, 2:5], ids[1:, 5:9]], 1)))[0]
+    np.testing.assert_allclose(np.concatenate(rows[1], 0), alone, atol=ATOL, rtol=0)
+
+    a, b = ids[0, :5], ids[1, :7]
+    seg = np.array([[1] * 5 + [2] * 7], np.int32)
+    pos = np.array([list(range(5)) + list(range(7))], np.int32)
+    out = np.asarray(model(np.concatenate([a, b])[None], positions=pos, segment_ids=seg))[0]
+    np.testing.assert_allclose(out[5:], np.asarray(model(b[None]))[0], atol=ATOL, rtol=0)
+
+    back = load_pretrained(save_pretrained(model, tmp_path / "hf"))
+    assert back.config == model.config
+    np.testing.assert_array_equal(np.asarray(back(ids)), np.asarray(model(ids)))
