@@ -1,9 +1,58 @@
 """jaxsuite: JAX/Flax reimplementations of recent Tsinghua/OpenBMB training systems.
 
-Install for use:        pip install -e .
-Install for the tests:  pip install -e .[test]   (adds PyTorch/transformers as the parity reference)
+Install the core (the foundation, pre-training and HALO, the main job):   pip install -e .
+Add a wing's heavy dependency:        pip install -e ".[chem]"   (or forecast, rl; all = every wing)
+Install for the tests:                pip install -e ".[test]"   (every wing + PyTorch/transformers as the
+                                                                  parity reference + pytest + import-linter)
+
+A wing used without its extra fails with one line naming it (jaxsuite/core/extras.py), e.g.
+    ImportError: jaxsuite.latent (LatentChem) needs rdkit: pip install 'jaxsuite[chem]'
 """
 from setuptools import find_packages, setup
+
+CORE = [
+    "jax>=0.10",
+    "flax>=0.12",
+    "optax>=0.2.5",
+    "orbax-checkpoint>=0.11",
+    "grain>=0.2.10",
+    "ml-collections>=1.0",
+    "etils[epath]>=1.5",        # workdir I/O: local paths and gs:// alike
+    "numpy>=1.26",
+    "scipy>=1.11",              # jax needs it anyway; forecasting metrics and the RL core's BLEU clustering use it
+    "safetensors>=0.4",
+    "huggingface_hub>=0.30",
+    "tokenizers>=0.20",
+    "sentencepiece>=0.2",
+    "tensorflow-datasets>=4.9.8",
+    "array-record>=0.7",
+    "importlib_resources>=6",   # tensorflow-datasets builders import it even on Python >= 3.9
+    "pyarrow>=15",
+    "matplotlib>=3.8",
+    "tqdm>=4.66",
+]
+
+# One extra per wing whose dependency is heavy and used nowhere else. The `extra-*` contracts of
+# .importlinter check that each package is imported by its wing only; tests/core/test_extras.py checks that
+# every `require(..., extra=...)` in jaxsuite names an extra listed here that installs that package.
+WING_EXTRAS = {
+    "chem": ["rdkit>=2024.3"],          # LatentChem: ground truth for the chemistry tasks (parsing, properties, edits)
+    "forecast": ["numpyro>=0.15"],      # forecasting: the Bayesian structural (Prophet-style) baseline
+    "rl": ["sympy>=1.12"],              # RL math environment: checking answers for mathematical equivalence
+}
+ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
+
+# torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.
+TEST_TOOLS = [
+    "torch==2.13.0",
+    "transformers>=5.0",
+    "pytest>=8",
+    "pytest-xdist>=3.5",
+    "nbclient>=0.10",
+    "nbformat>=5.10",
+    "ipykernel>=6.29",
+    "import-linter>=2.12",              # the floors: .importlinter, checked by tests/test_import_contracts.py
+]
 
 setup(
     name="jaxsuite",
@@ -11,39 +60,6 @@ setup(
     description="JAX/Flax training systems (HypeNet/HALO, LatentChem, CPMobius, ...) on TPU, GPU and CPU",
     python_requires=">=3.11",
     packages=find_packages(include=["jaxsuite", "jaxsuite.*", "kernels_pallas", "kernels_pallas.*"]),
-    install_requires=[
-        "jax>=0.10",
-        "flax>=0.12",
-        "optax>=0.2.5",
-        "orbax-checkpoint>=0.11",
-        "grain>=0.2.10",
-        "ml-collections>=1.0",
-        "numpy>=1.26",
-        "safetensors>=0.4",
-        "huggingface_hub>=0.30",
-        "tokenizers>=0.20",
-        "sentencepiece>=0.2",
-        "tensorflow-datasets>=4.9.8",
-        "array-record>=0.7",
-        "importlib_resources>=6",   # tensorflow-datasets builders import it even on Python >= 3.9
-        "pyarrow>=15",
-        "matplotlib>=3.8",
-        "tqdm>=4.66",
-        "scipy>=1.11",              # forecasting: sparse M5 aggregation, Gaussian quantiles
-        "numpyro>=0.15",            # forecasting: the Bayesian structural (Prophet-style) baseline
-        "sympy>=1.12",              # RL math environment: checking answers for mathematical equivalence
-        "rdkit>=2024.3",            # LatentChem: ground truth for the chemistry tasks (parsing, properties, edits)
-    ],
-    extras_require={
-        # torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.
-        "test": [
-            "torch==2.13.0",
-            "transformers>=5.0",
-            "pytest>=8",
-            "pytest-xdist>=3.5",
-            "nbclient>=0.10",
-            "nbformat>=5.10",
-            "ipykernel>=6.29",
-        ],
-    },
+    install_requires=CORE,
+    extras_require={**WING_EXTRAS, "all": ALL, "test": ALL + TEST_TOOLS},
 )

@@ -7,8 +7,9 @@ Models (random init, float32, batch 1): teacher = Qwen3 with hidden 512, 8 layer
 head_dim 64, MLP 1536, vocab 32000, tied embeddings; student = `hypenet_config_from_teacher(teacher,
 attention_layers=(2, 6))`: 2 of the 8 layers keep softmax attention (with an output gate), 6 become Lightning
 attention with K/V expanded to all 8 heads and an output gate. Timing never prefills: the cache is filled
-with random values to the context length (`jaxsuite.halo.evaluation.synthetic_cache`) and `--steps` greedy
-decode calls run inside one jitted loop; ms per token is the median of 3 repeats after a compile call.
+with random values to the context length (`jaxsuite.halo.evaluation.synthetic_cache`) and `jaxsuite.generate`
+continues it for `--steps` greedy tokens (`--steps` single-token decode calls in one jitted loop, the cache
+donated and updated in place); ms per token is the median of 3 repeats after a compile call.
 
 Floor (bytes read per decode step; decoding one token at batch 1 is memory-bound):
   teacher parameters: embedding 32000 x 512 = 16.38M (tied: it is also the LM head, read every step);

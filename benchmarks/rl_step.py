@@ -15,7 +15,7 @@ weights in the same process:
      clip_grad_norm_, torch.optim.AdamW). Reported as seconds per update.
 
 The model is a Qwen3 built with random weights in transformers (every parameter randomised, as in
-tests/models/conftest.py), saved to a temporary folder and loaded with jaxsuite.hf.load_pretrained; float32
+tests/conftest.py), saved to a temporary folder and loaded with jaxsuite.hf.load_pretrained; float32
 on both sides. Compilation / first-call costs are excluded (two warm-up calls each: PyTorch eager's first
 calls are also slow); times are the median of --repeats calls. The script checks that both sides compute
 the same thing: the PyTorch forward's log-probs of jaxsuite's sampled tokens against jaxsuite's sampler
@@ -86,7 +86,7 @@ def build_models(size: str, seed: int = 0):
     torch.manual_seed(seed)
     cfg = Qwen3Config(**SIZES[size], **COMMON, attn_implementation="sdpa")
     tmodel = Qwen3ForCausalLM(cfg)
-    with torch.no_grad():      # every parameter random, as tests/models/conftest.py does
+    with torch.no_grad():      # every parameter random, as tests/conftest.py does
         for name, p in tmodel.named_parameters():
             if name.endswith("norm.weight") or "layernorm" in name:
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))

@@ -17,6 +17,7 @@ coach_reward.png, sft/ (the base model's training), runs/<method>_seed<k>/ (metr
 """
 import ml_collections
 
+from jaxsuite.core.config_utils import train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
@@ -52,9 +53,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                player_template="Q:{problem}\nA:"))
     c.sft = ml_collections.ConfigDict(dict(
         num_problems=30000, data_seed=1, coach_fraction=0.25, seq_len=128, batch_size=32,
-        train=dict(steps=1000, lr=3e-3, warmup_steps=50, min_lr_ratio=0.1, weight_decay=0.0, b1=0.9, b2=0.95,
-                   eps=1e-8, grad_clip=1.0, accum_steps=1, compute_dtype="float32", log_every=100,
-                   eval_every=0, eval_batches=0, checkpoint_every=300, keep_checkpoints=1)))
+        train=train_block(steps=1000, lr=3e-3, warmup_steps=50, log_every=100, eval_every=0, eval_batches=0,
+                          checkpoint_every=300, keep_checkpoints=1)))
     c.rl = ml_collections.ConfigDict(dict(
         steps=50, problems_per_step=8, n=8, seq_len=64, log_every=5, eval_every=5, checkpoint_every=10))
     c.player = ml_collections.ConfigDict(_role(lr=1e-4, kl_coef=1e-3, entropy_coef=-0.01, temperature=0.7,

@@ -27,9 +27,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     layers = PAPER_ATTENTION_LAYERS[name]
     evaluation = eval_block(passkey_lengths=[4096, 16384, 65536, 131072], passkey_samples=20, ppl_length=32768,
                             ppl_rows=8, decode_lengths=[4096, 16384, 65536, 131072], decode_steps=16, batch_size=1)
-    c = pipeline_config(teacher_init=teacher, teacher_pretrain=None, stages=stages, attention_layers=layers,
-                        num_attention_layers=len(layers), hype_base=hype_base, evaluation=evaluation,
-                        mesh=dict(data=1, fsdp=-1, tensor=1),
+    c = pipeline_config(tokenizer=teacher, teacher_init=teacher, teacher_pretrain=None, stages=stages,
+                        attention_layers=layers, num_attention_layers=len(layers), hype_base=hype_base,
+                        evaluation=evaluation, mesh=dict(data=1, fsdp=-1, tensor=1),
                         layer_selection=ml_collections.ConfigDict(dict(recall_lengths=[4096], num_samples=20,
                                                                        lm_rows=16, lm_length=2048)))
     return c

@@ -30,6 +30,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if size == "tiny":
         pipe = load_config("configs/halo_tiny.py", "cpu")
         block = getattr(pipe, f"stage{stage}")
-        return stage_config(stage, teacher="", data=block.data, train=block.train,
+        return stage_config(stage, teacher="", tokenizer=pipe.tokenizer, data=block.data, train=block.train,
                             attention_layers=[1] if stage > 1 else ())
     raise ValueError(f"unknown size {size!r} in configs/halo_stage.py; choose one of {sorted(PAPER_MODELS)} or tiny")

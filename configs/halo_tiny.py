@@ -21,8 +21,8 @@ layer_importance.png, layer_selection.json, stage1/ stage2/ stage3/ (each with m
 """
 import ml_collections
 
-from jaxsuite.core.config_utils import load_config
-from jaxsuite.halo.recipes import data_block, eval_block, pipeline_config, stage_config, train_block
+from jaxsuite.core.config_utils import data_block, load_config
+from jaxsuite.halo.recipes import eval_block, pipeline_config, stage_config, stage_train_block
 
 
 def _cpu_stages(data: dict, long_source: str) -> dict:
@@ -30,11 +30,11 @@ def _cpu_stages(data: dict, long_source: str) -> dict:
     log = dict(log_every=10, eval_batches=2)
     return {
         1: (data_block(seq_len=128, batch_size=16, **data),
-            train_block(steps=120, lr=1e-3, warmup_steps=10, eval_every=60, checkpoint_every=60, **log)),
+            stage_train_block(steps=120, lr=1e-3, warmup_steps=10, eval_every=60, checkpoint_every=60, **log)),
         2: (data_block(seq_len=128, batch_size=16, **data),
-            train_block(steps=150, lr=5e-4, warmup_steps=10, eval_every=75, checkpoint_every=75, **log)),
+            stage_train_block(steps=150, lr=5e-4, warmup_steps=10, eval_every=75, checkpoint_every=75, **log)),
         3: (data_block(seq_len=512, batch_size=4, **{**data, "source": long_source}),
-            train_block(steps=40, lr=1e-4, warmup_steps=5, eval_every=40, checkpoint_every=20, **log)),
+            stage_train_block(steps=40, lr=1e-4, warmup_steps=5, eval_every=40, checkpoint_every=20, **log)),
     }
 
 
@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         teacher = load_config("configs/qwen3_pretrain.py", "cpu")
         teacher.data.source = "stdlib+passkey:4000:6"     # passkey documents fit the 128-token windows
         teacher.sample.num_samples = 0
-        data = dict(source="stdlib+passkey:4000:6", tokenizer="stdlib", vocab_size=4096)
+        tokenizer, data = "stdlib:4096", dict(source="stdlib+passkey:4000:6")
         stages = _cpu_stages(data, long_source="stdlib+passkey:4000:30")
         evaluation = eval_block(passkey_lengths=[128, 256, 512, 1024, 2048], passkey_samples=16, ppl_length=1024,
                                 ppl_rows=8, decode_lengths=[256, 1024, 4096, 16384, 65536], decode_steps=8)
@@ -59,7 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         teacher.sample.num_samples = 0
         # 2 layers: in our runs a 2-layer model learned retrieval within 300 steps, a 4-layer one did not
         teacher.model.arch.num_hidden_layers, teacher.train.steps = 2, 400
-        data = dict(source="passkey:50000:2", eval_source="passkey:200:2:1", tokenizer="stdlib", vocab_size=4096)
+        tokenizer, data = "stdlib:4096", dict(source="passkey:50000:2", eval_source="passkey:200:2:1")
         stages = _cpu_stages(data, long_source="passkey:20000:12")
         evaluation = eval_block(passkey_lengths=[64, 128, 256, 512, 1024], passkey_samples=16, ppl_length=512,
                                 ppl_rows=4, decode_lengths=[256, 1024, 4096], decode_steps=8)
@@ -71,9 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         teacher.train.steps, teacher.train.checkpoint_every = 6, 6
         teacher.sample.num_samples = 0
         teacher.export_hf = True
-        data = dict(source="stdlib+passkey:200:1", tokenizer="byte", vocab_size=259, batch_size=8)
+        tokenizer, data = "byte", dict(source="stdlib+passkey:200:1", batch_size=8)
         log = dict(log_every=2, eval_every=4, eval_batches=1, checkpoint_every=2, warmup_steps=1)
-        stages = {n: (data_block(seq_len=(64 if n < 3 else 96), **data), train_block(steps=4, lr=1e-3, **log))
+        stages = {n: (data_block(seq_len=(64 if n < 3 else 96), **data), stage_train_block(steps=4, lr=1e-3, **log))
                   for n in (1, 2, 3)}
         evaluation = eval_block(passkey_lengths=[128, 256], passkey_samples=2, ppl_length=128, ppl_rows=2,
                                 ppl_buckets=2, decode_lengths=[64, 256], decode_steps=2)
@@ -81,7 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         num_attention, hype_base = 1, 500.0
     else:
         raise ValueError(f"unknown variant {arg!r} of configs/halo_tiny.py; choose one of: cpu, passkey, test")
-    stage_cfgs = {n: stage_config(n, teacher="", data=d, train=t) for n, (d, t) in stages.items()}
-    return pipeline_config(teacher_init="", teacher_pretrain=teacher, stages=stage_cfgs, attention_layers=[],
-                           num_attention_layers=num_attention, hype_base=hype_base, evaluation=evaluation,
-                           layer_selection=ml_collections.ConfigDict(selection))
+    stage_cfgs = {n: stage_config(n, teacher="", tokenizer=tokenizer, data=d, train=t) for n, (d, t) in stages.items()}
+    return pipeline_config(tokenizer=tokenizer, teacher_init="", teacher_pretrain=teacher, stages=stage_cfgs,
+                           attention_layers=[], num_attention_layers=num_attention, hype_base=hype_base,
+                           evaluation=evaluation, layer_selection=ml_collections.ConfigDict(selection))

@@ -20,13 +20,12 @@ Differences from the paper: full fine-tuning instead of LoRA (r16, alpha 32), an
 """
 import ml_collections
 
-from jaxsuite.core.config_utils import load_config
+from jaxsuite.core.config_utils import load_config, train_block
 
 
-def _train(steps: int, lr: float) -> dict:
-    return dict(steps=steps, lr=lr, warmup_steps=100, min_lr_ratio=0.1, weight_decay=0.0, b1=0.9, b2=0.95,
-                eps=1e-8, grad_clip=1.0, accum_steps=8, compute_dtype="bfloat16", log_every=10, eval_every=0,
-                eval_batches=0, checkpoint_every=500, keep_checkpoints=2)
+def _train(steps: int, lr: float) -> ml_collections.ConfigDict:
+    return train_block(steps=steps, lr=lr, warmup_steps=100, accum_steps=8, compute_dtype="bfloat16",
+                       eval_every=0, eval_batches=0, checkpoint_every=500)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -15,13 +15,14 @@ stages.png and one folder per training stage.
 """
 import ml_collections
 
+from jaxsuite.core.config_utils import train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
-def _train(steps: int, lr: float, every: int) -> dict:
-    return dict(steps=steps, lr=lr, warmup_steps=min(20, steps // 5), min_lr_ratio=0.1, weight_decay=0.0, b1=0.9,
-                b2=0.95, eps=1e-8, grad_clip=1.0, accum_steps=1, compute_dtype="float32", log_every=every,
-                eval_every=0, eval_batches=0, checkpoint_every=max(steps // 2, 1), keep_checkpoints=1)
+def _train(steps: int, lr: float, every: int) -> ml_collections.ConfigDict:
+    """A stage's train block: no evaluation (the job evaluates by answering), a checkpoint half-way."""
+    return train_block(steps=steps, lr=lr, warmup_steps=min(20, steps // 5), log_every=every, eval_every=0,
+                       eval_batches=0, checkpoint_every=max(steps // 2, 1), keep_checkpoints=1)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -4,17 +4,19 @@ Commands:
   python -m jaxsuite.launch --config configs/qwen3_pretrain.py --workdir runs/pretrain    # default CPU variant
   python -m jaxsuite.launch --config configs/qwen3_pretrain.py:tiny --workdir /tmp/t   # seconds, for tests
   python -m jaxsuite.launch --config configs/qwen3_pretrain.py:0.6b --workdir gs://bucket/qwen3-0.6b \
-      --config.data.source='tfds:c4/en:3.1.0:train' --config.data.tokenizer=Qwen/Qwen3-0.6B
+      --config.data.source='tfds:c4/en:3.1.0:train' --config.tokenizer=Qwen/Qwen3-0.6B
 
 Variants (the argument after the colon):
   (none) / cpu   ~4.5M-parameter model on the embedded corpus (the Python stdlib's source), a few CPU minutes
   tiny           a toy model for tests: a few seconds
   0.6b 1.7b 4b 8b   the released Qwen3 architectures, for TPU pods / GPU clusters (FSDP x tensor parallel)
 
-The job writes into --workdir: results.json, metrics.jsonl, checkpoints/, loss.png, samples.txt, hf/.
+The job writes into --workdir: results.json, metrics.jsonl, checkpoints/, loss.png, samples.txt, hf/,
+finished.json.
 """
 import ml_collections
 
+from jaxsuite.core.config_utils import data_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
@@ -40,34 +42,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = [list(r) for r in DEFAULT_RULES]
 
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "stdlib"        # "stdlib" (train split) | file glob (txt/jsonl/parquet) | "tfds:name:split"
-    c.data.eval_source = "stdlib:eval"  # held-out data for eval loss / perplexity; "" = no evaluation
-    c.data.text_key = "text"
-    c.data.tokenizer = "stdlib"     # "stdlib": sentencepiece trained on the corpus (cached) | "byte" | path | hub id
-    c.data.vocab_size = 4096        # for the trained tokenizer
-    c.data.seq_len = 128
-    c.data.batch_size = 16          # global batch (all processes together)
-    c.data.shuffle_seed = 0
-    c.data.shuffle_window = 1024   # packed windows shuffled within this buffer (mixes long documents)
-
-    c.train = ml_collections.ConfigDict()
-    c.train.steps = 300
-    c.train.lr = 1.5e-3
-    c.train.warmup_steps = 30
-    c.train.min_lr_ratio = 0.1
-    c.train.weight_decay = 0.1
-    c.train.b1 = 0.9
-    c.train.b2 = 0.95
-    c.train.eps = 1e-8
-    c.train.grad_clip = 1.0
-    c.train.accum_steps = 1
-    c.train.compute_dtype = "float32"   # "bfloat16" on accelerators: bf16 compute, f32 master weights
-    c.train.log_every = 10
-    c.train.eval_every = 100
-    c.train.eval_batches = 4
-    c.train.checkpoint_every = 100
-    c.train.keep_checkpoints = 2
+    # "stdlib:4096": a 4096-piece sentencepiece model trained on the corpus (cached) | "byte" | path | hub id
+    c.tokenizer = "stdlib:4096"
+    # "stdlib" (train split) | file glob (txt/jsonl/parquet) | "tfds:name:split"; eval_source "" = no evaluation;
+    # batch_size is the global batch (all processes together)
+    c.data = data_block(source="stdlib", eval_source="stdlib:eval", seq_len=128, batch_size=16)
+    # compute_dtype "bfloat16" on accelerators: bf16 compute, f32 master weights
+    c.train = train_block(steps=300, lr=1.5e-3, warmup_steps=30, min_lr_ratio=0.1, weight_decay=0.1)
 
     c.sample = ml_collections.ConfigDict()
     c.sample.prompt = "def fibonacci(n):\n"
@@ -84,8 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif variant == "tiny":
         c.model.arch = _arch(vocab_size=260, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                              num_attention_heads=4, num_key_value_heads=2, head_dim=16)
-        c.data.tokenizer = "byte"   # no tokenizer training in tests
-        c.data.vocab_size = 259
+        c.tokenizer = "byte"        # no tokenizer training in tests
         c.data.seq_len = 32
         c.data.batch_size = 8
         c.train.steps = 12
@@ -102,9 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         keep = set(_arch().keys())
         c.model.arch = _arch(**{k: v for k, v in arch.items() if k in keep})
         c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=4 if variant in ("4b", "8b") else 1))
-        c.data.tokenizer = "Qwen/Qwen3-0.6B"   # the Qwen3 tokenizer (151k vocab) from the hub
+        c.tokenizer = "Qwen/Qwen3-0.6B"        # the Qwen3 tokenizer (151k vocab) from the hub
         c.data.eval_source = ""                # set a held-out source for the corpus you train on
-        c.data.vocab_size = 151936
         c.data.seq_len = 4096
         c.data.batch_size = 256
         c.train.steps = 100_000

@@ -1,35 +1,78 @@
-"""The one decode loop: batched, jit-compiled, over the model's KV cache.
+"""The one decode loop: batched, jit-compiled, over the model's decode cache.
 
-Every system that samples from an LM (evaluation, RL rollouts, latent reasoning, data editing, agents) calls
-`generate`; they extend it through hooks (`logits_processor`) rather than writing their own loops.
+Every system that samples from an LM (evaluation, RL rollouts, latent reasoning, data editing, agents, HALO's
+decode benchmark) calls `generate`. Systems extend it through two hooks, typed below as Protocols, instead of
+writing their own loops:
+  * a `LogitsProcessor` rewrites each step's logits before sampling (RL's repetition penalty);
+  * a `PrefillHook` replaces the plain prompt prefill (latent reasoning thinks there; molecule soft tokens).
+
+Where decoding starts
+  * By default, from a fresh cache (`model.init_cache`) sized for the prompt and the new tokens.
+  * From an existing cache (`cache=`): the prompt is written from `cache.index` on and its positions continue
+    from `positions` (default: each row's number of valid cache slots). A conversation continues without
+    prefilling its history again, and a decode benchmark starts from a cache filled to any context length.
+    The cache is donated: its buffers become `GenerateOutput.cache`, which holds the prompt and every new token
+    except the last one sampled (feed that token first to continue again).
 
 How it stays fast
-  * Prompts are normalised to LEFT padding on the host (right-padded rows are rolled), so every row's next
-    token sits in the same cache slot and one `decode` call serves the whole batch.
-  * The prompt length is padded up to a bucket (powers of two from 16), so prompts of 20 and 27 tokens
-    share one compilation; the whole prefill + decode loop is one `jax.jit` program (a `lax.while_loop`
-    that stops as soon as every row has hit a stop token).
-  * Sampling settings that change the program's structure (greedy or not, top-k, the stop-token set, the
-    hook) are static; temperature, top-p and the seed are traced, so changing them does not recompile.
+  * Prompts are normalised to LEFT padding on the host (the real tokens of a right-padded row are moved to its
+    end), so every row's next token sits in the same cache slot and one `decode` call serves the whole batch.
+  * With a fresh cache, the prompt length is padded up to a bucket (powers of two from 16), so prompts of 20
+    and 27 tokens share one compilation. (A given cache already fixes the shapes, and its free slots are the
+    caller's to spend: its prompt is padded only to the longest row.)
+  * The whole prefill + decode loop is one `jax.jit` program: a `lax.while_loop` that stops as soon as every
+    row has emitted a stop token.
+  * Settings that change the program's structure (greedy or not, top-k, the stop-token set, the hooks, the
+    number of new tokens, whether log-probs or the cache are returned) are static; temperature, top-p and the
+    seed are traced, so changing them does not recompile.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, NamedTuple, Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-# logits_processor(logits [B, V] f32, generated [B, N] int32, step int32) -> logits [B, V]
-LogitsProcessor = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
-# prefill_hook(model, ids [B, P], positions [B, P], mask [B, P], cache, hook_inputs) ->
-#   (last logits [B, V], cache, next positions [B], extras dict of arrays): replaces the plain prompt prefill,
-#   e.g. to insert soft tokens or to think in latent space before the first sampled token. It may use up to
-#   `extra_cache_slots` cache slots beyond the prompt.
-PrefillHook = Callable[..., tuple]
+from jaxsuite.models.protocol import LanguageModel
+
+
+# --- hook contracts ---------------------------------------------------------------------------------------------
+# Hooks are traced into generate's jitted loop and are part of its compilation key: they must be hashable, and
+# the SAME object across calls (a module-level function, or a functools.partial built once, e.g. by a
+# functools.lru_cache factory); a fresh partial per call compiles the whole loop again.
+class LogitsProcessor(Protocol):
+    """Rewrites the logits of one step before sampling (and after the policy log-prob is taken)."""
+
+    def __call__(self, logits: jax.Array, generated: jax.Array, step: jax.Array, /) -> jax.Array:
+        """logits [B, V] float32; generated [B, N] int32, the new tokens so far (columns >= step hold the pad
+        id); step: int32 scalar, the column this step's token goes to. Returns logits [B, V]."""
+        ...
+
+
+class Prefilled(NamedTuple):
+    """What a prefill hook hands to the decode loop."""
+    logits: jax.Array               # [B, V] float32: the logits that pick the first new token
+    cache: Any                      # the decode cache after the prompt (and whatever the hook added)
+    next_positions: jax.Array       # [B] int32: the position of each row's first new token
+    extras: dict[str, jax.Array]    # per-row results for GenerateOutput.extras, e.g. {"latent_steps": [B]}
+
+
+class PrefillHook(Protocol):
+    """Replaces the plain prompt prefill, `model.decode(ids, positions, cache, token_mask=mask)`: e.g. to place
+    soft tokens, or to think in latent space before the first sampled token. It may write up to
+    `extra_cache_slots` cache slots beyond the prompt."""
+
+    def __call__(self, model: LanguageModel, ids: jax.Array, positions: jax.Array, mask: jax.Array,
+                 cache: Any, hook_inputs: Any, /) -> Prefilled:
+        """model: the LM (merged inside the jit); ids [B, P] int32, the left-padded prompt; positions [B, P]
+        int32 (a row's left pads share its first token's position); mask [B, P] bool, True on real tokens;
+        cache: the model's decode cache, the prompt to be written from cache.index on; hook_inputs: generate's
+        `hook_inputs` pytree (traced) or None."""
+        ...
 
 
 @dataclasses.dataclass
@@ -43,6 +86,9 @@ class GenerateOutput:
     logprobs: np.ndarray | None = None
     # what a prefill hook reported (e.g. latent reasoning's steps per row), as numpy arrays
     extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    # the decode cache after the call (device arrays), when a cache was given or return_cache=True: the prompt
+    # and the new tokens but the last one of each row (rows that stopped early hold pad tokens after the stop)
+    cache: Any = None
 
     def sequences(self) -> list[list[int]]:
         """The new tokens of each row, without the padding after a stop."""
@@ -113,16 +159,23 @@ def _policy_logprob(logits: jax.Array, token: jax.Array, temperature: jax.Array)
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "stop_tokens",
                                              "pad_token_id", "logits_processor", "cache_dtype", "prefill_hook",
-                                             "extra_cache_slots", "with_logprobs"))
-def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, *, max_new_tokens: int,
-                  greedy: bool, top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
+                                             "extra_cache_slots", "with_logprobs", "return_cache"),
+                   donate_argnames=("cache",))
+def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, cache, start_positions, *,
+                  max_new_tokens: int, greedy: bool, top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
                   logits_processor: LogitsProcessor | None, cache_dtype, prefill_hook: PrefillHook | None,
-                  extra_cache_slots: int, with_logprobs: bool):
-    """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N], extras)."""
+                  extra_cache_slots: int, with_logprobs: bool, return_cache: bool):
+    """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N], extras, cache or None).
+
+    cache is None (a fresh one is made) or the cache to continue, with start_positions [B] int32 the position of
+    each row's first prompt token.
+    """
     model = nnx.merge(graphdef, state)
     batch, prompt_len = ids.shape
-    cache = model.init_cache(batch, prompt_len + extra_cache_slots + max_new_tokens, dtype=cache_dtype)
-    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)   # [B, P]
+    if cache is None:
+        cache = model.init_cache(batch, prompt_len + extra_cache_slots + max_new_tokens, dtype=cache_dtype)
+        start_positions = jnp.zeros((batch,), jnp.int32)
+    positions = start_positions[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)  # [B, P]
     if prefill_hook is None:
         logits, cache = model.decode(ids, positions, cache, token_mask=mask.astype(bool))
         logits, next_pos, extras = logits[:, -1], positions[:, -1] + 1, {}
@@ -165,37 +218,81 @@ def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inpu
         return step + 1, new, cache, done, generated, logprobs, pos + 1, rng
 
     carry = (jnp.int32(1), token, cache, done, generated, logprobs, next_pos, rng)
-    _, _, _, done, generated, logprobs, _, _ = jax.lax.while_loop(cond, body, carry)
+    _, _, cache, done, generated, logprobs, _, _ = jax.lax.while_loop(cond, body, carry)
     is_stop = jnp.isin(generated, stops)
     first_stop = jnp.argmax(is_stop, axis=1)
     lengths = jnp.where(done, first_stop + 1, max_new_tokens)
-    return generated, lengths, done, logprobs, extras
+    return generated, lengths, done, logprobs, extras, (cache if return_cache else None)
 
 
-def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attention_mask: Any | None = None,
+def _check_hook(name: str, hook: Any) -> None:
+    if hook is None:
+        return
+    if not callable(hook):
+        raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
+    try:
+        hash(hook)
+    except TypeError as e:
+        raise TypeError(f"{name} must be hashable (generate's jit keys on it): use a module-level function or "
+                        f"a functools.partial built once") from e
+
+
+def _continuation(cache: Any, positions: Any, batch: int, need: int) -> jax.Array:
+    """Checks that `cache` fits `batch` rows and `need` more slots; returns the rows' start positions [B]."""
+    rows, index, max_length = cache.valid.shape[0], int(cache.index), int(cache.max_length)
+    if rows != batch:
+        raise ValueError(f"the cache holds {rows} rows but the prompt batch has {batch}")
+    if index + need > max_length:
+        raise ValueError(f"the cache has {max_length - index} free slots (index {index} of {max_length}); this "
+                         f"call writes {need} (prompt width + extra_cache_slots + max_new_tokens - 1)")
+    if positions is None:       # a row's positions count its real tokens: its valid slots
+        return jnp.sum(cache.valid, axis=1, dtype=jnp.int32)
+    positions = jnp.asarray(positions, jnp.int32)
+    if positions.shape != (batch,):
+        raise ValueError(f"positions must be [batch] = ({batch},), got shape {positions.shape}")
+    return positions
+
+
+def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, attention_mask: Any | None = None,
              temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
              stop_tokens: int | Sequence[int] | None = None, seed: int = 0, pad_token_id: int | None = None,
              logits_processor: LogitsProcessor | None = None, cache_dtype: Any = None,
              return_logprobs: bool = False, prefill_hook: PrefillHook | None = None, hook_inputs: Any = None,
-             extra_cache_slots: int = 0) -> GenerateOutput:
+             extra_cache_slots: int = 0, cache: Any = None, positions: Any = None,
+             return_cache: bool = False, split: tuple[Any, Any] | None = None) -> GenerateOutput:
     """Generates up to `max_new_tokens` tokens for each prompt of a batch.
 
     Args:
-      model: a jaxsuite LM (anything with `init_cache` and `decode`).
+      model: a jaxsuite LM (`jaxsuite.models.LanguageModel`: `init_cache`, `decode`, and a `config` whose
+             eos / pad / vocab ids give defaults).
       input_ids: [B, P] prompt ids (left- or right-padded, with `attention_mask`), or a list of token lists.
+      max_new_tokens: N, the most tokens sampled per row (>= 1).
       temperature: 0 means greedy decoding; otherwise softmax sampling at this temperature.
       top_p, top_k: nucleus and top-k filtering (1.0 / 0 disable them).
-      stop_tokens: token id(s) that end a row (default: the model config's eos_token_id). The stop token is
-        included in the output; later positions hold `pad_token_id`.
+      stop_tokens: token id(s) that end a row (default: the model config's eos_token_id; () never stops). The
+        stop token is included in the output; later positions hold `pad_token_id`.
       seed: sampling seed (ignored when greedy).
-      logits_processor: optional hook `(logits [B, V], generated [B, N], step) -> logits`, traced into the
-        loop; must be hashable (a module-level function or a functools.partial of one).
+      pad_token_id: fills prompt padding and the positions after a stop (default: the config's pad_token_id,
+        else the first stop token, else 0).
+      logits_processor: optional `LogitsProcessor` hook, traced into the loop.
+      cache_dtype: dtype of a fresh cache (default: the model's compute dtype).
       return_logprobs: also return each new token's log-prob under the policy (see GenerateOutput.logprobs),
         as RL rollouts need.
-      prefill_hook: optional replacement of the prompt prefill (see PrefillHook), hashable like the logits
-        hook; `hook_inputs` (a pytree of arrays, traced) is passed to it, and `extra_cache_slots` cache slots are
-        reserved for it. Latent reasoning (jaxsuite.latent) thinks here before the answer is sampled.
-    Returns a GenerateOutput(tokens [B, N], lengths [B], finished [B], logprobs [B, N] or None).
+      prefill_hook: optional `PrefillHook` replacing the prompt prefill; `hook_inputs` (a pytree of arrays,
+        traced) is passed to it, and `extra_cache_slots` cache slots are reserved for it. Latent reasoning
+        (jaxsuite.latent) thinks here before the answer is sampled.
+      cache: a decode cache to continue instead of a fresh one (e.g. GenerateOutput.cache of an earlier call,
+        or one filled by `model.decode`). It needs P + extra_cache_slots + N - 1 free slots after cache.index,
+        it is donated (do not use it after the call), and the continued cache is returned in
+        GenerateOutput.cache. `cache_dtype` does not apply.
+      positions: with `cache`, [B] the position of each row's first prompt token (default: the number of
+        valid slots of the row, i.e. of real tokens it has seen).
+      return_cache: also return the final cache of a fresh start (always returned when `cache` is given).
+      split: `nnx.split(model)` when the caller holds it already and the model has not changed since: skips
+        splitting again on every call (a host-side graph walk of a few ms, which loops of short calls such as
+        a decode benchmark would otherwise time).
+    Returns a GenerateOutput: tokens [B, N], lengths [B], finished [B], logprobs [B, N] or None, the prefill
+    hook's extras, and the cache when asked for.
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -205,6 +302,10 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
+    if positions is not None and cache is None:
+        raise ValueError("positions continue a given cache: pass cache= as well")
+    _check_hook("logits_processor", logits_processor)
+    _check_hook("prefill_hook", prefill_hook)
     cfg = getattr(model, "config", None)
     if stop_tokens is None:
         eos = getattr(cfg, "eos_token_id", None)
@@ -214,16 +315,22 @@ def generate(model: nnx.Module, input_ids: Any, max_new_tokens: int, *, attentio
         pad_token_id = getattr(cfg, "pad_token_id", None)
         pad_token_id = stop_tokens[0] if pad_token_id is None and stop_tokens else (pad_token_id or 0)
     vocab = getattr(cfg, "vocab_size", None)
-    ids, mask = left_pad(input_ids, attention_mask, pad_token_id)
+    ids, mask = left_pad(input_ids, attention_mask, pad_token_id, bucket=cache is None)
     if vocab is not None and (ids.min() < 0 or ids.max() >= vocab):
         raise ValueError(f"input_ids contain ids outside [0, {vocab}) (min {ids.min()}, max {ids.max()})")
-    graphdef, state = nnx.split(model)
-    tokens, lengths, done, logprobs, extras = _generate_jit(
+    start_positions = None
+    if cache is not None:
+        start_positions = _continuation(cache, positions, ids.shape[0],
+                                        ids.shape[1] + int(extra_cache_slots) + int(max_new_tokens) - 1)
+        return_cache = True          # the given cache is donated: its continuation is what the caller keeps
+    graphdef, state = nnx.split(model) if split is None else split
+    tokens, lengths, done, logprobs, extras, cache = _generate_jit(
         graphdef, state, jnp.asarray(ids), jnp.asarray(mask), jax.random.key(seed),
-        jnp.float32(temperature), jnp.float32(top_p), hook_inputs, max_new_tokens=int(max_new_tokens),
-        greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens, pad_token_id=int(pad_token_id),
-        logits_processor=logits_processor, cache_dtype=cache_dtype, prefill_hook=prefill_hook,
-        extra_cache_slots=int(extra_cache_slots), with_logprobs=bool(return_logprobs))
+        jnp.float32(temperature), jnp.float32(top_p), hook_inputs, cache, start_positions,
+        max_new_tokens=int(max_new_tokens), greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens,
+        pad_token_id=int(pad_token_id), logits_processor=logits_processor, cache_dtype=cache_dtype,
+        prefill_hook=prefill_hook, extra_cache_slots=int(extra_cache_slots), with_logprobs=bool(return_logprobs),
+        return_cache=bool(return_cache))
     return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
                           np.asarray(logprobs) if return_logprobs else None,
-                          {k: np.asarray(v) for k, v in extras.items()})
+                          {k: np.asarray(v) for k, v in extras.items()}, cache)

@@ -92,6 +92,7 @@ Each step is the function `python -m jaxsuite.launch` calls, so a stopped notebo
 import jax, jax.numpy as jnp, numpy as np
 from IPython.display import Image, Markdown, display
 import jaxsuite
+from jaxsuite.core.build import build_tokenizer
 from jaxsuite.core.config_utils import load_config
 from jaxsuite.halo import pipeline
 from jaxsuite.halo.transfer import hypenet_config_from_teacher, stage0_transfer
@@ -105,7 +106,7 @@ print("devices:", jax.devices()[:2], "...", "| workdir:", WORKDIR)"""),
                       "retrieve a number from earlier in its context. Cached: a second run reuses it."),
     new_code_cell("""teacher_dir = pipeline.prepare_teacher(config, WORKDIR)
 teacher = jaxsuite.load_pretrained(teacher_dir)
-tok = pipeline.build_tokenizer(config.stage1.data)
+tok = build_tokenizer(config)
 print(teacher.config.model_type, teacher.config.num_hidden_layers, "layers,",
       f"{jaxsuite.count_params(teacher.config) / 1e6:.2f}M parameters")"""),
     new_markdown_cell("## 2. Stage 0: weight transfer\nEvery teacher projection is copied; Lightning layers get the "
@@ -394,7 +395,7 @@ for form, stage in (("answer", 0), ("cot", 0), ("latent", 1)):
     print("  prompt:", render(row["ids"][:p]))
     print("  target:", render(row["ids"][p:]))"""),
     new_markdown_cell("## 3. The latent loop on an untrained model\n`LatentReasoner` wraps any jaxsuite LM (here "
-                      "a tiny random `DecoderLM`, without the molecule adapter) and keeps its interface, so "
+                      "a tiny random `CausalLM`, without the molecule adapter) and keeps its interface, so "
                       "`jaxsuite.generate` runs it; `latent_hook(max_steps)` replaces the prompt prefill: the prompt "
                       "goes into the KV cache once, then each latent step is one cached decode step with the "
                       "projected hidden state as the input embedding. Stopping is per row: a row whose argmax is "

@@ -5,8 +5,12 @@ file's docstring shows its own launch command, and an optional argument after a 
 (`configs/qwen3_pretrain.py:tiny`). Overrides use the ml_collections flag syntax
 (`--config.train.steps=10`) but are parsed here rather than by absl's global FLAGS, so the same code can be
 called in-process from tests and from notebooks. An override is parsed by the *type of the field it
-replaces*, so `--config.data.tokenizer=123` stays the string "123", and a key that does not exist or a value
+replaces*, so `--config.tokenizer=123` stays the string "123", and a key that does not exist or a value
 that does not fit fails at start with a message that names the key, instead of after an hour on a pod.
+
+The blocks every training config shares are built here too: `train_block(**overrides)` (what the training
+loop reads, with TRAIN_DEFAULTS) and `data_block(**overrides)` (a language-model job's data); a config names
+its tokenizer once, as the string `config.tokenizer`.
 
 Nothing here touches jax devices: configs are loaded and validated before `jax.distributed` is initialised.
 """
@@ -245,6 +249,41 @@ def _parse_sequence(raw: str, current: Any, field_type: type) -> Any:
     return field_type(value)
 
 
+# --- the blocks every training config shares ---------------------------------------------------------------
+# config.train: what jaxsuite.core.loop.train_loop (and jaxsuite.core.train.make_optimizer) read. AdamW with
+# linear warm-up then cosine decay to lr * min_lr_ratio; grad_clip <= 0 disables clipping; eval_every 0 turns
+# evaluation off; compute_dtype "bfloat16" computes in bf16 with float32 master weights.
+TRAIN_DEFAULTS: dict[str, Any] = dict(
+    steps=100, lr=1e-3, warmup_steps=0, min_lr_ratio=0.1, weight_decay=0.0, b1=0.9, b2=0.95, eps=1e-8,
+    grad_clip=1.0, accum_steps=1, compute_dtype="float32", log_every=10, eval_every=100, eval_batches=4,
+    checkpoint_every=100, keep_checkpoints=2,
+)
+# config.data of a language-model job: what jaxsuite.core.build.build_datasets reads. `source` / `eval_source`
+# are jaxsuite.core.data.open_source specs ("stdlib", "stdlib:eval", a file glob, "tfds:name:split",
+# "passkey:N", "a+b"); "" as eval_source means no evaluation. batch_size is the global batch.
+DATA_DEFAULTS: dict[str, Any] = dict(
+    source="stdlib", eval_source="stdlib:eval", text_key="text", seq_len=128, batch_size=16, shuffle_seed=0,
+    shuffle_window=1024,
+)
+
+
+def _block(name: str, defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown {name} field(s) {unknown}; {name} fields are {sorted(defaults)}")
+    return ml_collections.ConfigDict({**defaults, **overrides})
+
+
+def train_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """A `config.train` block: TRAIN_DEFAULTS with `overrides` (an unknown field raises ConfigError)."""
+    return _block("train", TRAIN_DEFAULTS, overrides)
+
+
+def data_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """A `config.data` block of a language-model job: DATA_DEFAULTS with `overrides`."""
+    return _block("data", DATA_DEFAULTS, overrides)
+
+
 # --- serialisation ----------------------------------------------------------------------------------------
 def config_to_dict(config: ml_collections.ConfigDict | Mapping) -> dict:
     """A JSON-compatible plain dict of the config (tuples become lists, unknown objects their repr)."""
@@ -285,12 +324,12 @@ def dump_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
 
     Call it from process 0 only. Returns the path written.
     """
-    from jaxsuite.core import metrics   # same floor; only for its local-or-bucket atomic file writes
+    from jaxsuite.core import files   # local-or-bucket atomic file writes
 
-    path = metrics.join_path(workdir, filename)
+    path = files.join_path(workdir, filename)
     new = config_to_dict(config)
     try:
-        old_text = metrics.read_text(path)
+        old_text = files.read_text(path)
     except (FileNotFoundError, OSError):
         old_text = None
     if old_text is not None:
@@ -300,13 +339,13 @@ def dump_config(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
             old = None
         diff = config_diff(old, new) if isinstance(old, dict) else ["<previous config.json unreadable>"]
         if diff:
-            previous = metrics.join_path(workdir, Path(filename).stem + ".previous.json")
-            metrics.atomic_write_text(previous, old_text)
+            previous = files.join_path(workdir, Path(filename).stem + ".previous.json")
+            files.atomic_write_text(previous, old_text)
             shown = "\n    ".join(diff[:30]) + (f"\n    ... and {len(diff) - 30} more" if len(diff) > 30 else "")
             log.warning("WORKDIR %s WAS USED BEFORE WITH A DIFFERENT CONFIG. This run may resume from that "
                         "run's checkpoints. Differences (previous -> now):\n    %s\n  previous config kept "
                         "as %s", workdir, shown, previous)
-    return metrics.atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True) + "\n")
+    return files.atomic_write_text(path, json.dumps(new, indent=2, sort_keys=True) + "\n")
 
 
 # --- job --------------------------------------------------------------------------------------------------

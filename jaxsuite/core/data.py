@@ -24,13 +24,9 @@ Batch contract (what jaxsuite.core.train's steps consume), numpy, per-process ba
 from __future__ import annotations
 
 import copy
-import fnmatch
-import functools
 import glob as globlib
-import hashlib
 import json
 import os
-import sysconfig
 import threading
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,65 +35,8 @@ import grain
 import jax
 import numpy as np
 
+from jaxsuite.core.corpus import passkey_document, stdlib_files
 from jaxsuite.core.tokenizer import Tokenizer, load_tokenizer
-
-# ----------------------------------------------------------------------------------------------------------
-# The embedded default corpus: the Python standard library's own source
-# ----------------------------------------------------------------------------------------------------------
-# Top-level folders skipped: tests, GUI/demo code, vendored installers, generated codec tables, third party.
-STDLIB_EXCLUDE = (
-    "test", "tests", "idlelib", "tkinter", "turtledemo", "lib2to3", "ensurepip", "distutils", "encodings",
-    "pydoc_data", "__phello__", "site-packages", "dist-packages", "config-*",
-)
-# Nested folders skipped wherever they appear (e.g. unittest/test, ctypes/test, sqlite3/test).
-_STDLIB_EXCLUDE_ANYWHERE = ("test", "tests", "__pycache__")
-
-
-def stdlib_root() -> Path:
-    return Path(sysconfig.get_paths()["stdlib"])
-
-
-def is_eval_file(relpath: str, eval_fraction: float = 0.05) -> bool:
-    """Held-out membership by a hash of the path relative to the stdlib root: stable across machines and
-    across Python patch releases (contents change, names rarely do)."""
-    h = int(hashlib.sha256(relpath.encode()).hexdigest()[:8], 16)
-    return h < eval_fraction * 0x1_0000_0000
-
-
-def stdlib_files(split: str = "all", eval_fraction: float = 0.05) -> list[Path]:
-    """The stdlib's .py files in sorted relative-path order; split "all", "train" or "eval"."""
-    if split not in ("all", "train", "eval"):
-        raise ValueError(f"stdlib split must be 'all', 'train' or 'eval', got {split!r}")
-    return list(_stdlib_files(split, float(eval_fraction)))
-
-
-@functools.lru_cache(maxsize=None)
-def _stdlib_files(split: str, eval_fraction: float) -> tuple[Path, ...]:
-    root = stdlib_root()
-    rels = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        rel_dir = Path(dirpath).relative_to(root)
-        top = rel_dir == Path(".")
-        # Prune in place so os.walk never descends into site-packages, test suites, etc.
-        dirnames[:] = [
-            d for d in dirnames
-            if d not in _STDLIB_EXCLUDE_ANYWHERE
-            and not (top and any(fnmatch.fnmatch(d, pat) for pat in STDLIB_EXCLUDE))
-        ]
-        rels += [(rel_dir / f).as_posix() for f in filenames if f.endswith(".py") and not f.startswith("test_")]
-    keep = [r for r in sorted(rels) if split == "all" or (split == "eval") == is_eval_file(r, eval_fraction)]
-    if not keep:
-        raise FileNotFoundError(f"no stdlib .py files found under {str(root)!r} (split={split!r})")
-    return tuple(root / r for r in keep)
-
-
-def stdlib_corpus_fingerprint(split: str = "train") -> str:
-    """sha256 over (relative path, content) of the split's files; a tokenizer cache key."""
-    root, h = stdlib_root(), hashlib.sha256()
-    for path in stdlib_files(split):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
 
 # ----------------------------------------------------------------------------------------------------------
 # Random-access document sources (grain RandomAccessDataSource protocol: __len__, __getitem__ -> str)
@@ -294,7 +233,7 @@ class TfdsSource:
 
 
 class PasskeySource:
-    """`n` synthetic passkey-retrieval documents (jaxsuite.halo.passkey.training_text), generated on access.
+    """`n` synthetic passkey-retrieval documents (jaxsuite.core.corpus.passkey_document), generated on access.
 
     Mixed into a corpus ("stdlib+passkey:4000") they teach a small LM to retrieve a key from earlier in its
     context, so that long-context retrieval can be measured at toy scale (HALO's needle-in-a-haystack)."""
@@ -308,10 +247,9 @@ class PasskeySource:
         return self.n
 
     def __getitem__(self, i: int) -> str:
-        from jaxsuite.halo.passkey import training_text
         if not 0 <= int(i) < self.n:
             raise IndexError(i)
-        return training_text(self.seed, int(i), max_filler_sentences=self.max_filler_sentences)
+        return passkey_document(self.seed, int(i), max_filler_sentences=self.max_filler_sentences)
 
 
 def _parse_passkey(source: str) -> PasskeySource:

@@ -146,11 +146,6 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     return plan
 
 
-def is_primary() -> bool:
-    import jax
-    return jax.process_index() == 0
-
-
 # --- local multi-process harness (tests, debugging multi-host code on one machine) -------------------------
 def free_port() -> int:
     """A TCP port that was free a moment ago on the loopback interface."""

@@ -25,8 +25,10 @@ from flax import nnx
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.core import train as tr
+from jaxsuite.core import files
 from jaxsuite.core.checkpoint import Checkpointer
-from jaxsuite.core.metrics import MetricsWriter, Progress, join_path, plot_curves
+from jaxsuite.core.metrics import Progress, plot_curves
+from jaxsuite.core.workdir import METRICS, Workdir
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +82,25 @@ class LoopResult:
                 "resumed_from_step": self.start_step}
 
 
-def train_loop(config, workdir: str, model: nnx.Module, *, mesh: jax.sharding.Mesh, rules: shd.Rules,
+def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, *, mesh: jax.sharding.Mesh,
+               rules: shd.Rules,
                train_ds, eval_ds=None, loss_fn: tr.LossFn = tr.next_token_loss,
                trainable: Callable[[tuple[str, ...]], bool] | None = None,
                curve_title: str = "loss") -> LoopResult:
     """Trains `model` for `config.train.steps` steps on `train_ds`, resuming from workdir/checkpoints.
 
-    Reads config.train (steps, lr, warmup_steps, min_lr_ratio, weight_decay, b1, b2, eps, grad_clip,
-    accum_steps, compute_dtype, log_every, eval_every, eval_batches, checkpoint_every, keep_checkpoints),
+    Reads config.train (the block config_utils.train_block builds: steps, lr, warmup_steps, min_lr_ratio,
+    weight_decay, b1, b2, eps, grad_clip, accum_steps, compute_dtype, log_every, eval_every, eval_batches,
+    checkpoint_every, keep_checkpoints),
     config.data (seq_len, batch_size: the global batch) and config.seed. `loss_fn(model, batch) -> (loss_sum,
     tokens)` is used for training and evaluation; `trainable(path names)` freezes the rest. Writes
-    metrics.jsonl, checkpoints/ and loss.png into `workdir`.
+    metrics.jsonl, checkpoints/ and loss.png into `workdir` (a path or the job's Workdir); results.json and
+    the finished-marker are the job's to write, after its own exports.
     """
     tc = config.train
-    os.makedirs(workdir, exist_ok=True)
+    wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
+    if wd.primary:
+        files.makedirs(wd.root)
     total_steps = int(tc.steps)
     optimizer = tr.make_optimizer(tc, total_steps, trainable=trainable)
     graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
@@ -107,16 +114,16 @@ def train_loop(config, workdir: str, model: nnx.Module, *, mesh: jax.sharding.Me
 
     train_iter = iter(train_ds)
     rng = jax.random.key(int(config.seed))
-    ckpt = Checkpointer(workdir, max_to_keep=int(tc.keep_checkpoints), config=config)
+    ckpt = Checkpointer(wd.root, max_to_keep=int(tc.keep_checkpoints), config=config)
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
     restored = ckpt.restore_latest(abstract, data_iterator=train_iter)
     start = 0
     if restored is not None:
         start, state, extra = restored
         rng = extra["rng"] if extra["rng"] is not None else rng
-        log.info("%s: resumed from step %d", workdir, start)
+        log.info("%s: resumed from step %d", wd, start)
 
-    writer = MetricsWriter(workdir, resume_step=start)
+    writer = wd.metrics_writer(resume_step=start)
     tokens_per_step = int(config.data.batch_size) * int(config.data.seq_len)
     progress = Progress(total_steps, start_step=start, every=int(tc.log_every), tokens_per_step=tokens_per_step)
     final_train_loss, last_eval, train_seconds = None, {}, 0.0
@@ -149,7 +156,6 @@ def train_loop(config, workdir: str, model: nnx.Module, *, mesh: jax.sharding.Me
     if not last_eval and eval_ds is not None:
         last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
     final = nnx.merge(graphdef, replicated(state.params, mesh), replicated(state.model_state, mesh))
-    if jax.process_index() == 0:
-        plot_curves(join_path(workdir, "metrics.jsonl"), ["train/loss", "eval/loss"], join_path(workdir, "loss.png"),
-                    title=curve_title)
+    if wd.primary:
+        plot_curves(wd.path(METRICS), ["train/loss", "eval/loss"], wd.path("loss.png"), title=curve_title)
     return LoopResult(final, start, total_steps, final_train_loss, last_eval, train_seconds, tokens_per_step)

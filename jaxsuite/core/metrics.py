@@ -8,61 +8,25 @@ same way:
 
 Only process 0 writes (the values are global anyway); the other processes get no-op writers, so a job calls
 the same code on every process. A resumed run truncates metrics.jsonl to the resumed step first, so the
-file never holds the same step twice. Workdirs may be local folders or bucket URLs (gs://...): local files
-are replaced atomically with os.replace; bucket objects are atomic by nature and are rewritten whole.
+file never holds the same step twice. Workdirs may be local folders or bucket URLs (gs://...): all I/O goes
+through jaxsuite.core.files (etils.epath, atomic writes); a bucket object cannot be appended to, so there
+metrics.jsonl is rewritten whole at every logged step. jaxsuite.core.workdir.Workdir wraps these for a job.
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Mapping, Sequence, TextIO
 
 import numpy as np
 
-
-def is_primary() -> bool:
-    """True on process 0 (and in single-process runs)."""
-    import jax
-    return jax.process_index() == 0
-
-
-def is_remote(path: str | os.PathLike) -> bool:
-    return "://" in os.fspath(path)
-
-
-def join_path(workdir: str | os.PathLike, name: str) -> str:
-    w = os.fspath(workdir)
-    return f"{w.rstrip('/')}/{name}" if is_remote(w) else os.path.join(w, name)
-
-
-def read_text(path: str | os.PathLike) -> str:
-    if is_remote(path):
-        from etils import epath
-        return epath.Path(path).read_text()
-    return Path(path).read_text()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> str:
-    """Writes a file so that readers see the old or the new content, never a partial one."""
-    path = os.fspath(path)
-    if is_remote(path):
-        from etils import epath
-        p = epath.Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(text)
-        return path
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+# is_primary, is_remote, join_path, read_text and atomic_write_text are also used from here (re-exported).
+from jaxsuite.core.files import (as_path, atomic_write_bytes, atomic_write_text, is_primary,  # noqa: F401
+                                 is_remote, join_path, read_text)
 
 
 def to_python(x: Any) -> Any:
@@ -111,8 +75,7 @@ class MetricsWriter:
         self._file: TextIO | None = None
         if not self.enabled:
             return
-        if not self._remote:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        as_path(self.path).parent.mkdir(parents=True, exist_ok=True)
         existing = self._read_lines()
         if resume_step is not None:
             kept = [ln for ln in existing if _line_step(ln) is not None and _line_step(ln) <= resume_step]
@@ -122,7 +85,7 @@ class MetricsWriter:
         if self._remote:
             self._lines = existing
         else:
-            self._file = open(self.path, "a", buffering=1)
+            self._file = as_path(self.path).open("a")
 
     def _read_lines(self) -> list[str]:
         try:
@@ -280,6 +243,16 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, out_png: str | os.PathLike, **savefig_kwargs) -> str:
+    """Writes a matplotlib figure as PNG to a local path or a bucket URL (atomically) and closes it."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", **savefig_kwargs)
+    finally:
+        pyplot().close(fig)
+    return atomic_write_bytes(out_png, buf.getvalue())
+
+
 def plot_curves(metrics_jsonl: str | os.PathLike, keys: Sequence[str], out_png: str | os.PathLike,
                 title: str = "", *, log_scale: bool = False, x_key: str = "step") -> str:
     """Draws `keys` of metrics.jsonl against `x_key` into a PNG (matplotlib Agg, no display needed).
@@ -309,15 +282,4 @@ def plot_curves(metrics_jsonl: str | os.PathLike, keys: Sequence[str], out_png: 
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = os.fspath(out_png)
-    if is_remote(out):
-        import io
-        from etils import epath
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        epath.Path(out).write_bytes(buf.getvalue())
-    else:
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_png)

@@ -5,7 +5,7 @@ backend is wrapped into that shape: a SentencePiece `.model`, a Hugging Face `to
 holding one), a hub id when a network exists, and a byte-level tokenizer that needs no file at all.
 
 Nothing can be downloaded on this project's machines, so the default tokenizer is *trained here*: a BPE
-SentencePiece model fitted to the Python standard library's own source (`jaxsuite.core.data.stdlib_files`).
+SentencePiece model fitted to the Python standard library's own source (`jaxsuite.core.corpus.stdlib_files`).
 It is cached under `$JAXSUITE_CACHE` (else `~/.cache/jaxsuite`) keyed by vocab size, a fingerprint of the
 corpus, the trainer settings and the Python version, and written atomically so concurrent processes (several
 hosts, parallel tests) never see half a file.
@@ -21,9 +21,11 @@ import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator, Protocol, Sequence, runtime_checkable
+
+from jaxsuite.core.corpus import stdlib_corpus_fingerprint, stdlib_files
+from jaxsuite.core import files
 
 # Fixed special ids of every SentencePiece model we train (HF tokenizers carry their own).
 SP_PAD_ID, SP_UNK_ID, SP_BOS_ID, SP_EOS_ID = 0, 1, 2, 3
@@ -161,30 +163,10 @@ def train_sentencepiece(
     )
     proto = buf.getvalue()
     if model_prefix is not None:
-        _atomic_write(Path(f"{os.fspath(model_prefix)}.model"), proto)
+        files.atomic_write_bytes(f"{os.fspath(model_prefix)}.model", proto)
         tok = SentencePieceTokenizer(Path(f"{os.fspath(model_prefix)}.model"))
         return tok
     return SentencePieceTokenizer(proto)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, then rename: readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the cache is shared by every process of the user/job
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("JAXSUITE_CACHE") or Path.home() / ".cache" / "jaxsuite")
 
 
 def stdlib_tokenizer(vocab_size: int = 4096, cache_dir: str | os.PathLike | None = None) -> SentencePieceTokenizer:
@@ -194,9 +176,7 @@ def stdlib_tokenizer(vocab_size: int = 4096, cache_dir: str | os.PathLike | None
     Python version, so a different interpreter (a different stdlib) trains its own model instead of silently
     reusing another's. Later calls load the cached file.
     """
-    from jaxsuite.core.data import stdlib_corpus_fingerprint, stdlib_files
-
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = Path(cache_dir) if cache_dir is not None else files.cache_dir()
     fp = stdlib_corpus_fingerprint("train")
     key = hashlib.sha256(f"{_TRAINER_VERSION}|{vocab_size}|{fp}".encode()).hexdigest()[:16]
     py = f"py{sys.version_info.major}{sys.version_info.minor}"
@@ -204,7 +184,7 @@ def stdlib_tokenizer(vocab_size: int = 4096, cache_dir: str | os.PathLike | None
     if path.is_file():
         return SentencePieceTokenizer(path)
     proto = train_sentencepiece(stdlib_files("train"), vocab_size).serialized_model()
-    _atomic_write(path, proto)
+    files.atomic_write_bytes(path, proto)
     return SentencePieceTokenizer(path)
 
 

@@ -121,7 +121,7 @@ def learning_rate_of(opt_state: Any) -> jax.Array:
 @flax.struct.dataclass
 class TrainState:
     """Everything a step reads and writes. `model_state` holds the module's non-Param variables (empty for
-    DecoderLM); it is passed to the forward pass unchanged and never trained."""
+    CausalLM); it is passed to the forward pass unchanged and never trained."""
     step: jax.Array          # int32 scalar: number of optimizer updates applied
     params: nnx.State        # nnx.Param variables, float32 master weights
     opt_state: Any
@@ -189,7 +189,7 @@ def abstract_train_state(model: nnx.Module, optimizer: optax.GradientTransformat
                          rules: shd.Rules = shd.DEFAULT_RULES) -> tuple[nnx.GraphDef, TrainState, TrainState]:
     """(graphdef, TrainState of ShapeDtypeStructs carrying their shardings, shardings) for checkpoint restore.
 
-    `model` may be abstract (`nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0)))`): nothing is allocated.
+    `model` may be abstract (`nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))`): nothing is allocated.
     """
     graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
     shardings = train_state_shardings(params, model_state, optimizer, mesh, rules)

@@ -30,8 +30,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core.extras import require
 from jaxsuite.forecast.ldl import MLP, mean_scale
 from jaxsuite.forecast.metrics import M5_QUANTILES
+
+# numpyro is imported inside StructuralBayes (its import is slow); checked here so that a missing extra fails
+# when the baselines are loaded, not after the other models have trained.
+require("numpyro", extra="forecast", for_="jaxsuite.forecast.baselines (the Prophet-style baseline)", load=False)
 
 
 # ------------------------------------------------------------------------------------------- validation

@@ -1,7 +1,8 @@
 """The LDL forecasting job (`jaxsuite.forecast.job:run`): every model on the same M5 windows and metrics.
 
   data      config.data.folder (real M5 files), or M5-format files generated into workdir/data from a known
-            process (jaxsuite.forecast.m5_generate) when it is empty; aggregated to the 12 M5 levels, of which
+            process (jaxsuite.forecast.m5_generate) when it is empty (for a bucket workdir, into a local cache
+            folder: the generator and pandas write local files); aggregated to the 12 M5 levels, of which
             config.data.levels are modelled
   splits    rolling origins (config.eval.origins of horizon 28); models train on windows ending before each
             origin's test window and forecast it from its start
@@ -9,13 +10,14 @@
             Gaussian net, quantile net, numpyro structural model), over config.seeds
   metrics   per level and overall: WRMSSE (median forecast), WSPL (the 9 M5 quantiles), scaled CRPS, MMD of the
             quantile forecast to the outcome, interval coverage at 50 / 80 / 95%; seconds per training epoch
-Outputs: results.json, results.md (mean +- std over seeds and origins), fan_<model>.png, components.png.
+Outputs (the job contract, jaxsuite.core.workdir): results.json, metrics.jsonl (one line per (origin, model,
+seed) run, in the order they are made: its overall metrics under "<model>/<metric>"), results.md (mean +- std
+over seeds and origins), fan_<model>.png, components.png, finished.json.
 Resumable: every finished (origin, model, seed) is appended to runs.jsonl (with a hash of the config), so the
-same command after an interruption redoes only the missing runs.
+same command after an interruption redoes only the missing runs (and rewrites metrics.jsonl in full).
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -29,9 +31,11 @@ import numpy as np
 import optax
 from flax import nnx
 
+from jaxsuite.core import files
 from jaxsuite.core.config_utils import config_hash
-from jaxsuite.core.metrics import write_results
+from jaxsuite.core.workdir import Workdir
 from jaxsuite.forecast import metrics as fm
+from jaxsuite.forecast.baselines import BASELINES   # at the top: a missing [forecast] extra fails at launch
 from jaxsuite.forecast.ldl import LDLConfig, LDLForecaster, forecast_quantiles, gaussian_nll, ldl_mmd_loss
 from jaxsuite.forecast.m5_data import aggregate, load_m5, m5_weights, rolling_windows
 from jaxsuite.forecast.windows import forecast_inputs, select_rows, series_covariates, training_windows
@@ -126,12 +130,13 @@ def evaluate(history: np.ndarray, actual: np.ndarray, qf: np.ndarray, weights: n
 
 
 # --- the job ----------------------------------------------------------------------------------------------------
-def load_data(config, workdir: str):
+def load_data(config, wd: Workdir):
     d = config.data
     folder = d.folder
     if not folder:
         from jaxsuite.forecast.m5_generate import generate_m5
-        folder = os.path.join(workdir, "data")
+        folder = (wd.path("data") if not wd.remote
+                  else os.path.join(files.cache_dir(), "m5_generated", config_hash(d.generate)))
         if not os.path.isdir(folder):   # written aside and renamed: an interrupted generation leaves no half data
             tmp = folder + ".partial"
             shutil.rmtree(tmp, ignore_errors=True)
@@ -151,7 +156,6 @@ def build_model_forecasts(name: str, spec, inputs, train, history, horizon, *, s
                                 lr=float(spec.lr), nll_weight=float(spec.get("nll_weight", 0.0)))
         q, out = predict_ldl(model, inputs, EVAL_QUANTILES)
         return q, info, out
-    from jaxsuite.forecast.baselines import BASELINES
     if name not in BASELINES:
         raise ValueError(f"unknown model {name!r}; known: {sorted(LDL_VARIANTS) + sorted(BASELINES)}")
     auto: dict[str, Any] = {}                      # what the data fixes; the config's kwargs come on top
@@ -176,9 +180,8 @@ def build_model_forecasts(name: str, spec, inputs, train, history, horizon, *, s
 
 def run(config, workdir: str) -> dict[str, Any]:
     from jaxsuite.forecast import plots
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    data = load_data(config, workdir)
+    wd = Workdir.start(workdir)
+    data = load_data(config, wd)
     hierarchy = aggregate(data)
     rows = select_rows(hierarchy, config.data.levels)
     series = hierarchy.series[rows]                                                         # [R, T]
@@ -192,12 +195,13 @@ def run(config, workdir: str) -> dict[str, Any]:
     runs: dict[str, list] = {name: [] for name in config.models.keys()}
     infos: dict[str, list] = {name: [] for name in config.models.keys()}
     fans = {}
-    log_path = os.path.join(workdir, "runs.jsonl")
     key = config_hash({k: (config[k].to_dict() if hasattr(config[k], "to_dict") else list(config[k]))
                       for k in ("data", "eval", "models", "seeds")})
-    done_runs = _read_runs(log_path, key)
+    done_runs = _read_runs(wd, key)
     if done_runs:
-        log.info("resuming: %d model runs already in %s", len(done_runs), log_path)
+        log.info("resuming: %d model runs already in %s", len(done_runs), wd.path(RUN_LOG))
+    writer = wd.metrics_writer(resume_step=0)   # rewritten in full: one line per run, finished earlier or now
+    run_index = 0
     for k, split in enumerate(splits):
         start = split.test[0]
         cov = series_covariates(hierarchy, data, rows, price_ref_end=start)
@@ -213,7 +217,7 @@ def run(config, workdir: str) -> dict[str, Any]:
                 if done is not None:                  # finished by an earlier, interrupted run of this config
                     metrics, info = done["metrics"], done["info"]
                     if keep_fan:
-                        fans[name] = _load_fan(workdir, name)
+                        fans[name] = _load_fan(wd, name)
                 else:
                     t0 = time.perf_counter()
                     q, info, out = build_model_forecasts(name, spec, inputs, train, history, horizon,
@@ -222,71 +226,63 @@ def run(config, workdir: str) -> dict[str, Any]:
                     info = {**info, "seconds": time.perf_counter() - t0, "origin": k, "seed": int(seed)}
                     if keep_fan:
                         fans[name] = (q, out)
-                        _save_fan(workdir, name, q, out)
-                    _append_run(log_path, key, k, name, int(seed), metrics, info)
+                        _save_fan(wd, name, q, out)
+                    _append_run(wd, key, k, name, int(seed), metrics, info)
                     log.info("origin %d seed %s %s: WRMSSE %.4f WSPL %.4f CRPS %.4f cov95 %.2f (%.1f s)", k, seed,
                              name, metrics["all"]["wrmsse"], metrics["all"]["wspl"], metrics["all"]["scaled_crps"],
                              metrics["all"]["coverage_95"], info["seconds"])
+                run_index += 1
+                writer.write(run_index, {"origin": k, "seed": int(seed), "model": name,
+                                         **{f"{name}/{m}": v for m, v in metrics["all"].items()},
+                                         f"{name}/seconds": info["seconds"]})
                 runs[name].append(metrics)
                 infos[name].append(info)
+    writer.close()
     summary = summarise(runs)
     table = markdown_table(summary, infos)
-    plots.fan_charts(series, levels, hierarchy.keys, rows, splits[-1], fans, EVAL_QUANTILES, workdir,
-                     context=context)
-    if "ldl_pattern" in fans and fans["ldl_pattern"][1] is not None:
-        plots.component_plot(series, levels, [hierarchy.keys[r] for r in rows], splits[-1], fans["ldl_pattern"][1],
-                             os.path.join(workdir, "components.png"))
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write(table + "\n")
-    results = {"series": int(len(rows)), "levels": [int(v) for v in config.data.levels], "days": int(data.n_days),
-               "origins": [dict(train_end=s.train_end, test=list(s.test)) for s in splits],
-               "seeds": [int(s) for s in config.seeds], "summary": summary, "runs": runs, "train_info": infos,
-               "markdown": table, "wall_seconds": time.time() - t_start}
-    write_results(workdir, results)
-    log.info("forecasting done in %.0f s\n%s", time.time() - t_start, table)
+    if wd.primary:
+        plots.fan_charts(series, levels, hierarchy.keys, rows, splits[-1], fans, EVAL_QUANTILES, wd.root,
+                         context=context)
+        if "ldl_pattern" in fans and fans["ldl_pattern"][1] is not None:
+            plots.component_plot(series, levels, [hierarchy.keys[r] for r in rows], splits[-1],
+                                 fans["ldl_pattern"][1], wd.path("components.png"))
+    wd.write_text("results.md", table + "\n")
+    results = wd.finish(config, {
+        "series": int(len(rows)), "levels": [int(v) for v in config.data.levels], "days": int(data.n_days),
+        "origins": [dict(train_end=s.train_end, test=list(s.test)) for s in splits],
+        "seeds": [int(s) for s in config.seeds], "summary": summary, "runs": runs, "train_info": infos,
+        "markdown": table})
+    log.info("forecasting done in %.0f s\n%s", wd.elapsed(), table)
     return results
 
 
 # --- resumption: one JSON line per finished (origin, model, seed), the last origin's forecasts for the plots ---
-def _read_runs(path: str, key: str) -> dict:
+RUN_LOG = "runs.jsonl"
+
+
+def _read_runs(wd: Workdir, key: str) -> dict:
     """Finished runs of the config with hash `key` (lines of other configs, or a torn last line, are ignored)."""
-    done = {}
-    if os.path.isfile(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("config") == key:
-                    done[(rec["origin"], rec["model"], rec["seed"])] = rec
-    return done
+    return {(rec["origin"], rec["model"], rec["seed"]): rec for rec in wd.read_jsonl(RUN_LOG)
+            if rec.get("config") == key}
 
 
-def _append_run(path: str, key: str, origin: int, name: str, seed: int, metrics: dict, info: dict) -> None:
-    rec = {"config": key, "origin": origin, "model": name, "seed": seed, "metrics": metrics,
-           "info": {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in info.items()}}
-    with open(path, "a") as f:
-        f.write(json.dumps(rec, default=float) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+def _append_run(wd: Workdir, key: str, origin: int, name: str, seed: int, metrics: dict, info: dict) -> None:
+    wd.append_jsonl(RUN_LOG, {"config": key, "origin": origin, "model": name, "seed": seed, "metrics": metrics,
+                              "info": info})
 
 
-def _save_fan(workdir: str, name: str, q: np.ndarray, out: dict | None) -> None:
+def _save_fan(wd: Workdir, name: str, q: np.ndarray, out: dict | None) -> None:
     arrays = {"q": q}
     if out is not None and "components" in out:
         arrays.update({f"c_{k}": v for k, v in out["components"].items()}, scale=out["scale"])
-    path = os.path.join(workdir, f"fan_{name}.npz")
-    np.savez(path + ".tmp.npz", **arrays)
-    os.replace(path + ".tmp.npz", path)
+    wd.save_npz(f"fan_{name}.npz", **arrays)
 
 
-def _load_fan(workdir: str, name: str):
-    with np.load(os.path.join(workdir, f"fan_{name}.npz")) as z:
-        q = z["q"]
-        comps = {k[2:]: z[k] for k in z.files if k.startswith("c_")}
-        out = {"components": comps, "scale": z["scale"]} if comps else None
-    return q, out
+def _load_fan(wd: Workdir, name: str):
+    z = wd.load_npz(f"fan_{name}.npz")
+    comps = {k[2:]: v for k, v in z.items() if k.startswith("c_")}
+    out = {"components": comps, "scale": z["scale"]} if comps else None
+    return z["q"], out
 
 
 def summarise(runs: dict[str, list]) -> dict:

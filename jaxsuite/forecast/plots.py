@@ -2,11 +2,10 @@
 the pattern-aware model's components (trend, seasonality, changepoint, volatility)."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-from jaxsuite.core.metrics import pyplot
+from jaxsuite.core.files import join_path
+from jaxsuite.core.metrics import pyplot, save_figure
 
 
 def showcase_rows(levels: np.ndarray, per_level=(1, 3, 5, 12)) -> list[int]:
@@ -44,10 +43,7 @@ def fan_charts(series, levels, keys, rows, split, fans: dict, quantiles, workdir
         axes[0][0].legend(fontsize=7, loc="upper left")
         fig.suptitle(f"{name}: forecasts of the last test window")
         fig.tight_layout()
-        path = os.path.join(workdir, f"fan_{name}.png")
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, join_path(workdir, f"fan_{name}.png"), dpi=110))
     return paths
 
 
@@ -71,6 +67,4 @@ def component_plot(series, levels, keys, split, out: dict, out_png: str) -> str:
     axes[0][0].legend(fontsize=7)
     fig.suptitle("Pattern-aware LDL-MoE: forecast components (last test window)")
     fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=110)

@@ -1,4 +1,5 @@
-"""Long-context evaluation of HALO students against their teacher: perplexity by position, decode cost, plots.
+"""Evaluation of HALO students against their teacher: perplexity by position, next-token accuracy, decode cost,
+plots.
 
 What the HypeNet paper's long-context claims rest on, measured the same way for any jaxsuite LM:
   * perplexity by position: does next-token loss keep falling (or at least not rise) deep into the context,
@@ -7,7 +8,10 @@ What the HypeNet paper's long-context claims rest on, measured the same way for 
     layer reads its whole KV cache every step (O(context) bytes and time); a Lightning layer reads a
     constant [H, K, V] state, so a hybrid's cost grows only through its few attention layers.
 Decode timing never prefills: a 128K-token prefill is infeasible on a CPU, and the cost of a decode step
-does not depend on the cache's values, so the cache is filled with random numbers (`synthetic_cache`).
+does not depend on the cache's values, so the cache is filled with random numbers (`synthetic_cache`) and
+`jaxsuite.generate` continues from it.
+Every jitted function here is built once at module level, with the model's graphdef as a static argument, so
+repeated calls on models of one structure compile once.
 """
 from __future__ import annotations
 
@@ -22,8 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxsuite.core.metrics import pyplot
-from jaxsuite.models.attention import KVCache
+from jaxsuite.core.metrics import pyplot, save_figure
+from jaxsuite.generate import generate
 
 # --- perplexity by position -------------------------------------------------------------------------------------
 _LOGIT_CHUNK = 1024     # positions projected to the vocabulary at once: bounds logits memory to B x 1024 x V
@@ -124,78 +128,75 @@ def cache_bytes(model, batch_size: int, context_length: int) -> int:
     return int(sum(math.prod(x.shape) * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(shapes)))
 
 
-def synthetic_cache(model, batch_size: int, context_length: int, extra: int, seed: int = 0) -> KVCache:
-    """A cache of max_length context_length + extra that looks filled to context_length: every layer entry
-    (attention k/v in the model dtype, Lightning states in float32) is random normal, index = context_length,
-    valid[:, :context_length] = True. Slots past the context hold random values too; decode overwrites a slot
-    before it is marked valid, so they are never read."""
+def synthetic_cache(model, batch_size: int, context_length: int, extra: int, seed: int = 0):
+    """A decode cache of max_length context_length + extra that looks filled to context_length: every floating
+    entry (attention keys and values in the model dtype, linear mixers' states in float32), whatever its layout,
+    is random normal; index = context_length, valid[:, :context_length] = True. Slots past the context hold
+    random values too; decode overwrites a slot before it is marked valid, so they are never read."""
     if batch_size < 1 or context_length < 0 or extra < 1:
         raise ValueError(f"need batch_size >= 1, context_length >= 0, extra >= 1; got {batch_size}, "
                          f"{context_length}, {extra}")
     total = context_length + extra
     shapes = jax.eval_shape(lambda: model.init_cache(batch_size, total))
+    leaves, treedef = jax.tree.flatten(shapes)
     key = jax.random.key(seed)
-    layers = []
-    for i, entry in enumerate(shapes.layers):
-        layers.append({name: jax.random.normal(jax.random.fold_in(key, 2 * i + j), leaf.shape, leaf.dtype)
-                       for j, (name, leaf) in enumerate(sorted(entry.items()))})
+    filled = [jax.random.normal(jax.random.fold_in(key, i), leaf.shape, leaf.dtype)
+              if jnp.issubdtype(leaf.dtype, jnp.floating) else jnp.zeros(leaf.shape, leaf.dtype)
+              for i, leaf in enumerate(leaves)]
     valid = np.broadcast_to(np.arange(total) < context_length, (batch_size, total))
-    return KVCache(layers=tuple(layers), index=jnp.asarray(context_length, jnp.int32),
-                   valid=jnp.asarray(valid, jnp.bool_))
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "steps"), donate_argnames=("cache",))
-def _decode_loop(graphdef, state, cache, tokens, steps):
-    """`steps` greedy single-token decode calls in one program; the cache is donated and updated in place."""
-    model = nnx.merge(graphdef, state)
-    b = tokens.shape[0]
-
-    def body(_, carry):
-        tok, cache, _ = carry
-        positions = jnp.broadcast_to(cache.index, (b, 1)).astype(jnp.int32)   # [B, 1]
-        logits, cache = model.decode(tok, positions, cache)                    # [B, 1, V]
-        return jnp.argmax(logits[:, -1], -1).astype(jnp.int32)[:, None], cache, logits[:, -1]
-
-    last = jnp.zeros((b, model.config.vocab_size), jnp.float32)
-    tokens, cache, last = jax.lax.fori_loop(0, steps, body, (tokens, cache, last))
-    return tokens, last, cache
-
-
-def decode_steps(model, cache: KVCache, tokens: jax.Array, steps: int):
-    """Greedy decode of `steps` tokens from `tokens` [B, 1] at cache.index -> (next tokens [B, 1], logits of
-    the last step [B, V], new cache). The cache argument is donated: do not use it afterwards."""
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    graphdef, state = nnx.split(model)
-    return _decode_loop(graphdef, state, cache, jnp.asarray(tokens, jnp.int32), steps)
+    return jax.tree.unflatten(treedef, filled).replace(index=jnp.asarray(context_length, jnp.int32),
+                                                       valid=jnp.asarray(valid, jnp.bool_))
 
 
 def decode_ms_per_token(model, context_lengths: Sequence[int], *, batch_size: int = 1, steps: int = 8,
                         repeats: int = 3, seed: int = 0) -> dict[int, float]:
-    """{context length: ms per decode step}: median over `repeats` of (wall time of `steps` decode calls in
-    one jitted loop) / steps, after a warm-up call that compiles (one compilation per cache shape). Each
-    repeat starts again from index = context length (the k/v written by the previous repeat sit in slots
-    marked invalid again, so they are not attended to; Lightning states carry on, which costs the same)."""
+    """{context length: ms per decode step}: median over `repeats` of (wall time of one `jaxsuite.generate`
+    call of `steps` greedy tokens, continuing a synthetic cache filled to the context length) / steps, after
+    a warm-up call that compiles (one compilation per cache shape). Each call runs `steps` single-token decode
+    calls in one jitted loop, the cache donated and updated in place. Each repeat starts again from index =
+    context length (the k/v written by the previous repeat sit in slots marked invalid again, so they are not
+    attended to; linear mixers' states carry on, which costs the same)."""
     if steps < 1 or repeats < 1:
         raise ValueError(f"steps and repeats must be >= 1, got {steps}, {repeats}")
-    graphdef, state = nnx.split(model)
+    split = nnx.split(model)          # once, outside the timed calls
     out = {}
     for length in context_lengths:
         length = int(length)
         cache = synthetic_cache(model, batch_size, length, steps, seed)
         valid0 = np.asarray(cache.valid)
-        tokens = jnp.zeros((batch_size, 1), jnp.int32)
+        tokens = np.zeros((batch_size, 1), np.int32)
         times = []
         for r in range(repeats + 1):
             cache = cache.replace(index=jnp.asarray(length, jnp.int32), valid=jnp.asarray(valid0))
             t0 = time.perf_counter()
-            _, last, cache = _decode_loop(graphdef, state, cache, tokens, steps)
-            jax.block_until_ready(last)
+            # the one prompt token is the first of the `steps` decode calls; positions continue at `length`
+            cache = generate(model, tokens, steps, cache=cache, stop_tokens=(), pad_token_id=0, split=split).cache
+            jax.block_until_ready(cache)
             if r:                                              # r == 0 compiled
                 times.append((time.perf_counter() - t0) / steps * 1e3)
         out[length] = float(statistics.median(times))
         del cache
     return out
+
+
+# --- next-token accuracy ----------------------------------------------------------------------------------------
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _argmax_predictions(graphdef, state, ids):
+    """[B, L] argmax of the logits at every position: one module-level jit, so every model of one structure
+    (e.g. the same variant scored again, or checkpoints of one architecture) shares one compilation."""
+    return jnp.argmax(nnx.merge(graphdef, state)(ids), axis=-1)
+
+
+def next_token_accuracy(model, rows: np.ndarray, batch_size: int = 4) -> float:
+    """Fraction of positions whose argmax prediction is the next token (a bounded language-modelling score)."""
+    graphdef, state = nnx.split(model)
+    hits = total = 0
+    for i in range(0, len(rows), batch_size):
+        ids = jnp.asarray(rows[i:i + batch_size], jnp.int32)
+        pred = np.asarray(_argmax_predictions(graphdef, state, ids))[:, :-1]
+        hits += int((pred == np.asarray(ids)[:, 1:]).sum())
+        total += pred.size
+    return hits / max(total, 1)
 
 
 # --- plots and tables -------------------------------------------------------------------------------------------
@@ -211,9 +212,7 @@ def _save(plt, fig, ax, out_png: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=120)   # through etils.epath: a gs:// workdir works
 
 
 def plot_passkey(results: dict[str, dict[int, float]], out_png: str, train_length: int | None = None) -> str:
@@ -266,9 +265,7 @@ def plot_decode(ms: dict[str, dict[int, float]], mem: dict[str, dict[int, int]],
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=120)   # through etils.epath: a gs:// workdir works
 
 
 def _cell(v) -> str:

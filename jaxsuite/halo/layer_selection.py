@@ -17,10 +17,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
-# evaluate(layer_index) -> {task name: score (higher is better)} for the model with that layer replaced
-VariantEvaluator = Callable[[int], Mapping[str, float]]
+
+class VariantEvaluator(Protocol):
+    """Scores the model with one layer replaced by its RNN student."""
+
+    def __call__(self, layer: int, /) -> Mapping[str, float]:
+        """layer: the index of the replaced layer -> {task name: score (higher is better)}. Called once per swept
+        layer; compile-heavy evaluators should use module-level jitted functions (as jaxsuite.halo.evaluation and
+        passkey do), so that the sweep compiles once per variant structure rather than once per call."""
+        ...
 
 DEFAULT_CAP = 50.0
 DEFAULT_EPS = 1e-10
@@ -104,7 +111,7 @@ def select_layers(evaluate: VariantEvaluator, layers: Sequence[int], *, recall_t
 
 def plot_importance(selection: LayerSelection, out_png: str, title: str = "HALO layer importance") -> str:
     """Bar chart of importance by layer, the kept attention layers highlighted."""
-    from jaxsuite.core.metrics import pyplot
+    from jaxsuite.core.metrics import pyplot, save_figure
     plt = pyplot()
 
     layers = sorted(selection.importance)
@@ -117,6 +124,4 @@ def plot_importance(selection: LayerSelection, out_png: str, title: str = "HALO 
     ax.set_title(f"{title}: kept as attention {selection.keep}")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
-    return out_png
+    return save_figure(fig, out_png, dpi=120)   # through etils.epath: a gs:// workdir works

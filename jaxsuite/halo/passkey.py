@@ -1,4 +1,4 @@
-"""Passkey retrieval (needle in a haystack): training documents and a teacher-forced evaluation.
+"""Passkey retrieval (needle in a haystack): a teacher-forced evaluation of the synthetic passkey documents.
 
 The task (Mohtashami & Jaggi, 2023, the form HALO's long-context evaluation uses): a random number is hidden
 at some depth in a long run of filler sentences, and the model must repeat it after the question at the end.
@@ -9,11 +9,13 @@ Tokenisation: every document here is a sequence of *units* joined by single spac
 first starts with that space (" The grass is green.", " The pass key is 12345. ...", " What is the pass key?
 The pass key is", " 12345"). Evaluation rows are built by encoding the units separately and concatenating the
 id lists, so that (a) the answer's token ids are exactly `encode(" " + key)`, found at a known offset, and
-(b) they equal what `encode(training_text(...))` produces for the same text, provided the tokenizer does not
+(b) they equal what `encode(passkey_document(...))` produces for the same text, provided the tokenizer does not
 merge tokens across a space boundary (true for the byte tokenizer, the stdlib SentencePiece model -- it splits
 on whitespace and splits digits -- and byte-level BPE tokenizers such as Qwen's). `make_eval_batch` checks
 this on a sample document and raises ValueError for a tokenizer that violates it, rather than score a task
-whose answer tokens differ from the ones the model was trained on.
+whose answer tokens differ from the ones the model was trained on. The training documents and their
+sentences live in jaxsuite.core.corpus (`passkey_document`), where the data pipeline's "passkey:N" source
+reads them.
 """
 from __future__ import annotations
 
@@ -27,39 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-FILLER_SENTENCES = tuple(s.strip() + "." for s in FILLER.split(".") if s.strip())
-
-
-def _key_sentence(key: str) -> str:
-    return f"The pass key is {key}. Remember it. {key} is the pass key."
-
-
-QUESTION = "What is the pass key? The pass key is"
-
-
-def _random_key(rng: random.Random, digits: int) -> str:
-    if digits < 1:
-        raise ValueError(f"digits must be >= 1, got {digits}")
-    return str(rng.randint(10 ** (digits - 1), 10 ** digits - 1))   # exactly `digits` digits, no leading 0
-
-
-def training_text(seed: int, index: int, max_filler_sentences: int = 12, digits: int = 5) -> str:
-    """Document `index` of the passkey training stream (deterministic in its arguments).
-
-    filler (0..max sentences), the key sentence, filler (0..max), then the question answered:
-    "... The pass key is 12345. Remember it. 12345 is the pass key. ... What is the pass key? The pass key
-    is 12345." The filler cycles through FILLER's sentences from a random phase.
-    """
-    if max_filler_sentences < 0:
-        raise ValueError(f"max_filler_sentences must be >= 0, got {max_filler_sentences}")
-    rng = random.Random(f"passkey-train:{int(seed)}:{int(index)}")   # str seeds hash deterministically
-    key = _random_key(rng, digits)
-    before, after = rng.randint(0, max_filler_sentences), rng.randint(0, max_filler_sentences)
-    phase = rng.randrange(len(FILLER_SENTENCES))
-    filler = [FILLER_SENTENCES[(phase + i) % len(FILLER_SENTENCES)] for i in range(before + after)]
-    units = filler[:before] + [_key_sentence(key)] + filler[before:] + [f"{QUESTION} {key}."]
-    return " ".join(units)
+from jaxsuite.core.corpus import PASSKEY_FILLER_SENTENCES, PASSKEY_QUESTION, passkey_sentence, random_passkey
 
 
 @dataclasses.dataclass
@@ -81,12 +51,12 @@ def _encode_units(tokenizer, units: Sequence[str]) -> list[int]:
 
 def _check_boundaries(tokenizer, key: str) -> None:
     """Unit-wise encoding must equal whole-text encoding (see the module docstring)."""
-    units = [FILLER_SENTENCES[0], " " + _key_sentence(key), " " + FILLER_SENTENCES[1], " " + QUESTION,
-             " " + key, "."]
+    units = [PASSKEY_FILLER_SENTENCES[0], " " + passkey_sentence(key), " " + PASSKEY_FILLER_SENTENCES[1],
+             " " + PASSKEY_QUESTION, " " + key, "."]
     if _encode_units(tokenizer, units) != list(tokenizer.encode("".join(units))):
         raise ValueError(f"tokenizer {tokenizer!r} merges tokens across the space between sentences, so the "
                          "passkey rows (built by concatenating separately encoded sentences) would not match "
-                         "the tokenisation of training_text; this evaluation does not support it")
+                         "the tokenisation of passkey_document; this evaluation does not support it")
 
 
 def _filler_tail(units: list[list[int]], n: int) -> list[int]:
@@ -125,14 +95,14 @@ def make_eval_batch(tokenizer, length: int, num_samples: int, seed: int = 0, dig
     """
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    units = [tokenizer.encode(" " + s) for s in FILLER_SENTENCES]
-    question = tokenizer.encode(" " + QUESTION)
+    units = [tokenizer.encode(" " + s) for s in PASSKEY_FILLER_SENTENCES]
+    question = tokenizer.encode(" " + PASSKEY_QUESTION)
     rows, starts, lens, keys, depths = [], [], [], [], []
     for i in range(num_samples):
-        key = _random_key(random.Random(f"passkey-eval:{int(seed)}:{i}"), digits)
+        key = random_passkey(random.Random(f"passkey-eval:{int(seed)}:{i}"), digits)
         if i == 0:
             _check_boundaries(tokenizer, key)
-        needle = tokenizer.encode(" " + _key_sentence(key))
+        needle = tokenizer.encode(" " + passkey_sentence(key))
         answer = tokenizer.encode(" " + key)
         budget = length - len(needle) - len(question) - len(answer)
         if budget < 0:

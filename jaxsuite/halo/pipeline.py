@@ -11,125 +11,98 @@
   evaluation   teacher vs HypeNet (and HypeNet with HyPE scaling switched on): perplexity, passkey accuracy
                by context length, perplexity by position, decode ms per token and cache memory by context
 
-Every step is resumable: a finished stage (its results.json records all its steps and an export) is skipped,
-an interrupted one resumes from its checkpoints, so re-running the same command finishes the pipeline.
+Every step is resumable: a stage (or teacher) whose folder holds the finished-marker of the config it would
+run with (jaxsuite.core.workdir) is skipped, an interrupted one resumes from its checkpoints, and a finished
+layer selection is read back from layer_selection.json, so re-running the same command finishes the pipeline.
 Outputs in workdir: results.json, results.md, passkey.png, ppl_by_position.png, decode.png,
 layer_importance.png (when selecting), layer_selection.json, stage{1,2,3}/ (each a full training job's folder).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import time
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 from flax import nnx
 
-from jaxsuite.core.metrics import is_primary, join_path, write_results
+from jaxsuite.core import files
+from jaxsuite.core.build import build_tokenizer
+from jaxsuite.core.config_utils import config_hash, import_job
+from jaxsuite.core.workdir import Workdir
 from jaxsuite.halo import evaluation as ev
 from jaxsuite.halo import passkey as pk
 from jaxsuite.halo.layer_selection import plot_importance, select_layers
 from jaxsuite.halo.recipes import stage_config
 from jaxsuite.halo.stages import STAGE_JOBS, assemble_hybrid
 from jaxsuite.halo.transfer import hypenet_config_from_teacher
-from jaxsuite.models.hypenet import HypeNetLM
-from jaxsuite.pretrain import build_tokenizer
+from jaxsuite.models.lm import CausalLM
 
 log = logging.getLogger(__name__)
 
 
 # --- resumable steps ---------------------------------------------------------------------------------------------
-def _finished(workdir: str, steps: int) -> bool:
-    """True when a job in `workdir` wrote results for all `steps` steps and exported its model."""
-    path = os.path.join(workdir, "results.json")
-    if not os.path.isfile(path):
-        return False
-    with open(path) as f:
-        results = json.load(f)
-    return results.get("steps") == steps and os.path.isdir(str(results.get("hf_export", "")))
-
-
-def cache_root() -> str:
-    return os.environ.get("JAXSUITE_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jaxsuite")
-
-
-def prepare_teacher(config, workdir: str) -> str:
-    """The teacher's HF folder / hub id: config.teacher.init_from, else pre-trained (or found in the cache)."""
+def prepare_teacher(config, workdir: str | Workdir) -> str:
+    """The teacher's HF folder / hub id: config.teacher.init_from, else pre-trained by the job that
+    config.teacher.pretrain names (or found finished in the cache, keyed by a hash of that config)."""
+    wd = Workdir(workdir)
     if config.teacher.init_from:
         return config.teacher.init_from
     pre = config.teacher.pretrain
     if "job" not in pre:
         raise ValueError("set teacher.init_from (an HF folder or hub id) or teacher.pretrain (a pre-training "
                          "config, as configs/qwen3_pretrain.py builds)")
-    key = hashlib.sha256(json.dumps(pre.to_dict(), sort_keys=True, default=repr).encode()).hexdigest()[:16]
-    where = (os.path.join(cache_root(), "halo_teacher", key) if config.teacher.cache
-             else join_path(workdir, "teacher"))
-    if _finished(where, int(pre.train.steps)):
+    where = (Workdir(files.join_path(files.cache_dir(), "halo_teacher", config_hash(pre)), primary=wd.primary)
+             if config.teacher.cache else wd.sub("teacher"))
+    if where.is_finished(pre):
         log.info("teacher: reusing the one pre-trained in %s", where)
     else:
-        from jaxsuite.pretrain import run as pretrain
         log.info("teacher: pre-training into %s (%d steps)", where, int(pre.train.steps))
-        pretrain(pre, where)
-    return join_path(where, "hf")
+        import_job(pre.job)(pre, where.root)
+    return where.path("hf")
 
 
 def _stage_config(config, n: int, teacher: str, student_init: str, attention_layers) -> ml_collections.ConfigDict:
     block = getattr(config, f"stage{n}")
-    c = stage_config(n, teacher=teacher, data=block.data, train=block.train, attention_layers=attention_layers,
-                     student_init=student_init, mesh=config.mesh.to_dict(), seed=int(config.seed))
+    c = stage_config(n, teacher=teacher, tokenizer=config.tokenizer, data=block.data, train=block.train,
+                     attention_layers=attention_layers, student_init=student_init, mesh=config.mesh.to_dict(),
+                     seed=int(config.seed))
     c.sharding_rules = [list(r) for r in config.sharding_rules]
     return c
 
 
-def run_stage(config, n: int, workdir: str, teacher: str, student_init: str = "", attention_layers=()) -> str:
-    """Runs (or resumes, or skips if finished) stage n in workdir/stage{n}; returns its hf folder."""
+def run_stage(config, n: int, workdir: str | Workdir, teacher: str, student_init: str = "",
+              attention_layers=()) -> str:
+    """Runs (or resumes, or skips if finished with this config) stage n in workdir/stage{n}; returns its hf
+    folder."""
+    wd = Workdir(workdir)
     c = _stage_config(config, n, teacher, student_init, attention_layers)
-    where = join_path(workdir, f"stage{n}")
-    if _finished(where, int(c.train.steps)):
+    where = wd.sub(f"stage{n}")
+    if where.is_finished(c):
         log.info("stage %d: finished earlier in %s", n, where)
     else:
         log.info("stage %d: %d steps into %s", n, int(c.train.steps), where)
-        STAGE_JOBS[n](c, where)
-    return join_path(where, "hf")
+        STAGE_JOBS[n](c, where.root)
+    return where.path("hf")
 
 
 # --- evaluation tasks --------------------------------------------------------------------------------------------
-def next_token_accuracy(model, rows: np.ndarray, batch_size: int = 4) -> float:
-    """Fraction of positions whose argmax prediction is the next token (a bounded language-modelling score)."""
-    fwd = jax.jit(lambda g, s, ids: jnp.argmax(nnx.merge(g, s)(ids), axis=-1))
-    graphdef, state = nnx.split(model)
-    hits = total = 0
-    for i in range(0, len(rows), batch_size):
-        ids = jnp.asarray(rows[i:i + batch_size], jnp.int32)
-        pred = np.asarray(fwd(graphdef, state, ids))[:, :-1]
-        hits += int((pred == np.asarray(ids)[:, 1:]).sum())
-        total += pred.size
-    return hits / max(total, 1)
-
-
-def with_logits_scaling(model: HypeNetLM, scaling: str | float | None) -> HypeNetLM:
+def with_logits_scaling(model: CausalLM, scaling: str | float | None) -> CausalLM:
     """The same weights with another attention-logit scaling (e.g. "hype 500" switched on for inference)."""
     cfg = model.config.replace(attn_logits_scaling=scaling)
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: HypeNetLM(cfg, rngs=nnx.Rngs(0))))
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0))))
     return nnx.merge(graphdef, nnx.state(model))
 
 
-def layer_selection(config, workdir: str, teacher_dir: str, students_dir: str, tokenizer) -> list[int]:
+def layer_selection(config, workdir: str | Workdir, teacher_dir: str, students_dir: str, tokenizer) -> list[int]:
     """HALO's sweep: each layer alone replaced by its stage-1 student, then importance = recall drop over
     language-modelling drop. Writes layer_selection.json and layer_importance.png; returns the kept layers."""
     from jaxsuite.hf import load_pretrained
-    out_json = join_path(workdir, "layer_selection.json")
-    if os.path.isfile(out_json):
-        with open(out_json) as f:
-            kept = json.load(f)["keep"]
-        log.info("layer selection: reusing %s -> %s", out_json, kept)
-        return kept
+    wd = Workdir(workdir)
+    done = wd.read_json("layer_selection.json", default=None)
+    if done is not None:
+        log.info("layer selection: reusing %s -> %s", wd.path("layer_selection.json"), done["keep"])
+        return done["keep"]
     ls = config.layer_selection
     teacher, students = load_pretrained(teacher_dir), load_pretrained(students_dir)
     n_layers = teacher.config.num_hidden_layers
@@ -145,20 +118,21 @@ def layer_selection(config, workdir: str, teacher_dir: str, students_dir: str, t
                                           attn_use_rope=True, attn_use_output_gate=False)
         variant = assemble_hybrid(teacher, students, cfg)
         scores = {f"passkey@{n}": pk.passkey_accuracy(variant, b) for n, b in batches.items()}
-        scores["lm_accuracy"] = next_token_accuracy(variant, rows)
+        scores["lm_accuracy"] = ev.next_token_accuracy(variant, rows)
         return scores
 
     sel = select_layers(evaluate, range(n_layers), recall_tasks=recall_tasks, commonsense_tasks=["lm_accuracy"],
                         keep=int(config.student.num_attention_layers), log=log.info)
-    if is_primary():
-        with open(out_json, "w") as f:
-            f.write(sel.to_json())
-        plot_importance(sel, join_path(workdir, "layer_importance.png"))
+    if wd.primary:
+        plot_importance(sel, wd.path("layer_importance.png"))
+    wd.write_text("layer_selection.json", sel.to_json())   # last: its presence means the sweep is done
     return sel.keep
 
 
-def compare(config, workdir: str, teacher_dir: str, hypenet_dir: str, tokenizer, train_length: int) -> dict:
+def compare(config, workdir: str | Workdir, teacher_dir: str, hypenet_dir: str, tokenizer,
+            train_length: int) -> dict:
     """Teacher vs HypeNet (and HypeNet with HyPE on): the results table and the three plots."""
+    wd = Workdir(workdir)
     from jaxsuite.hf import load_pretrained
     e = config.eval
     teacher, hypenet = load_pretrained(teacher_dir), load_pretrained(hypenet_dir)
@@ -192,41 +166,36 @@ def compare(config, workdir: str, teacher_dir: str, hypenet_dir: str, tokenizer,
         table[name] = row
         log.info("evaluated %s in %.1f s: %s", name, time.perf_counter() - t0, row)
     md = ev.results_table(table)
-    if is_primary():
-        ev.plot_passkey(passkey, join_path(workdir, "passkey.png"), train_length=train_length)
-        ev.plot_ppl_by_position(by_pos, join_path(workdir, "ppl_by_position.png"))
+    if wd.primary:
+        ev.plot_passkey(passkey, wd.path("passkey.png"), train_length=train_length)
+        ev.plot_ppl_by_position(by_pos, wd.path("ppl_by_position.png"))
         ev.plot_decode({k: v for k, v in ms.items() if not k.startswith("HypeNet +")},
                        {k: v for k, v in mem.items() if not k.startswith("HypeNet +")},
-                       join_path(workdir, "decode.png"))
-        with open(join_path(workdir, "results.md"), "w") as f:
-            f.write(md + "\n")
+                       wd.path("decode.png"))
+    wd.write_text("results.md", md + "\n")
     return {"table": table, "passkey": {k: {str(n): a for n, a in v.items()} for k, v in passkey.items()},
             "ppl_by_position": by_pos, "markdown": md}
 
 
 # --- the job -----------------------------------------------------------------------------------------------------
 def run(config, workdir: str) -> dict[str, Any]:
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
-    teacher_dir = prepare_teacher(config, workdir)
-    tokenizer = build_tokenizer(config.stage1.data)
-    students_dir = run_stage(config, 1, workdir, teacher_dir)
+    wd = Workdir.start(workdir)
+    teacher_dir = prepare_teacher(config, wd)
+    tokenizer = build_tokenizer(config)
+    students_dir = run_stage(config, 1, wd, teacher_dir)
     layers = [int(i) for i in config.student.attention_layers]
     selected = not layers
     if selected:
-        layers = layer_selection(config, workdir, teacher_dir, students_dir, tokenizer)
+        layers = layer_selection(config, wd, teacher_dir, students_dir, tokenizer)
     log.info("attention layers: %s%s", layers, " (selected)" if selected else "")
-    hybrid_dir = run_stage(config, 2, workdir, teacher_dir, students_dir, layers)
-    final_dir = run_stage(config, 3, workdir, teacher_dir, hybrid_dir, layers)
-    report = compare(config, workdir, teacher_dir, final_dir, tokenizer,
-                     train_length=int(config.stage1.data.seq_len))
+    hybrid_dir = run_stage(config, 2, wd, teacher_dir, students_dir, layers)
+    final_dir = run_stage(config, 3, wd, teacher_dir, hybrid_dir, layers)
+    report = compare(config, wd, teacher_dir, final_dir, tokenizer, train_length=int(config.stage1.data.seq_len))
     stage_results = {}
-    for n in (1, 2, 3):
-        with open(join_path(join_path(workdir, f"stage{n}"), "results.json")) as f:
-            stage_results[f"stage{n}"] = json.load(f)
-    results = {"teacher": teacher_dir, "hypenet": final_dir, "attention_layers": layers,
-               "attention_layers_selected": selected, **report, "stages": stage_results,
-               "wall_seconds_this_run": time.time() - t_start}
-    write_results(workdir, results)
-    log.info("HALO done in %.0f s\n%s", time.time() - t_start, report["markdown"])
+    for n in (1, 2, 3):   # each stage's headline figures; its config is in this results.json's already
+        stage = wd.sub(f"stage{n}").read_results() or {}
+        stage_results[f"stage{n}"] = {k: v for k, v in stage.items() if k != "config"}
+    results = wd.finish(config, {"teacher": teacher_dir, "hypenet": final_dir, "attention_layers": layers,
+                                 "attention_layers_selected": selected, **report, "stages": stage_results})
+    log.info("HALO done in %.0f s\n%s", wd.elapsed(), report["markdown"])
     return results

@@ -12,11 +12,15 @@ The reference gives per-device batches but not the device count. With 8 devices 
 20k*512*(4+12)*8 + 500*16384*16*8 = 1.31B + 1.05B = 2.36B, matching the paper's "about 2.3B tokens", so the
 global batches here assume 8 devices (32, 96 and 128 = 8 x 16 micro-batches); set data.batch_size for yours.
 Weight decay and the final learning-rate ratio are not in the reference; we use 0.0 and 0.0 (cosine to zero).
+
+The blocks are the core's (jaxsuite.core.config_utils.train_block / data_block), so every wing's configs have
+one shape; `config.tokenizer` is the only place a config names its tokenizer.
 """
 from __future__ import annotations
 
 import ml_collections
 
+from jaxsuite.core.config_utils import data_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 from jaxsuite.halo.transfer import PAPER_ATTENTION_LAYERS
 
@@ -30,37 +34,21 @@ PAPER_MODELS = {
 FINEWEB_EDU = "data/fineweb-edu/sample/10BT/*.parquet"   # huggingface-cli download HuggingFaceFW/fineweb-edu
 
 
-def train_block(**kw) -> ml_collections.ConfigDict:
-    """config.train of a stage: the shared loop's fields (see jaxsuite.core.loop.train_loop)."""
-    base = dict(steps=100, lr=1e-3, warmup_steps=50, min_lr_ratio=0.0, weight_decay=0.0, b1=0.9, b2=0.95,
-                eps=1e-8, grad_clip=1.0, accum_steps=1, compute_dtype="float32", log_every=10, eval_every=100,
-                eval_batches=4, checkpoint_every=100, keep_checkpoints=2)
-    unknown = set(kw) - set(base)
-    if unknown:
-        raise ValueError(f"unknown train field(s) {sorted(unknown)}")
-    base.update(kw)
-    return ml_collections.ConfigDict(base)
+def stage_train_block(**kw) -> ml_collections.ConfigDict:
+    """config.train of a stage: the core train block with the recipe's schedule (50 warm-up steps, cosine to 0)."""
+    return train_block(**{"warmup_steps": 50, "min_lr_ratio": 0.0, **kw})
 
 
-def data_block(**kw) -> ml_collections.ConfigDict:
-    """config.data: the pre-training job's data fields."""
-    base = dict(source="stdlib", eval_source="stdlib:eval", text_key="text", tokenizer="stdlib", vocab_size=4096,
-                seq_len=128, batch_size=16, shuffle_seed=0, shuffle_window=1024)
-    unknown = set(kw) - set(base)
-    if unknown:
-        raise ValueError(f"unknown data field(s) {sorted(unknown)}")
-    base.update(kw)
-    return ml_collections.ConfigDict(base)
-
-
-def stage_config(stage: int, *, teacher: str, data: ml_collections.ConfigDict, train: ml_collections.ConfigDict,
-                 attention_layers=(), student_init: str = "", mesh=None, seed: int = 0) -> ml_collections.ConfigDict:
+def stage_config(stage: int, *, teacher: str, tokenizer: str, data: ml_collections.ConfigDict,
+                 train: ml_collections.ConfigDict, attention_layers=(), student_init: str = "", mesh=None,
+                 seed: int = 0) -> ml_collections.ConfigDict:
     """A standalone config for HALO stage `stage` (1, 2 or 3): `python -m jaxsuite.launch` runs it."""
     if stage not in (1, 2, 3):
         raise ValueError(f"HALO stages are 1, 2 and 3, got {stage}")
     c = ml_collections.ConfigDict()
     c.job = f"jaxsuite.halo.stages:run_stage{stage}"
     c.seed = seed
+    c.tokenizer = tokenizer                      # the teacher's: stage 1 and 2 compare the two models' logits
     c.teacher = ml_collections.ConfigDict(dict(init_from=teacher))
     c.student = ml_collections.ConfigDict(dict(
         init_from=student_init,                  # stage 2: stage 1's hf folder; stage 3: stage 2's
@@ -77,19 +65,18 @@ def stage_config(stage: int, *, teacher: str, data: ml_collections.ConfigDict, t
 def paper_stage(size: str, stage: int) -> ml_collections.ConfigDict:
     """Stage `stage` of the paper's recipe for HypeNet-`size` ("2b", "5b", "9b")."""
     teacher, name, stage2_lr, _ = _paper(size)
-    data = data_block(source=FINEWEB_EDU, eval_source="", tokenizer=teacher, vocab_size=151936,
-                      seq_len=512, batch_size=4 * PAPER_DEVICES)
+    data = data_block(source=FINEWEB_EDU, eval_source="", seq_len=512, batch_size=4 * PAPER_DEVICES)
     log = dict(log_every=50, eval_every=0, checkpoint_every=1000, keep_checkpoints=3, compute_dtype="bfloat16")
     if stage == 1:
-        train = train_block(steps=20_000, lr=1e-3, **log)
+        train = stage_train_block(steps=20_000, lr=1e-3, **log)
     elif stage == 2:
         data.batch_size = 12 * PAPER_DEVICES
-        train = train_block(steps=20_000, lr=stage2_lr, **log)
+        train = stage_train_block(steps=20_000, lr=stage2_lr, **log)
     else:
         data.seq_len, data.batch_size = 16384, 16 * PAPER_DEVICES
-        train = train_block(steps=500, lr=1e-5, accum_steps=16, **{**log, "checkpoint_every": 100})
+        train = stage_train_block(steps=500, lr=1e-5, accum_steps=16, **{**log, "checkpoint_every": 100})
     student_init = {1: "", 2: f"runs/halo-{size}/stage1/hf", 3: f"runs/halo-{size}/stage2/hf"}[stage]
-    return stage_config(stage, teacher=teacher, data=data, train=train, student_init=student_init,
+    return stage_config(stage, teacher=teacher, tokenizer=teacher, data=data, train=train, student_init=student_init,
                         attention_layers=PAPER_ATTENTION_LAYERS[name], mesh=dict(data=1, fsdp=-1, tensor=1))
 
 
@@ -99,18 +86,23 @@ def _paper(size: str):
     return PAPER_MODELS[size]
 
 
-def pipeline_config(*, teacher_init: str, teacher_pretrain, stages: dict[int, ml_collections.ConfigDict],
-                    attention_layers, num_attention_layers: int, hype_base: float, evaluation, mesh=None,
-                    layer_selection=None, seed: int = 0) -> ml_collections.ConfigDict:
+def pipeline_config(*, tokenizer: str, teacher_init: str, teacher_pretrain,
+                    stages: dict[int, ml_collections.ConfigDict], attention_layers, num_attention_layers: int,
+                    hype_base: float, evaluation, mesh=None, layer_selection=None,
+                    seed: int = 0) -> ml_collections.ConfigDict:
     """The whole HALO pipeline (jaxsuite.halo.pipeline:run): [teacher pre-training] -> stage 1 -> [layer
-    selection] -> stage 2 -> stage 3 -> evaluation teacher vs HypeNet. `stages[n]` are stage configs."""
+    selection] -> stage 2 -> stage 3 -> evaluation teacher vs HypeNet. `stages[n]` are stage configs (their
+    data and train blocks are used). `tokenizer` is the one every stage and the pre-trained teacher use."""
     c = ml_collections.ConfigDict()
     c.job = "jaxsuite.halo.pipeline:run"
     c.seed = seed
+    c.tokenizer = tokenizer
     c.teacher = ml_collections.ConfigDict()
     c.teacher.init_from = teacher_init        # HF folder / hub id; "" = pre-train one with teacher.pretrain
     c.teacher.cache = True                    # reuse a teacher pre-trained by an earlier run with this config
     c.teacher.pretrain = teacher_pretrain if teacher_pretrain is not None else ml_collections.ConfigDict()
+    if "tokenizer" in c.teacher.pretrain:
+        c.teacher.pretrain.tokenizer = tokenizer
     c.student = ml_collections.ConfigDict()
     c.student.attention_layers = [int(i) for i in attention_layers]   # [] = choose them by layer selection
     c.student.num_attention_layers = int(num_attention_layers)         # how many layer selection keeps

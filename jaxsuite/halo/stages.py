@@ -13,13 +13,12 @@
 
 Each stage is `run_stageN(config, workdir)`, a job of `python -m jaxsuite.launch` on the shared training loop
 (sharded, checkpointed, resumable); each exports its model as a Hugging Face folder `workdir/hf` (with the
-tokenizer), which the next stage reads. Config fields: see configs/halo_stage.py.
+tokenizer), which the next stage reads, then writes results.json and its finished-marker
+(jaxsuite.core.workdir). Config fields: see configs/halo_stage.py.
 """
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Any
 
 import jax
@@ -27,13 +26,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxsuite.core import train as tr
+from jaxsuite.core.build import build_datasets, build_tokenizer, check_vocab, export_tokenizer, mesh_and_rules
 from jaxsuite.core.loop import train_loop
-from jaxsuite.core.metrics import is_primary, join_path, write_results
+from jaxsuite.core.workdir import Workdir
 from jaxsuite.halo.transfer import hypenet_config_from_teacher, stage0_transfer
-from jaxsuite.models.attention import make_attention_mask
-from jaxsuite.models.decoder import DecoderLM
-from jaxsuite.models.hypenet import HypeNetLM, LightningAttention
-from jaxsuite.models.hypenet_config import MIXER_ATTN, HypeNetConfig
+from jaxsuite.models.hypenet_config import HypeNetConfig
+from jaxsuite.models.lm import CausalLM
+from jaxsuite.models.mixer_specs import ATTENTION
+from jaxsuite.models.mixers_linear import LinearMixer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 class AlignmentModel(nnx.Module):
     """A frozen teacher and one Lightning student per teacher layer (`students[i]` imitates layer i's mixer)."""
 
-    def __init__(self, teacher: DecoderLM, students: list[LightningAttention]):
+    def __init__(self, teacher: CausalLM, students: list[LinearMixer]):
         if len(students) != teacher.config.num_hidden_layers:
             raise ValueError(f"{len(students)} students for a {teacher.config.num_hidden_layers}-layer teacher")
         self.teacher = teacher
@@ -50,40 +50,36 @@ class AlignmentModel(nnx.Module):
 
 
 def alignment_loss(model: AlignmentModel, batch: dict) -> tuple[jax.Array, jax.Array]:
-    """Stage-1 loss sums: (sum over real tokens of the per-token MSE averaged over D and layers, tokens)."""
-    t = model.teacher
-    ids, segment_ids = batch["inputs"], batch.get("segment_ids")
-    x = t.embed(ids)                                                              # [B, T, D]
-    b, length = ids.shape
-    positions = batch.get("positions")
-    if positions is None:
-        positions = jnp.broadcast_to(jnp.arange(length, dtype=jnp.int32), (b, length))
-    cos, sin = t._rope(positions, x.dtype)                                        # [B, T, Hd]
-    mask = make_attention_mask(segment_ids, b, length)                            # [B, T, T]
+    """Stage-1 loss sums: (sum over real tokens of the per-token MSE averaged over D and layers, tokens).
+
+    One teacher forward whose mixer tap feeds each layer's detached mixer input to that layer's student (with the
+    teacher's RoPE tables and masks) and continues with the teacher's own output."""
     weight = batch["loss_mask"].astype(jnp.float32)                               # [B, T]
-    se_sum = jnp.zeros((), jnp.float32)
-    for layer, student in zip(t.layers, model.students):
-        h = jax.lax.stop_gradient(layer.input_layernorm(x))                       # the teacher's mixer input
-        target = jax.lax.stop_gradient(layer.self_attn(h, cos, sin, mask))        # [B, T, D]
-        out = student(h, positions, (cos, sin), mask, segment_ids)                # [B, T, D]
-        err = jnp.mean(jnp.square(out.astype(jnp.float32) - target.astype(jnp.float32)), axis=-1)   # [B, T]
-        se_sum = se_sum + jnp.sum(err * weight)
-        x = x + target                                                            # continue with the teacher
-        x = jax.lax.stop_gradient(x + layer.mlp(layer.post_attention_layernorm(x)))
-    return se_sum / len(model.students), jnp.sum(weight)
+    se_sums = []
+
+    def tap(i, layer, h, out, ctx):
+        h, target = jax.lax.stop_gradient(h), jax.lax.stop_gradient(out)          # [B, T, D] each
+        student_out = model.students[i](h, ctx)                                   # [B, T, D]
+        err = jnp.mean(jnp.square(student_out.astype(jnp.float32) - target.astype(jnp.float32)), axis=-1)
+        se_sums.append(jnp.sum(err * weight))
+        return target                                                             # continue with the teacher
+
+    model.teacher.hidden_states(batch["inputs"], positions=batch.get("positions"),
+                                segment_ids=batch.get("segment_ids"), mixer_tap=tap)
+    return sum(se_sums) / len(model.students), jnp.sum(weight)
 
 
 def _all_lightning_config(teacher_cfg, **overrides) -> HypeNetConfig:
     return hypenet_config_from_teacher(teacher_cfg, attention_layers=(), **overrides)
 
 
-def build_alignment_model(teacher: DecoderLM, *, seed: int = 0, mesh=None, rules=None) -> AlignmentModel:
+def build_alignment_model(teacher: CausalLM, *, seed: int = 0, mesh=None, rules=None) -> AlignmentModel:
     """Stage 1's model: students initialised by stage 0 (the teacher's projections, K/V expanded)."""
     hybrid = stage0_transfer(teacher, _all_lightning_config(teacher.config), seed=seed, mesh=mesh, rules=rules)
     return AlignmentModel(teacher, [layer.self_attn for layer in hybrid.layers])
 
 
-def students_hypenet(teacher: DecoderLM, students, *, mesh=None, rules=None) -> HypeNetLM:
+def students_hypenet(teacher: CausalLM, students, *, mesh=None, rules=None) -> CausalLM:
     """The all-Lightning HypeNet made of the teacher's embeddings / MLPs / norms and every layer's student."""
     lm = stage0_transfer(teacher, _all_lightning_config(teacher.config), mesh=mesh, rules=rules)
     for layer, student in zip(lm.layers, students):
@@ -91,8 +87,8 @@ def students_hypenet(teacher: DecoderLM, students, *, mesh=None, rules=None) -> 
     return lm
 
 
-def assemble_hybrid(teacher: DecoderLM, students_lm: HypeNetLM, config: HypeNetConfig, *, seed: int = 0,
-                    mesh=None, rules=None) -> HypeNetLM:
+def assemble_hybrid(teacher: CausalLM, students_lm: CausalLM, config: HypeNetConfig, *, seed: int = 0,
+                    mesh=None, rules=None) -> CausalLM:
     """Stage 2's starting point: stage 0 for `config` (attention layers from the teacher, new o_gate), then the
     stage-1 student of every Lightning layer. `students_lm` is stage 1's all-Lightning output."""
     if students_lm.config.num_hidden_layers != config.num_hidden_layers:
@@ -100,9 +96,9 @@ def assemble_hybrid(teacher: DecoderLM, students_lm: HypeNetLM, config: HypeNetC
                          f"{config.num_hidden_layers}")
     hybrid = stage0_transfer(teacher, config, seed=seed, mesh=mesh, rules=rules)
     for i, (layer, source) in enumerate(zip(hybrid.layers, students_lm.layers)):
-        if layer.kind == MIXER_ATTN:
+        if layer.kind == ATTENTION:
             continue
-        if source.kind == MIXER_ATTN:
+        if source.kind == ATTENTION:
             raise ValueError(f"layer {i} is Lightning in the hybrid but attention in the students' model")
         want = jax.tree.map(jnp.shape, nnx.state(layer.self_attn, nnx.Param))
         have = jax.tree.map(jnp.shape, nnx.state(source.self_attn, nnx.Param))
@@ -116,7 +112,7 @@ def assemble_hybrid(teacher: DecoderLM, students_lm: HypeNetLM, config: HypeNetC
 class DistillationModel(nnx.Module):
     """A frozen teacher and the trainable HypeNet student."""
 
-    def __init__(self, teacher: DecoderLM, student: HypeNetLM):
+    def __init__(self, teacher: CausalLM, student: CausalLM):
         self.teacher = teacher
         self.student = student
 
@@ -139,9 +135,8 @@ def distillation_loss(model: DistillationModel, batch: dict) -> tuple[jax.Array,
 
 # --- the jobs ----------------------------------------------------------------------------------------------------
 def _setup(config):
-    from jaxsuite.pretrain import build_datasets, build_tokenizer, mesh_and_rules
     mesh, rules = mesh_and_rules(config)
-    tokenizer = build_tokenizer(config.data)
+    tokenizer = build_tokenizer(config)
     train_ds, eval_ds = build_datasets(config, tokenizer)
     return mesh, rules, tokenizer, train_ds, eval_ds
 
@@ -157,49 +152,43 @@ def _load(source: str, what: str, kind: type, mesh, rules):
 
 
 def _check_vocab(tokenizer, model) -> None:
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
-                         f"{model.config.vocab_size}; use the teacher's tokenizer (data.tokenizer)")
+    check_vocab(tokenizer, model.config.vocab_size, hint="use the teacher's tokenizer (config.tokenizer)")
 
 
-def _load_teacher(config, tokenizer, mesh, rules) -> DecoderLM:
-    teacher = _load(config.teacher.init_from, "teacher.init_from", DecoderLM, mesh, rules)
+def _load_teacher(config, tokenizer, mesh, rules) -> CausalLM:
+    teacher = _load(config.teacher.init_from, "teacher.init_from", CausalLM, mesh, rules)
     _check_vocab(tokenizer, teacher)
     return teacher
 
 
-def _finish(config, workdir: str, stage: int, model, tokenizer, out, t_start: float, **extra) -> dict[str, Any]:
-    """Exports `model` to workdir/hf (+ tokenizer) and writes results.json; returns the results."""
-    from jaxsuite.hf import save_pretrained
-    from jaxsuite.pretrain import export_tokenizer
+def _finish(config, wd: Workdir, stage: int, model, tokenizer, out, **extra) -> dict[str, Any]:
+    """Exports `model` to workdir/hf (+ tokenizer), then results.json and the finished-marker."""
     params = sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    results: dict[str, Any] = {"stage": stage, "params": params, **out.summary(),
-                               "wall_seconds_this_run": time.time() - t_start, **extra}
-    if is_primary():
-        hf_dir = save_pretrained(model, join_path(workdir, "hf"))
+    hf_dir = wd.path("hf")
+    if wd.primary:
+        from jaxsuite.hf import save_pretrained
+        save_pretrained(model, hf_dir)
         export_tokenizer(tokenizer, hf_dir)
-        results["hf_export"] = hf_dir
-    write_results(workdir, results)
-    log.info("stage %d results: %s", stage, results)
+    results = wd.finish(config, {"stage": stage, "params": params, **out.summary(), **extra, "hf_export": hf_dir})
+    log.info("stage %d results: %s", stage, {k: v for k, v in results.items() if k != "config"})
     return results
 
 
 def run_stage1(config, workdir: str) -> dict[str, Any]:
     """Stage 1: trains one Lightning student per teacher layer; exports the all-Lightning students model."""
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    wd = Workdir.start(workdir)
     mesh, rules, tokenizer, train_ds, eval_ds = _setup(config)
     teacher = _load_teacher(config, tokenizer, mesh, rules)
     model = build_alignment_model(teacher, seed=int(config.seed), mesh=mesh, rules=rules)
-    out = train_loop(config, workdir, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
+    out = train_loop(config, wd, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
                      loss_fn=alignment_loss, trainable=lambda names: names[0] == "students",
                      curve_title="HALO stage 1: per-layer hidden-state MSE")
     final = out.model
     students = students_hypenet(final.teacher, list(final.students))
-    return _finish(config, workdir, 1, students, tokenizer, out, t_start, loss="per-layer MSE")
+    return _finish(config, wd, 1, students, tokenizer, out, loss="per-layer MSE")
 
 
-def hybrid_config(config, teacher: DecoderLM) -> HypeNetConfig:
+def hybrid_config(config, teacher: CausalLM) -> HypeNetConfig:
     """The HypeNet architecture of config.student (attention_layers, attn_logits_scaling) for this teacher."""
     layers = [int(i) for i in config.student.attention_layers]
     scaling = config.student.get("attn_logits_scaling", None) or None
@@ -208,32 +197,30 @@ def hybrid_config(config, teacher: DecoderLM) -> HypeNetConfig:
 
 def run_stage2(config, workdir: str) -> dict[str, Any]:
     """Stage 2: assembles the hybrid from teacher + stage-1 students and distils the teacher's logits into it."""
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    wd = Workdir.start(workdir)
     mesh, rules, tokenizer, train_ds, eval_ds = _setup(config)
     teacher = _load_teacher(config, tokenizer, mesh, rules)
-    students = _load(config.student.init_from, "student.init_from (stage 1's hf folder)", HypeNetLM, mesh, rules)
+    students = _load(config.student.init_from, "student.init_from (stage 1's hf folder)", CausalLM, mesh, rules)
     student = assemble_hybrid(teacher, students, hybrid_config(config, teacher), seed=int(config.seed),
                               mesh=mesh, rules=rules)
     del students
     model = DistillationModel(teacher, student)
-    out = train_loop(config, workdir, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
+    out = train_loop(config, wd, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
                      loss_fn=distillation_loss, trainable=lambda names: names[0] == "student",
                      curve_title="HALO stage 2: KL(teacher || student)")
-    return _finish(config, workdir, 2, out.model.student, tokenizer, out, t_start, loss="KL(teacher||student)",
+    return _finish(config, wd, 2, out.model.student, tokenizer, out, loss="KL(teacher||student)",
                    attention_layers=[int(i) for i in config.student.attention_layers])
 
 
 def run_stage3(config, workdir: str) -> dict[str, Any]:
     """Stage 3: next-token fine-tuning of the stage-2 HypeNet at a long sequence length."""
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    wd = Workdir.start(workdir)
     mesh, rules, tokenizer, train_ds, eval_ds = _setup(config)
-    student = _load(config.student.init_from, "student.init_from (stage 2's hf folder)", HypeNetLM, mesh, rules)
+    student = _load(config.student.init_from, "student.init_from (stage 2's hf folder)", CausalLM, mesh, rules)
     _check_vocab(tokenizer, student)
-    out = train_loop(config, workdir, student, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
+    out = train_loop(config, wd, student, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
                      loss_fn=tr.next_token_loss, curve_title="HALO stage 3: long-context next-token loss")
-    return _finish(config, workdir, 3, out.model, tokenizer, out, t_start, loss="next-token CE")
+    return _finish(config, wd, 3, out.model, tokenizer, out, loss="next-token CE")
 
 
 STAGE_JOBS = {1: run_stage1, 2: run_stage2, 3: run_stage3}

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, Sequence
 
+from jaxsuite.core.extras import require
+
+require("rdkit", extra="chem", for_="jaxsuite.latent (LatentChem)")
 from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import QED, Crippen, rdFingerprintGenerator
 

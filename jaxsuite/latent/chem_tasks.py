@@ -42,6 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from jaxsuite.core.extras import require
+
+require("rdkit", extra="chem", for_="jaxsuite.latent (LatentChem)")
 from rdkit import Chem
 from rdkit.Chem import Lipinski
 from rdkit.Chem.rdMolDescriptors import CalcMolFormula, CalcNumRings

@@ -9,7 +9,8 @@ which re-runs the latent steps each row took, so the gradient reaches the projec
 the thoughts.
 
 Resumable: the policy's train state is checkpointed in workdir/checkpoints with the step; batches and
-sampling seeds are functions of (seed, step).
+sampling seeds are functions of (seed, step). The folder follows the job contract (jaxsuite.core.workdir):
+metrics.jsonl, checkpoints/, results.json (the summary) and a finished-marker.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jaxsuite.core.checkpoint import Checkpointer
-from jaxsuite.core.metrics import MetricsWriter, Progress
+from jaxsuite.core.metrics import Progress
+from jaxsuite.core.workdir import Workdir
 from jaxsuite.generate import generate
 from jaxsuite.latent.chem_tasks import ChemExample, correctness_reward, extract_answer, format_reward, type_reward
 from jaxsuite.latent.head import LatentReasoner, latent_hook
@@ -57,16 +59,17 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
     if q > len(examples) or n < 2:
         raise ValueError(f"grpo needs questions_per_step <= the {len(examples)} training examples (got {q}) and "
                          f"num_generations >= 2 for a group to compare (got {n})")
+    wd = Workdir.start(workdir)
     optim = {**dict(cfg.optim), "steps": max(int(cfg.steps), 1)}
     policy = Policy(model, optim=optim, loss=PolicyLossConfig(clip_low=float(cfg.clip), clip_high=float(cfg.clip),
                                                               kl_coef=0.0, temperature=float(cfg.temperature)),
                     mesh=mesh, rules=rules)
-    ckpt = Checkpointer(workdir, max_to_keep=1)
+    ckpt = Checkpointer(wd.root, max_to_keep=1)
     restored = ckpt.restore_latest(policy.abstract_state())
     start = 0
     if restored is not None:
         start, policy.state, _ = restored
-    writer = MetricsWriter(workdir, resume_step=start)
+    writer = wd.metrics_writer(resume_step=start)
     progress = Progress(int(cfg.steps), start_step=start, every=int(cfg.log_every), name="grpo")
     hook = latent_hook(max_latents, model.updater is not None)
     rewards_seen = []
@@ -101,4 +104,5 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
                "reward_mean_first": rewards_seen[0] if rewards_seen else None,
                "reward_mean_last": rewards_seen[-1] if rewards_seen else None}
     logging.getLogger(__name__).info("GRPO: %s", summary)
+    wd.finish(cfg, summary)
     return policy.module(), summary

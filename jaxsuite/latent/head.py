@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxsuite.generate import Prefilled, PrefillHook
 from jaxsuite.models.layers import const_param, normal_param
 
 
@@ -155,7 +156,7 @@ class LatentUpdater(nnx.Module):
 class LatentReasoner(nnx.Module):
     """A jaxsuite LM plus the latent projector (and, with molecules, the adapter and the updater).
 
-    It keeps the LM contract (`__call__`, `hidden_states`, `logits`, `init_cache`, `decode`, `config`), so
+    It implements the LM contract (`jaxsuite.models.LanguageModel`) by delegating to its backbone, so
     `jaxsuite.generate`, the train step and the RL core use it as they use the bare LM.
     """
 
@@ -178,6 +179,13 @@ class LatentReasoner(nnx.Module):
     @property
     def config(self):
         return self.backbone.config
+
+    @property
+    def dtype(self):
+        return self.backbone.dtype
+
+    def embed(self, input_ids):
+        return self.backbone.embed(input_ids)
 
     def __call__(self, input_ids=None, **kw):
         return self.backbone(input_ids, **kw)
@@ -270,10 +278,11 @@ def latent_forward(model: LatentReasoner, ids: jax.Array, positions: jax.Array, 
 
 # --- inference: a prefill hook for jaxsuite.generate -------------------------------------------------------------
 def latent_prefill(model: LatentReasoner, ids, positions, mask, cache, hook_inputs, *, max_steps: int,
-                   recompute: bool = False, corrupt: str = "none"):
-    """Prefill the prompt (which ends with `<start_latent>`), think for up to `max_steps` latent steps with
-    per-row adaptive stopping, then feed `<end_latent>`. Returns generate's (last logits [B, V], cache, next
-    positions [B], {"latent_steps": [B]}). Needs `extra_cache_slots = max_steps + 1`.
+                   recompute: bool = False, corrupt: str = "none") -> Prefilled:
+    """A `jaxsuite.generate.PrefillHook` (bound by `latent_hook`): prefill the prompt (which ends with
+    `<start_latent>`), think for up to `max_steps` latent steps with per-row adaptive stopping, then feed
+    `<end_latent>`. Returns the logits after `<end_latent>` [B, V], the cache, the next positions [B] and
+    extras {"latent_steps": [B]}. Needs `extra_cache_slots = max_steps + 1`.
 
     hook_inputs: None or a dict with "mol_features" [B, L, Df], "mol_mask" [B, L] and, for corrupt="noise",
     "rng" (a key).
@@ -341,19 +350,19 @@ def latent_prefill(model: LatentReasoner, ids, positions, mask, cache, hook_inpu
         next_pos = next_pos + steps
     end = jnp.full((b, 1), tokens.end_latent, jnp.int32)
     logits, cache = model.decode(end, next_pos[:, None], cache)
-    return logits[:, 0], cache, next_pos + 1, {"latent_steps": steps}
+    return Prefilled(logits[:, 0], cache, next_pos + 1, {"latent_steps": steps})
 
 
-def molecule_prefill(model: LatentReasoner, ids, positions, mask, cache, hook_inputs):
-    """A prefill that only places the molecule soft tokens (a CoT or answer-only model with the adapter)."""
+def molecule_prefill(model: LatentReasoner, ids, positions, mask, cache, hook_inputs) -> Prefilled:
+    """A `PrefillHook` that only places the molecule soft tokens (a CoT or answer-only model with the adapter)."""
     hook_inputs = hook_inputs or {}
     embeds, _ = model.prompt_embeds(ids, hook_inputs.get("mol_features"), hook_inputs.get("mol_mask"))
     logits, cache = model.decode(None, positions, cache, token_mask=mask, inputs_embeds=embeds)
-    return logits[:, -1], cache, positions[:, -1] + 1, {}
+    return Prefilled(logits[:, -1], cache, positions[:, -1] + 1, {})
 
 
 @functools.lru_cache(maxsize=None)
-def latent_hook(max_steps: int, recompute: bool = False, corrupt: str = "none"):
+def latent_hook(max_steps: int, recompute: bool = False, corrupt: str = "none") -> PrefillHook:
     """One hashable hook object per setting (generate's jit keys on it)."""
     return functools.partial(latent_prefill, max_steps=int(max_steps), recompute=bool(recompute),
                              corrupt=str(corrupt))

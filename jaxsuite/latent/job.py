@@ -12,28 +12,27 @@
      `grpo.steps` > 0, GRPO with the paper's rewards (jaxsuite.latent.grpo).
   5. Evaluation on the test set: accuracy per task, the non-tie win rate of latent vs CoT, reasoning steps,
      wall-clock answering time and speed-up, and the causal test (latents replaced by zeros or noise).
-Writes results.json, stages.png (accuracy and steps per curriculum stage), and one folder per stage.
+Writes results.json, stages.png (accuracy and steps per curriculum stage), and one folder per stage (each with
+its own metrics.jsonl, checkpoints/, results.json and finished-marker: jaxsuite.core.workdir).
 """
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Any
 
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxsuite.core.metrics import is_primary, join_path, pyplot, write_results
-from jaxsuite.core.tokenizer import load_tokenizer
+from jaxsuite.core.build import build_tokenizer, mesh_and_rules
+from jaxsuite.core.metrics import pyplot
+from jaxsuite.core.workdir import Workdir
 from jaxsuite.latent import evaluation as ev
 from jaxsuite.latent.chem_tasks import TaskGenerator, read_chemcot
 from jaxsuite.latent.head import LatentReasoner, LatentTokens
 from jaxsuite.latent.sequences import ExampleBatches, SequenceFormat
 from jaxsuite.latent.training import curriculum_stages, describe, run_stage
 from jaxsuite.models.factory import arch_from_config, init_model
-from jaxsuite.pretrain import mesh_and_rules
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,7 @@ def load_examples(config):
     return train, test
 
 
-def molecule_features(config, workdir: str, train, mesh, rules):
+def molecule_features(config, wd: Workdir, train, mesh, rules):
     """A callable smiles list -> (features, mask) from the frozen encoder, or None without molecules."""
     m = config.mol
     if int(m.num_queries) <= 0:
@@ -68,7 +67,7 @@ def molecule_features(config, workdir: str, train, mesh, rules):
         enc_cfg = me.MolEncoderConfig(d_model=int(m.d_model), num_layers=int(m.num_layers),
                                       num_heads=int(m.num_heads), mlp_dim=2 * int(m.d_model),
                                       max_len=int(m.max_len))
-        model, tok, _ = me.pretrain_encoder(smiles, join_path(workdir, "mol_encoder"), config=enc_cfg,
+        model, tok, _ = me.pretrain_encoder(smiles, wd.path("mol_encoder"), config=enc_cfg,
                                             train_cfg=m.train, batch_size=int(m.batch_size),
                                             seed=int(config.seed), mesh=mesh, rules=rules)
         source = me.EncoderFeatures(model, tok, int(m.max_len))
@@ -95,7 +94,7 @@ def build_model(config, tokens: LatentTokens, feature_dim: int, mesh, rules) -> 
                           use_updater=bool(config.mol.use_updater), rngs=nnx.Rngs(int(config.seed) + 1))
 
 
-def plot_stages(curve: list[dict], cot: dict, path: str) -> str:
+def plot_stages(curve: list[dict], cot: dict, wd: Workdir, name: str = "stages.png") -> str | None:
     plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=110)
     ks = [c["stage"] for c in curve]
@@ -111,9 +110,7 @@ def plot_stages(curve: list[dict], cot: dict, path: str) -> str:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return wd.save_figure(fig, name)
 
 
 def _public(summary: dict) -> dict:
@@ -121,13 +118,12 @@ def _public(summary: dict) -> dict:
 
 
 def run(config, workdir: str) -> dict[str, Any]:
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+    wd = Workdir.start(workdir)
     train, test = load_examples(config)
     mesh, rules = mesh_and_rules(config)
-    tokenizer = load_tokenizer(config.tokenizer)
+    tokenizer = build_tokenizer(config)
     tokens = LatentTokens.after(int(config.latent.first_token_id))
-    features, feature_dim = molecule_features(config, workdir, train, mesh, rules)
+    features, feature_dim = molecule_features(config, wd, train, mesh, rules)
     fmt = SequenceFormat(tokens, bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id,
                          num_queries=int(config.mol.num_queries), latents_per_step=int(config.latent.per_step))
     max_k = int(config.latent.stages)
@@ -141,16 +137,16 @@ def run(config, workdir: str) -> dict[str, Any]:
 
     model = build_model(config, tokens, feature_dim, mesh, rules)
     stages: dict[str, Any] = {}
-    out = run_stage(config, workdir, "sft_answer", model, batches("answer", offset=1), tc.sft_answer, latent=False,
+    out = run_stage(config, wd, "sft_answer", model, batches("answer", offset=1), tc.sft_answer, latent=False,
                     mesh=mesh, rules=rules)
     stages["sft_answer"] = describe(out)
-    out = run_stage(config, workdir, "sft_cot", out.model, batches("cot", offset=2), tc.sft_cot, latent=False,
+    out = run_stage(config, wd, "sft_cot", out.model, batches("cot", offset=2), tc.sft_cot, latent=False,
                     mesh=mesh, rules=rules)
     stages["sft_cot"] = describe(out)
     cot_start = out.model
     extra = ml_collections.ConfigDict(dict(tc.sft_cot))
     extra.steps = int(tc.stage.steps) * max_k               # the same budget as the whole curriculum
-    cot = run_stage(config, workdir, "cot_baseline", cot_start, batches("cot", offset=3), extra, latent=False,
+    cot = run_stage(config, wd, "cot_baseline", cot_start, batches("cot", offset=3), extra, latent=False,
                     mesh=mesh, rules=rules)
     stages["cot_baseline"] = describe(cot)
 
@@ -161,7 +157,7 @@ def run(config, workdir: str) -> dict[str, Any]:
 
     curve, latent_model = [], cot_start
     for k in curriculum_stages(max_k):
-        res = run_stage(config, workdir, f"latent_stage{k}", latent_model, batches("latent", k, offset=10 + k),
+        res = run_stage(config, wd, f"latent_stage{k}", latent_model, batches("latent", k, offset=10 + k),
                         tc.stage, latent=True, mesh=mesh, rules=rules, hinge_weight=float(config.latent.hinge_weight),
                         margin=float(config.latent.hinge_margin))
         stages[f"latent_stage{k}"] = describe(res)
@@ -174,7 +170,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     grpo = None
     if int(config.grpo.steps) > 0:
         from jaxsuite.latent.grpo import run_grpo
-        latent_model, grpo = run_grpo(config.grpo, join_path(workdir, "grpo"), latent_model, train, tokenizer, fmt,
+        latent_model, grpo = run_grpo(config.grpo, wd.path("grpo"), latent_model, train, tokenizer, fmt,
                                       max_latents=max_latents, seq_len=int(d.seq_len), features=features,
                                       mesh=mesh, rules=rules, seed=int(config.seed))
         s = ev.summary(test, ev.answer_all(latent_model, test, tokenizer, fmt, latent=True, **eval_kw))
@@ -186,7 +182,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         c = ev.summary(test, ev.answer_all(latent_model, test, tokenizer, fmt, latent=True, corrupt=mode, **eval_kw))
         causal[mode] = {"accuracy": c["accuracy"], "mean_latent_steps": c["mean_latent_steps"]}
 
-    results = {
+    figures = {
         "train_examples": len(train), "test_examples": len(test), "stages": stages, "grpo": grpo,
         "cot": _public(cot_summary), "latent": _public(latent_summary), "curriculum": curve,
         "win_rate": ev.win_rate(latent_summary["correct"], cot_summary["correct"]),
@@ -195,11 +191,9 @@ def run(config, workdir: str) -> dict[str, Any]:
         / max(latent_summary["mean_reasoning_passes"], 1e-9),
         "wall_clock_speedup": cot_summary["seconds"] / max(latent_summary["seconds"], 1e-9),
         "causal_test": {"clean": latent_summary["accuracy"], **causal},
-        "wall_seconds_this_run": time.time() - t_start,
     }
-    if is_primary():
-        results["plot"] = plot_stages(curve, cot_summary, join_path(workdir, "stages.png"))
-    write_results(workdir, results)
+    figures["plot"] = plot_stages(curve, cot_summary, wd)
+    results = wd.finish(config, figures)
     log.info("latent %.3f vs CoT %.3f; non-tie win rate %s; speed-up %.2fx", latent_summary["accuracy"],
              cot_summary["accuracy"], results["win_rate"]["non_tie_win_rate"], results["wall_clock_speedup"])
     return results

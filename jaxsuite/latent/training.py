@@ -2,7 +2,9 @@
 curriculum, and the counterfactual hinge loss.
 
 Each stage is one `jaxsuite.core.loop.train_loop` run in its own folder (so each resumes on its own), starting
-from the previous stage's weights with a fresh optimizer (Coconut resets the optimizer at every stage).
+from the previous stage's weights with a fresh optimizer (Coconut resets the optimizer at every stage). A stage
+folder follows the job contract (jaxsuite.core.workdir): metrics.jsonl, checkpoints/, loss.png, results.json and
+its finished-marker.
 
 Losses (`loss_fn(model, batch)` for the train step):
   plain_loss   next-token CE over the target text, with molecule soft tokens placed in the prompt
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any
 
 import jax
@@ -25,6 +26,7 @@ import ml_collections
 
 from jaxsuite.core import train as tr
 from jaxsuite.core.loop import LoopResult, train_loop
+from jaxsuite.core.workdir import Workdir
 from jaxsuite.latent.head import LatentReasoner, latent_forward
 
 log = logging.getLogger(__name__)
@@ -59,15 +61,20 @@ def stage_config(config, train_block, seq_len: int) -> ml_collections.ConfigDict
                                       "data": {"seq_len": int(seq_len), "batch_size": int(config.data.batch_size)}})
 
 
-def run_stage(config, workdir: str, name: str, model: LatentReasoner, batches, train_block, *, latent: bool,
-              mesh, rules, hinge_weight: float = 0.0, margin: float = 0.5) -> LoopResult:
-    """One training stage in workdir/<name> (resumable); returns the loop's result (its `.model` is next)."""
+def run_stage(config, workdir: str | Workdir, name: str, model: LatentReasoner, batches, train_block, *,
+              latent: bool, mesh, rules, hinge_weight: float = 0.0, margin: float = 0.5) -> LoopResult:
+    """One training stage in workdir/<name> (resumable); returns the loop's result (its `.model` is next).
+
+    A finished stage is not skipped: its final weights come back from its last checkpoint (zero steps run)."""
     loss = (functools.partial(latent_loss, hinge_weight=float(hinge_weight), margin=float(margin)) if latent
             else plain_loss)
     log.info("stage %s: %d steps", name, int(train_block.steps))
-    return train_loop(stage_config(config, train_block, int(config.data.seq_len)), os.path.join(workdir, name),
-                      model, mesh=mesh, rules=rules, train_ds=batches, loss_fn=loss,
-                      curve_title=f"LatentChem {name}")
+    cfg = stage_config(config, train_block, int(config.data.seq_len))
+    wd = Workdir.start(Workdir(workdir).path(name))
+    out = train_loop(cfg, wd, model, mesh=mesh, rules=rules, train_ds=batches, loss_fn=loss,
+                     curve_title=f"LatentChem {name}")
+    wd.finish(cfg, describe(out))
+    return out
 
 
 def curriculum_stages(max_steps: int) -> list[int]:

@@ -26,6 +26,10 @@ from fractions import Fraction
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from jaxsuite.core.extras import require
+
+require("sympy", extra="rl", for_="jaxsuite.rl.math_env (answer checking for CPMobius, R-Zero, RENT)")
 import sympy
 from sympy.parsing.sympy_parser import (implicit_multiplication_application, parse_expr, rationalize,
                                         standard_transformations)

@@ -23,12 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsuite.generate import generate
+from jaxsuite.generate import LogitsProcessor, generate
 
 
 def apply_repetition_penalty(logits: jax.Array, generated: jax.Array, step: jax.Array, *,
                              penalty: float) -> jax.Array:
-    """The CTRL / Hugging Face repetition penalty over the tokens generated so far: a seen token's positive
+    """A `jaxsuite.generate.LogitsProcessor` once `penalty` is bound (`repetition_processor`).
+
+    The CTRL / Hugging Face repetition penalty over the tokens generated so far: a seen token's positive
     logit is divided by `penalty`, a negative one multiplied. logits [B, V], generated [B, N] -> [B, V].
 
     Only the response is seen here (the generate hook does not receive the prompt), whereas vLLM and
@@ -42,7 +44,7 @@ def apply_repetition_penalty(logits: jax.Array, generated: jax.Array, step: jax.
 
 
 @functools.lru_cache(maxsize=None)
-def repetition_processor(penalty: float):
+def repetition_processor(penalty: float) -> LogitsProcessor:
     """One hook object per penalty value: generate's jit keys on the hook, and a fresh functools.partial per
     call would compile the decode loop again every time."""
     return functools.partial(apply_repetition_penalty, penalty=penalty)

@@ -12,7 +12,7 @@ import grain
 import numpy as np
 import pytest
 
-from jaxsuite.core import data
+from jaxsuite.core import corpus, data
 from jaxsuite.core.tokenizer import (
     ByteTokenizer,
     HFTokenizer,
@@ -332,19 +332,6 @@ def test_hugging_face_tokenizer_folder_and_file(tmp_path):
         load_tokenizer("no-such-org/no-such-model")
 
 
-def test_stdlib_corpus_listing_is_deterministic_with_disjoint_eval_split():
-    files = data.stdlib_files()
-    assert len(files) > 100 and files == data.stdlib_files()
-    root = data.stdlib_root()
-    rels = [p.relative_to(root).as_posix() for p in files]
-    assert rels == sorted(rels) and all(r.endswith(".py") for r in rels)
-    assert not any(r.split("/")[0] in ("test", "idlelib", "site-packages") or "/test/" in r for r in rels)
-    assert "os.py" in rels and "json/decoder.py" in rels
-    train, ev = data.stdlib_files("train"), data.stdlib_files("eval")
-    assert ev and not set(train) & set(ev) and sorted(train + ev) == sorted(files)
-    assert len(data.open_source("stdlib:eval")) == len(ev)
-
-
 def test_stdlib_tokenizer_is_cached_and_feeds_the_pipeline(tmp_path):
     tok = stdlib_tokenizer(512, cache_dir=tmp_path)
     (model,) = list((tmp_path / "tokenizers").glob("*.model"))
@@ -352,7 +339,7 @@ def test_stdlib_tokenizer_is_cached_and_feeds_the_pipeline(tmp_path):
     again = stdlib_tokenizer(512, cache_dir=tmp_path)  # loaded, not retrained
     assert again.path == model == tok.path and model.stat().st_mtime_ns == mtime
     assert "512" in model.name and f"py{sys.version_info.major}{sys.version_info.minor}" in model.name
-    text = data.stdlib_files("eval")[0].read_text()
+    text = corpus.stdlib_files("eval")[0].read_text()
     assert tok.decode(tok.encode(text)) == text
     ds = data.make_lm_dataset("stdlib", tok, seq_len=32, batch_size=2, seed=0, shard_index=0, shard_count=1)
     batch = next(iter(ds))
@@ -362,7 +349,7 @@ def test_stdlib_tokenizer_is_cached_and_feeds_the_pipeline(tmp_path):
 @pytest.mark.slow
 def test_stdlib_tokenizer_default_vocab(tmp_path):
     tok = stdlib_tokenizer(4096, cache_dir=tmp_path)
-    texts = [p.read_text() for p in data.stdlib_files("eval")]
+    texts = [p.read_text() for p in corpus.stdlib_files("eval")]
     ids = [tok.encode(t) for t in texts]
     assert all(tok.decode(i) == t for i, t in zip(ids, texts))
     assert sum(map(len, texts)) / sum(map(len, ids)) > 2.5  # chars per token on held-out code

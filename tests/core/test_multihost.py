@@ -2,7 +2,7 @@
 collectives), 2 forced CPU devices each, must compute exactly what one process with 4 devices computes.
 
 The harness is `jaxsuite.core.distributed.spawn_local`; `run_launcher` below wraps it for any config. Three
-levels: a sharded linear regression (checkpoint / data-iterator / metrics plumbing), the real DecoderLM and
+levels: a sharded linear regression (checkpoint / data-iterator / metrics plumbing), the real CausalLM and
 train step on a mesh whose fsdp axis spans the processes (bit-for-bit the 1-process numbers, up to float
 summation order), and the main pre-training job end to end (train, eval, checkpoint, sample, HF export, resume).
 """
@@ -87,8 +87,9 @@ def _digest_matrix(digest):
     return np.asarray([digest[k] for k in sorted(digest)])
 
 
+@pytest.mark.slow
 def test_decoder_train_steps_match_across_processes(tmp_path, monkeypatch):
-    """init_model + create_train_state + 3 make_train_step steps of a DecoderLM: 2 processes x 2 devices with
+    """init_model + create_train_state + 3 make_train_step steps of a CausalLM: 2 processes x 2 devices with
     fsdp spanning the processes compute what 1 process with 4 devices computes."""
     if jax.device_count() < 4:
         pytest.skip("the single-process reference needs 4 (forced host) devices")
@@ -125,6 +126,7 @@ def _read_jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_pretrain_job_runs_and_resumes_across_processes(tmp_path):
     """The main job (configs/qwen3_pretrain.py:tiny) as 2 processes x 2 devices, parameters sharded over all 4
     devices (fsdp=4 spans the processes): train, eval, checkpoint, sample, export; then the same command again

@@ -1,4 +1,4 @@
-"""Tests of the functional training core (jaxsuite.core.train) on a tiny DecoderLM.
+"""Tests of the functional training core (jaxsuite.core.train) on a tiny CausalLM.
 
 Sharded runs use 8 forced CPU devices (tests/conftest.py) as a (data=2, fsdp=2, tensor=2) mesh and are checked
 against a one-device mesh, against gradient accumulation, and against independent references: numpy
@@ -19,7 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.core import train
-from jaxsuite.models import DecoderConfig, DecoderLM
+from jaxsuite.models import DecoderConfig, CausalLM
 
 CFG = DecoderConfig(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=64)
@@ -49,8 +49,8 @@ def make_batch(seed: int = 0) -> dict:
 BATCH = make_batch()
 
 
-def fresh_model() -> DecoderLM:
-    return DecoderLM(CFG, rngs=nnx.Rngs(0))
+def fresh_model() -> CausalLM:
+    return CausalLM(CFG, rngs=nnx.Rngs(0))
 
 
 def mesh8():

@@ -20,7 +20,7 @@ def test_importance_by_hand():
     assert importance_scores(recall, mode="recall")[1] == pytest.approx(0.40)
 
 
-def test_select_layers_averages_suites_and_names_missing_tasks(tmp_path):
+def test_select_layers_averages_suites_and_names_missing_tasks(tmp_path, check_png):
     table = {0: dict(fda=0.9, swde=0.7, hella=0.6, arc=0.5), 1: dict(fda=0.2, swde=0.4, hella=0.59, arc=0.49),
              2: dict(fda=0.8, swde=0.7, hella=0.4, arc=0.3)}
     sel = select_layers(lambda i: table[i], [0, 1, 2], recall_tasks=["fda", "swde"],
@@ -30,7 +30,8 @@ def test_select_layers_averages_suites_and_names_missing_tasks(tmp_path):
     assert sel.importance[1] == pytest.approx(50.0) and sel.importance[2] == pytest.approx(0.25)
     assert sel.keep == [1]
     assert json.loads(sel.to_json())["keep"] == [1]
-    assert plot_importance(sel, str(tmp_path / "imp.png"))
+    assert plot_importance(sel, str(tmp_path / "imp.png")) == str(tmp_path / "imp.png")
+    check_png(tmp_path / "imp.png", size=(720, 420))          # 6 x 3.5 inches at 120 dpi
     with pytest.raises(KeyError, match="layer 0.*swde"):
         select_layers(lambda i: {"fda": 1.0, "hella": 1.0, "arc": 1.0}, [0], recall_tasks=["fda", "swde"],
                       commonsense_tasks=["hella", "arc"], keep=1)

@@ -1,4 +1,5 @@
 """Passkey task and long-context evaluation helpers, checked against oracles, numpy and hand formulas."""
+import contextlib
 import math
 import re
 
@@ -9,10 +10,12 @@ import pytest
 from flax import nnx
 
 from jaxsuite.core.tokenizer import load_tokenizer
+from jaxsuite.generate import generate
 from jaxsuite.halo import evaluation as ev
-from jaxsuite.halo.passkey import QUESTION, make_eval_batch, passkey_accuracy, passkey_by_length, training_text
+from jaxsuite.core.corpus import PASSKEY_QUESTION as QUESTION, passkey_document as training_text
+from jaxsuite.halo.passkey import make_eval_batch, passkey_accuracy, passkey_by_length
 from jaxsuite.halo.transfer import hypenet_config_from_teacher
-from jaxsuite.models import DecoderConfig, DecoderLM, HypeNetLM
+from jaxsuite.models import CausalLM, DecoderConfig
 
 TOK = load_tokenizer("byte")
 CFG = DecoderConfig(vocab_size=260, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -22,12 +25,12 @@ HCFG = hypenet_config_from_teacher(CFG, [1])          # layer 0 Lightning, layer
 
 @pytest.fixture(scope="module")
 def decoder():
-    return DecoderLM(CFG, rngs=nnx.Rngs(0))
+    return CausalLM(CFG, rngs=nnx.Rngs(0))
 
 
 @pytest.fixture(scope="module")
 def hypenet():
-    return HypeNetLM(HCFG, rngs=nnx.Rngs(1))
+    return CausalLM(HCFG, rngs=nnx.Rngs(1))
 
 
 def np_log_softmax(x):
@@ -159,30 +162,81 @@ def test_cache_bytes_by_hand(decoder, hypenet):
         assert ev.cache_bytes(hypenet, b, s) == attn + lightning + b * s + 4
     shapes = [jax.eval_shape(lambda s=s: hypenet.init_cache(b, s)).layers for s in (50, 500)]
     assert shapes[0][0]["state"].shape == shapes[1][0]["state"].shape == (b, 4, 8, 8)
-    assert shapes[1][1]["k"].shape[1] == 10 * shapes[0][1]["k"].shape[1]
+    assert math.prod(shapes[1][1]["k"].shape) == 10 * math.prod(shapes[0][1]["k"].shape)   # any layout
 
 
 @pytest.mark.parametrize("which", ["decoder", "hypenet"])
-def test_synthetic_cache_decode_loop_equals_model_decode(which, request):
+def test_generate_from_a_synthetic_cache_equals_a_hand_decode_loop(which, request):
+    """The decode benchmark's path: generate continues a synthetic cache at index = context length."""
     model = request.getfixturevalue(which)
     cache = ev.synthetic_cache(model, 2, 12, 3, seed=4)
     assert int(cache.index) == 12 and np.asarray(cache.valid).sum() == 2 * 12
     tok = jnp.asarray([[5], [77]], jnp.int32)
-    ref_cache, t = cache, tok
-    for _ in range(2):                                     # the hand loop: two greedy steps of model.decode
+    ref_cache, t, tokens, logps = cache, tok, [], []
+    for _ in range(3):                                     # the hand loop: three greedy steps of model.decode
         pos = jnp.full((2, 1), ref_cache.index, jnp.int32)
         logits, ref_cache = model.decode(t, pos, ref_cache)
         t = jnp.argmax(logits[:, -1], -1).astype(jnp.int32)[:, None]
-    fresh = ev.synthetic_cache(model, 2, 12, 3, seed=4)    # decode_steps donates its cache
-    nxt, last, new_cache = ev.decode_steps(model, fresh, tok, 2)
-    np.testing.assert_allclose(np.asarray(last), np.asarray(logits[:, -1]), rtol=1e-5, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(nxt), np.asarray(t))
-    assert int(new_cache.index) == 14
+        tokens.append(np.asarray(t[:, 0]))
+        logps.append(np_log_softmax(logits[:, -1])[np.arange(2), tokens[-1]])
+    fresh = ev.synthetic_cache(model, 2, 12, 3, seed=4)    # generate donates the cache it continues
+    out = generate(model, np.asarray(tok), 3, cache=fresh, stop_tokens=(), return_logprobs=True,
+                   split=nnx.split(model))                 # as decode_ms_per_token calls it
+    np.testing.assert_array_equal(out.tokens, np.stack(tokens, 1))
+    np.testing.assert_allclose(out.logprobs, np.stack(logps, 1), rtol=1e-5, atol=1e-5)
+    assert int(out.cache.index) == 12 + 3                  # the prompt token and two new ones: the third
+                                                           # is sampled, not fed
+
+
+@pytest.mark.parametrize("which", ["decoder", "hypenet"])
+def test_generate_continuing_a_prefilled_cache_equals_one_call(which, request):
+    """Prompt heads prefilled, then the tails (left-padded in the middle of the cache) and the answer: the
+    tokens of one generate call over the whole prompts, for attention caches and Lightning states alike."""
+    model = request.getfixturevalue(which)
+    prompts = [[3, 40, 41, 42, 43, 44, 45], [3, 50, 51, 52]]
+    heads, tails = [p[:3] for p in prompts], [p[3:] for p in prompts]
+    one_call = generate(model, prompts, 6, stop_tokens=())
+    first = generate(model, heads, 1, stop_tokens=(), cache=model.init_cache(2, 40))
+    second = generate(model, tails, 6, stop_tokens=(), cache=first.cache)
+    np.testing.assert_array_equal(second.tokens, one_call.tokens)
 
 
 def test_decode_ms_per_token_is_positive_and_finite(hypenet):
     ms = ev.decode_ms_per_token(hypenet, [8, 32], steps=2, repeats=1)
     assert set(ms) == {8, 32} and all(0 < v < float("inf") for v in ms.values())
+
+
+# --- next-token accuracy ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def count_compiles():
+    """Counts XLA compilations (JAX's backend-compile events) inside the block."""
+    count = [0]
+
+    def listener(event, duration_secs, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield count
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+
+
+def test_next_token_accuracy_matches_numpy_and_compiles_once_per_structure(decoder):
+    ids = np.random.default_rng(3).integers(3, 259, (5, 24)).astype(np.int32)
+    for p in (3, 9, 15):                  # some targets are the model's own argmax, so the score is not 0
+        ids[:, p + 1] = np.asarray(decoder(jnp.asarray(ids))).argmax(-1)[:, p]
+    pred = np.asarray(decoder(jnp.asarray(ids))).argmax(-1)[:, :-1]
+    want = float((pred == ids[:, 1:]).mean())
+    assert 3 / 23 <= want < 1
+    assert ev.next_token_accuracy(decoder, ids, batch_size=2) == pytest.approx(want)
+    # another model of the same structure (the layer sweep scores many) reuses the compiled programs
+    twin = CausalLM(CFG, rngs=nnx.Rngs(7))
+    with count_compiles() as compiles:
+        other = ev.next_token_accuracy(twin, ids, batch_size=2)
+    assert compiles[0] == 0
+    pred = np.asarray(twin(jnp.asarray(ids))).argmax(-1)[:, :-1]
+    assert other == pytest.approx(float((pred == ids[:, 1:]).mean()))
 
 
 # --- reporting --------------------------------------------------------------------------------------------------

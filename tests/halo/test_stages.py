@@ -11,27 +11,15 @@ from jaxsuite.halo.stages import (alignment_loss, assemble_hybrid, build_alignme
                                   DistillationModel, kl_divergence, students_hypenet)
 from jaxsuite.halo.transfer import hypenet_config_from_teacher, stage0_transfer
 
-HF_TINY = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
-               num_key_value_heads=2, head_dim=8, rms_norm_eps=1e-6, max_position_embeddings=128,
-               tie_word_embeddings=True, rope_theta=1e6)
-IDS = np.random.default_rng(0).integers(0, 97, (2, 13))
+IDS = np.random.default_rng(0).integers(0, 97, (2, 13))   # the vocabulary of conftest's "qwen3_3layers"
 
 
 @pytest.fixture(scope="module")
-def hf_teacher(tmp_path_factory):
-    """A tiny random transformers Qwen3 (every parameter randomised) saved locally, and our load of it."""
-    import torch
-    import transformers
-
+def hf_teacher(hf_checkpoints):
+    """A tiny random 3-layer transformers Qwen3 (tests/conftest.py) and our load of it."""
     import jaxsuite
-    torch.manual_seed(0)
-    model = transformers.Qwen3ForCausalLM(transformers.Qwen3Config(**HF_TINY, attn_implementation="eager")).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            p.copy_(1.0 + 0.2 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
-    folder = tmp_path_factory.mktemp("qwen3")
-    model.save_pretrained(folder)
-    return model, jaxsuite.load_pretrained(str(folder))
+    folder, model = hf_checkpoints("qwen3_3layers")
+    return model, jaxsuite.load_pretrained(folder)
 
 
 def _batch(ids):
@@ -106,7 +94,7 @@ def test_assemble_hybrid_takes_students_for_lightning_layers_and_teacher_attenti
     for i, student in enumerate(aligned.students):   # make each student distinguishable from stage 0
         student.z_proj.kernel.set_value(student.z_proj.kernel.get_value() + i + 1.0)
     students = students_hypenet(teacher, list(aligned.students))
-    assert all(layer.kind == "lightning-attn" for layer in students.layers)
+    assert all(layer.kind == "lightning" for layer in students.layers)
     hybrid = assemble_hybrid(teacher, students, hypenet_config_from_teacher(teacher.config, [1]))
     for i in (0, 2):
         np.testing.assert_array_equal(hybrid.layers[i].self_attn.z_proj.kernel.get_value(),

@@ -115,21 +115,52 @@ def test_win_rate_and_text_steps_by_hand():
 
 
 @pytest.mark.slow
-def test_tiny_latentchem_job_end_to_end(tmp_path):
+def test_tiny_latentchem_job_end_to_end(tmp_path, monkeypatch, check_png):
+    """The job's figures, recomputed from the answers it generated: every evaluation is recorded, and each
+    accuracy, per-task accuracy, win count and causal-test accuracy is judged again answer by answer."""
+    from jaxsuite.latent import evaluation
+    from jaxsuite.latent.chem_tasks import check_answer, extract_answer
     from jaxsuite.latent.job import run
 
+    answered = []                               # every evaluation the job runs: questions and greedy answers
+    answer_all = evaluation.answer_all
+
+    def recording_answer_all(model, examples, tokenizer, fmt, *, latent, corrupt="none", **kwargs):
+        out = answer_all(model, examples, tokenizer, fmt, latent=latent, corrupt=corrupt, **kwargs)
+        answered.append({"latent": latent, "corrupt": corrupt, "examples": list(examples), "texts": out["texts"]})
+        return out
+
+    monkeypatch.setattr(evaluation, "answer_all", recording_answer_all)
     config = load_config("configs/latentchem_tiny.py", "test")
     results = run(config, str(tmp_path))
     saved = json.loads((tmp_path / "results.json").read_text())
+
+    def judged(call) -> np.ndarray:             # [N] bool: is each answer right
+        return np.asarray([check_answer(e, extract_answer(t)) for e, t in zip(call["examples"], call["texts"])])
+
+    cot = [c for c in answered if not c["latent"]]
+    clean = [c for c in answered if c["latent"] and c["corrupt"] == "none"]
     assert [c["stage"] for c in saved["curriculum"]] == [1]
-    for key in ("cot", "latent"):
-        assert set(saved[key]["accuracy_by_task"]) <= {"rings", "hbd", "has_group"}
-        assert 0.0 <= saved[key]["accuracy"] <= 1.0
+    assert len(cot) == 1 and len(clean) == 2    # the CoT baseline; after curriculum stage 1, then after GRPO
+    cot_ok, latent_ok = judged(cot[0]), judged(clean[-1])
+    assert len(cot_ok) == len(latent_ok) == saved["test_examples"] == 8
+    for key, ok, call in (("cot", cot_ok, cot[0]), ("latent", latent_ok, clean[-1])):
+        tasks = np.asarray([e.task for e in call["examples"]])
+        assert saved[key]["accuracy"] == pytest.approx(ok.mean())
+        assert saved[key]["accuracy_by_task"] == pytest.approx({t: ok[tasks == t].mean() for t in set(tasks)})
+        assert set(tasks) <= {"rings", "hbd", "has_group"}
+    assert saved["curriculum"][0]["accuracy"] == pytest.approx(judged(clean[0]).mean())
+    wins, losses = int(np.sum(latent_ok & ~cot_ok)), int(np.sum(~latent_ok & cot_ok))
+    assert [saved["win_rate"][k] for k in ("wins", "losses", "ties")] == [wins, losses, 8 - wins - losses]
     assert set(saved["causal_test"]) == {"clean", "zeros", "noise"}
-    assert saved["win_rate"]["wins"] + saved["win_rate"]["losses"] + saved["win_rate"]["ties"] == 8
-    assert results["wall_clock_speedup"] > 0 and (tmp_path / "stages.png").exists()
+    assert saved["causal_test"]["clean"] == pytest.approx(latent_ok.mean())
+    for mode in ("zeros", "noise"):
+        (call,) = [c for c in answered if c["corrupt"] == mode]
+        assert saved["causal_test"][mode]["accuracy"] == pytest.approx(judged(call).mean())
+    assert results["wall_clock_speedup"] > 0
+    check_png(tmp_path / "stages.png", size=(1100, 418))      # 10 x 3.8 inches at 110 dpi
     assert set(saved["stages"]) == {"sft_answer", "sft_cot", "cot_baseline", "latent_stage1"}
-    assert saved["grpo"]["steps"] == 2 and "accuracy_after" in saved["grpo"]
+    assert saved["grpo"]["steps"] == 2 and saved["grpo"]["accuracy_after"] == pytest.approx(latent_ok.mean())
 
 
 def test_chem_reward_by_hand():

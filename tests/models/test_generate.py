@@ -125,6 +125,49 @@ def test_prompt_lengths_share_a_compilation(pair):
     assert _generate_jit._cache_size() == before
 
 
+def test_continuing_a_prefilled_cache_equals_one_call_over_the_whole_prompt(pair):
+    _, jmodel = pair
+    heads, tails = [p[:4] for p in PROMPTS], [p[4:] or p[-1:] for p in PROMPTS]
+    whole = [h + t for h, t in zip(heads, tails)]        # row 1 ends with its last token twice
+    one_call = jaxsuite.generate(jmodel, whole, 12, stop_tokens=())
+    # an empty cache continued from index 0 is a fresh start; its one sampled token is not written to the cache
+    first = jaxsuite.generate(jmodel, heads, 1, stop_tokens=(), cache=jmodel.init_cache(2, 64))
+    assert int(first.cache.index) == 4 and np.asarray(first.cache.valid).sum(1).tolist() == [4, 3]
+    # the tails (3 and 1 tokens: left-padded in the middle of the cache) continue at positions 4 and 3
+    second = jaxsuite.generate(jmodel, tails, 8, stop_tokens=(), cache=first.cache)
+    np.testing.assert_array_equal(second.tokens, one_call.tokens[:, :8])
+    assert int(second.cache.index) == 4 + 3 + 7                      # the 8th new token is not fed yet
+    # feeding the last token continues the generation itself
+    third = jaxsuite.generate(jmodel, second.tokens[:, -1:], 4, stop_tokens=(), cache=second.cache)
+    np.testing.assert_array_equal(third.tokens, one_call.tokens[:, 8:])
+
+
+def test_explicit_positions_and_cache_errors(pair):
+    _, jmodel = pair
+    expected = jaxsuite.generate(jmodel, [p + [9] for p in PROMPTS], 3, stop_tokens=(), return_logprobs=True)
+    got, moved = (jaxsuite.generate(jmodel, [[9], [9]], 3, stop_tokens=(), positions=pos, return_logprobs=True,
+                                    cache=jaxsuite.generate(jmodel, PROMPTS, 1, cache=jmodel.init_cache(2, 32)).cache)
+                  for pos in ([7, 3], [20, 20]))        # the default positions, given explicitly; then wrong ones
+    np.testing.assert_array_equal(got.tokens, expected.tokens)
+    np.testing.assert_allclose(got.logprobs, expected.logprobs, rtol=1e-5, atol=1e-5)
+    assert np.abs(moved.logprobs - expected.logprobs).max() > 1e-3, "positions were ignored"
+    with pytest.raises(ValueError, match="free slots"):
+        jaxsuite.generate(jmodel, PROMPTS, 27, cache=jmodel.init_cache(2, 32))   # 7 + 27 - 1 > 32 slots
+    with pytest.raises(ValueError, match="rows"):
+        jaxsuite.generate(jmodel, PROMPTS, 2, cache=jmodel.init_cache(3, 32))
+    with pytest.raises(ValueError, match="pass cache"):
+        jaxsuite.generate(jmodel, PROMPTS, 2, positions=[0, 0])
+    with pytest.raises(TypeError, match="hashable"):
+        jaxsuite.generate(jmodel, PROMPTS, 2, logits_processor=_Unhashable())
+
+
+class _Unhashable:
+    __hash__ = None
+
+    def __call__(self, logits, generated, step):
+        return logits
+
+
 def test_left_pad_and_input_errors(pair):
     _, jmodel = pair
     ids, mask = left_pad([[1, 2], [3]], None, pad_token_id=0, bucket=False)

@@ -6,14 +6,14 @@ import pytest
 from flax import nnx
 
 from jaxsuite.core.config_utils import load_config
-from jaxsuite.models import DecoderLM, count_params
+from jaxsuite.models import CausalLM, count_params
 from jaxsuite.models.factory import arch_from_config
 from jaxsuite.models.presets import (QWEN3_PRESETS, QWEN3_PUBLISHED_BILLIONS,
                                      QWEN3_PUBLISHED_NON_EMBEDDING_BILLIONS)
 
 
 def abstract_param_count(cfg) -> int:
-    model = nnx.eval_shape(lambda: DecoderLM(cfg, rngs=nnx.Rngs(0)))   # ShapeDtypeStructs only
+    model = nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))   # ShapeDtypeStructs only
     return sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 

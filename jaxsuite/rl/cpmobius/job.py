@@ -7,24 +7,26 @@
   2. Probe set (V_t) and held-out test set: generated with their own seeds, or read from jsonl/parquet files.
      Probe labels are the ground truth or majority-vote pseudo-labels of the base player.
   3. For each method in `methods` (cpmobius, r_zero, rent) and each seed: a self-play run from the same base,
-     in workdir/runs/<method>_seed<k>/ (resumable).
+     in workdir/runs/<method>_seed<k>/ (resumable; each run folder is a Workdir of its own, with metrics.jsonl,
+     checkpoints/, results.json and a finished-marker).
   4. results.json: per method and seed, validation and test accuracy per step; a summary per method; plots
      accuracy.png (test and validation accuracy over steps) and coach_reward.png.
-Started again with the same command, finished runs are read back, an interrupted one resumes.
+Started again with the same command, finished runs (their finished-marker matches the config) are read back
+without rebuilding their trainer, an interrupted one resumes from its checkpoints.
 """
 from __future__ import annotations
 
 import logging
-import os
-import time
 from typing import Any
 
 import ml_collections
 import numpy as np
 
+from jaxsuite.core.build import build_tokenizer, mesh_and_rules
 from jaxsuite.core.loop import train_loop
-from jaxsuite.core.metrics import is_primary, join_path, pyplot, read_metrics, write_results
-from jaxsuite.pretrain import build_model, mesh_and_rules
+from jaxsuite.core.metrics import pyplot, read_metrics
+from jaxsuite.core.workdir import Workdir
+from jaxsuite.hf import build_model
 from jaxsuite.rl import math_env
 from jaxsuite.rl.cpmobius.baselines import RENTTrainer, RZeroTrainer
 from jaxsuite.rl.cpmobius.coach_player import CPMobiusTrainer
@@ -101,8 +103,9 @@ def sft_documents(config, exclude: set[str]) -> list[str]:
     return docs
 
 
-def build_base_model(config, workdir: str, tokenizer, mesh, rules, exclude: set[str]):
-    """`model.init_from` as is, or a fresh model after `sft.train.steps` steps of SFT (resumable)."""
+def build_base_model(config, wd: Workdir, tokenizer, mesh, rules, exclude: set[str]):
+    """`model.init_from` as is, or a fresh model after `sft.train.steps` steps of SFT (resumable, in
+    workdir/sft)."""
     from jaxsuite.core import data
 
     model = build_model(config, tokenizer, mesh, rules)
@@ -115,8 +118,10 @@ def build_base_model(config, workdir: str, tokenizer, mesh, rules, exclude: set[
     train_ds = data.make_lm_dataset(data.InMemorySource(docs), tokenizer, int(config.sft.seq_len),
                                     int(config.sft.batch_size), seed=int(config.seed), prepend_bos=True,
                                     shuffle_window=256)
-    out = train_loop(sft_cfg, join_path(workdir, "sft"), model, mesh=mesh, rules=rules, train_ds=train_ds,
+    sft_wd = Workdir.start(wd.path("sft"), primary=wd.primary)
+    out = train_loop(sft_cfg, sft_wd, model, mesh=mesh, rules=rules, train_ds=train_ds,
                      curve_title="CPMobius base: SFT loss")
+    sft_wd.finish(sft_cfg, out.summary())
     return out.model
 
 
@@ -125,13 +130,13 @@ def _series(rows: list[dict], key: str) -> list[list[float]]:
     return [[r["step"], r[key]] for r in rows if key in r]
 
 
-def summarize(config, workdir: str, runs: dict[str, dict[int, str]]) -> dict[str, Any]:
-    """results.json's content from every run's metrics.jsonl."""
-    out: dict[str, Any] = {"methods": {}, "config": {"steps": int(config.rl.steps), "seeds": list(config.seeds)}}
+def summarize(config, runs: dict[str, dict[int, Workdir]]) -> dict[str, Any]:
+    """results.json's figures from every run's metrics.jsonl (the config is results.json's own key)."""
+    out: dict[str, Any] = {"methods": {}}
     for method, by_seed in runs.items():
         per_seed, first, last, best_val, tps, upd = {}, [], [], [], [], []
-        for seed, run_dir in by_seed.items():
-            rows = read_metrics(join_path(run_dir, "metrics.jsonl"))
+        for seed, run_wd in by_seed.items():
+            rows = read_metrics(run_wd.path("metrics.jsonl"))
             test = _series(rows, "test_acc")
             val = _series(rows, "val_acc")
             per_seed[str(seed)] = {"val_acc": val, "test_acc": test,
@@ -155,7 +160,7 @@ def summarize(config, workdir: str, runs: dict[str, dict[int, str]]) -> dict[str
     return out
 
 
-def plot_results(results: dict[str, Any], workdir: str) -> list[str]:
+def plot_results(results: dict[str, Any], wd: Workdir) -> list[str]:
     """accuracy.png (test and probe accuracy per method, mean over seeds with min-max band) and
     coach_reward.png (mean coach / challenger reward per step)."""
     plt = pyplot()
@@ -174,10 +179,7 @@ def plot_results(results: dict[str, Any], workdir: str) -> list[str]:
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    path = join_path(workdir, "accuracy.png")
-    fig.savefig(path)
-    plt.close(fig)
-    written.append(path)
+    written.append(wd.save_figure(fig, "accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(6.5, 4), dpi=110)
     drawn = False
@@ -193,19 +195,26 @@ def plot_results(results: dict[str, Any], workdir: str) -> list[str]:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = join_path(workdir, "coach_reward.png")
-        fig.savefig(path)
-        written.append(path)
-    plt.close(fig)
+        written.append(wd.save_figure(fig, "coach_reward.png"))
+    else:
+        plt.close(fig)
     return written
 
 
 # --- the job -----------------------------------------------------------------------------------------------------
-def run(config, workdir: str) -> dict[str, Any]:
-    from jaxsuite.core.tokenizer import load_tokenizer
+def run_selfplay(config, run_wd: Workdir, method: str, seed: int, **trainer_kwargs) -> None:
+    """One method x seed in its own folder: skipped when it finished with this config, else run or resumed."""
+    if run_wd.is_finished(config):
+        log.info("%s seed %d: finished earlier in %s", method, seed, run_wd)
+        return
+    run_wd = Workdir.start(run_wd, primary=run_wd.primary)
+    trainer = TRAINERS[method](config, run_wd.root, seed=seed, **trainer_kwargs)
+    summary = trainer.run()
+    run_wd.finish(config, summary)
 
-    t_start = time.time()
-    os.makedirs(workdir, exist_ok=True)
+
+def run(config, workdir: str) -> dict[str, Any]:
+    wd = Workdir.start(workdir)
     unknown = [m for m in config.methods if m not in TRAINERS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown} in config.methods; expected some of {sorted(TRAINERS)}")
@@ -213,9 +222,9 @@ def run(config, workdir: str) -> dict[str, Any]:
     probe_problems = load_problems(config.validation, gen, "validation")
     test_problems = load_problems(config.test, gen, "test")
     mesh, rules = mesh_and_rules(config)
-    tokenizer = load_tokenizer(config.tokenizer)
+    tokenizer = build_tokenizer(config)
     exclude = {q.problem for q in probe_problems + test_problems}
-    base = build_base_model(config, workdir, tokenizer, mesh, rules, exclude)
+    base = build_base_model(config, wd, tokenizer, mesh, rules, exclude)
     coach_base = base
     if config.coach.init_from:
         from jaxsuite.hf import load_pretrained
@@ -231,21 +240,17 @@ def run(config, workdir: str) -> dict[str, Any]:
     log.info("probe set %d problems (%s labels), test set %d problems", len(probe.problems),
              config.validation.labels, len(test.problems))
 
-    runs: dict[str, dict[int, str]] = {}
+    runs: dict[str, dict[int, Workdir]] = {}
     for method in config.methods:
         for seed in config.seeds:
-            run_dir = join_path(workdir, f"runs/{method}_seed{seed}")
-            trainer = TRAINERS[method](config, run_dir, seed=int(seed), player_model=base, coach_model=coach_base,
-                                       tokenizer=tokenizer, mesh=mesh, rules=rules, probe=probe, test=test)
-            trainer.run()
-            runs.setdefault(method, {})[int(seed)] = run_dir
-            del trainer
-    results = summarize(config, workdir, runs)
-    results["probe_size"], results["test_size"] = len(probe.problems), len(test.problems)
-    results["wall_seconds_this_run"] = time.time() - t_start
-    if is_primary():
-        results["plots"] = plot_results(results, workdir)
-    write_results(workdir, results)
+            run_wd = wd.sub("runs", f"{method}_seed{seed}")
+            run_selfplay(config, run_wd, method, int(seed), player_model=base, coach_model=coach_base,
+                         tokenizer=tokenizer, mesh=mesh, rules=rules, probe=probe, test=test)
+            runs.setdefault(method, {})[int(seed)] = run_wd
+    figures = summarize(config, runs)
+    figures["probe_size"], figures["test_size"] = len(probe.problems), len(test.problems)
+    figures["plots"] = plot_results(figures, wd) if wd.primary else []
+    results = wd.finish(config, figures)
     for method, res in results["methods"].items():
         log.info("%s: test accuracy %.3f -> %.3f (mean over %d seeds), %d improved", method,
                  res["test_acc_initial_mean"], res["test_acc_final_mean"], len(config.seeds), res["seeds_improved"])

@@ -1,4 +1,4 @@
-"""Three train steps of a tiny DecoderLM on a fixed global batch, for tests/core/test_multihost.py.
+"""Three train steps of a tiny CausalLM on a fixed global batch, for tests/core/test_multihost.py.
 
     PYTHONPATH=tests/core/launch_fixtures XLA_FLAGS=--xla_force_host_platform_device_count=4 \
         python -m jaxsuite.launch --config tests/core/launch_fixtures/decoder_config.py --workdir /tmp/dec

@@ -1,7 +1,7 @@
 """The real decoder and train step across processes: importable as `decoder_fixture_jobs` with this folder on
 the path (see decoder_config.py for the command).
 
-`decoder_train_steps` builds a tiny DecoderLM with `init_model` on a mesh over the devices of all processes,
+`decoder_train_steps` builds a tiny CausalLM with `init_model` on a mesh over the devices of all processes,
 creates the train state with `create_train_state` and runs `make_train_step` on a fixed global batch of the
 training-batch contract. Every process builds the same global batch with numpy and hands jax only the rows
 its own devices hold, as a per-process data loader would. The losses and digests of the initial and final

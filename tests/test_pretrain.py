@@ -1,5 +1,5 @@
-"""The main job end to end (configs/qwen3_pretrain.py:tiny): artefacts, export, and exact resumption after a
-real SIGKILL mid-run."""
+"""jaxsuite/pretrain.py: the main job end to end (configs/qwen3_pretrain.py:tiny), its artefacts and exact
+resumption after a real SIGKILL mid-run (`slow`: each runs the job in a subprocess), and its tokenizer export."""
 from __future__ import annotations
 
 import json
@@ -45,7 +45,8 @@ def uninterrupted(tmp_path_factory):
     return workdir
 
 
-def test_artefacts_of_the_job_contract(uninterrupted):
+@pytest.mark.slow
+def test_artefacts_of_the_job_contract(uninterrupted, check_png):
     results = json.load(open(os.path.join(uninterrupted, "results.json")))
     assert results["steps"] == STEPS and results["resumed_from_step"] == 0
     assert np.isfinite(results["eval_loss"]) and results["eval_perplexity"] == pytest.approx(
@@ -54,12 +55,13 @@ def test_artefacts_of_the_job_contract(uninterrupted):
     assert sorted(curve) == list(range(1, STEPS + 1))
     # a byte-level model learns the easy part of Python source quickly: the loss must clearly fall
     assert np.mean([curve[s] for s in range(51, 61)]) < np.mean([curve[s] for s in range(1, 6)]) - 1.0
-    assert os.path.getsize(os.path.join(uninterrupted, "loss.png")) > 1000
+    check_png(os.path.join(uninterrupted, "loss.png"), size=(770, 462))   # plot_curves: 7 x 4.2 in at 110 dpi
     assert json.load(open(os.path.join(uninterrupted, "config.json")))["train"]["steps"] == STEPS
     ckpts = sorted(int(d) for d in os.listdir(os.path.join(uninterrupted, "checkpoints")) if d.isdigit())
     assert ckpts == [50, 60]   # keep_checkpoints = 2
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_reproduces_losses_exactly(uninterrupted, tmp_path):
     workdir = str(tmp_path / "killed")
     proc = subprocess.Popen(launch_cmd(workdir), cwd=REPO, env=env(), stdout=subprocess.DEVNULL,
@@ -97,7 +99,7 @@ def test_bad_override_fails_at_start_naming_the_key(tmp_path):
 
 def test_export_tokenizer_puts_the_sentencepiece_model_beside_the_weights(tmp_path):
     from jaxsuite.core.tokenizer import ByteTokenizer, SentencePieceTokenizer, train_sentencepiece
-    from jaxsuite.pretrain import export_tokenizer
+    from jaxsuite.core.build import export_tokenizer
 
     text = ["def f(x):\n    return x + 1\n", "class A:\n    pass\n", "import os, sys\n"] * 50
     sp = train_sentencepiece(text, vocab_size=300, model_prefix=str(tmp_path / "sp"))

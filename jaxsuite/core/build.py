@@ -1,0 +1,97 @@
+"""The pieces every job builds from its config before it trains: mesh and rules, tokenizer, datasets.
+
+    mesh, rules = mesh_and_rules(config)             # config.mesh, config.sharding_rules
+    tokenizer = build_tokenizer(config)              # config.tokenizer
+    train_ds, eval_ds = build_datasets(config, tokenizer)   # config.data (see config_utils.data_block)
+    model = ...                                      # jaxsuite.models.factory / jaxsuite.hf (core knows no model)
+    check_vocab(tokenizer, model.config.vocab_size)
+    ...
+    export_tokenizer(tokenizer, hf_dir)              # beside the exported weights
+
+Config fields read:
+  mesh             {"data": -1, "fsdp": 1, "tensor": 1}: mesh axis sizes, one may be -1 (the rest)
+  sharding_rules   [(logical axis, mesh axis or axes or None), ...] (jaxsuite.core.sharding.DEFAULT_RULES)
+  tokenizer        one string, the only place a config names its tokenizer: "stdlib:4096" (sentencepiece
+                   trained here on the stdlib, cached), "byte", a .model / tokenizer.json / HF folder, or a
+                   hub id (jaxsuite.core.tokenizer.load_tokenizer)
+  data             source, eval_source, text_key, seq_len, batch_size, shuffle_seed, shuffle_window
+`devices` lets a mesh be built over any devices, e.g. those of a TPU topology this machine does not have,
+for a deviceless compile.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import jax
+
+from jaxsuite.core import files
+from jaxsuite.core import sharding as shd
+from jaxsuite.core.tokenizer import Tokenizer, load_tokenizer
+
+
+def mesh_and_rules(config, devices: Sequence[jax.Device] | None = None) -> tuple[jax.sharding.Mesh, shd.Rules]:
+    """The device mesh of `config.mesh` over `devices` (default: all of jax.devices()), and the logical-axis
+    rules of `config.sharding_rules`."""
+    mesh = shd.make_mesh(dict(config.mesh), devices)
+    rules = shd.rules_from_config(config.sharding_rules)
+    return mesh, rules
+
+
+def build_tokenizer(config) -> Tokenizer:
+    """`config.tokenizer` loaded; "stdlib:N" trains (once, cached) a sentencepiece model on the stdlib."""
+    spec = config.tokenizer
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"config.tokenizer must name a tokenizer (e.g. 'stdlib:4096', 'byte', a path or a hub "
+                         f"id), got {spec!r}")
+    return load_tokenizer(spec)
+
+
+def build_datasets(config, tokenizer: Tokenizer) -> tuple[Any, Any]:
+    """(train dataset, eval dataset or None) from `config.data`, yielding per-process batches of the
+    training-batch contract (jaxsuite.core.data). The train stream is shuffled with `data.shuffle_seed`;
+    the eval set is read once, unshuffled, so every evaluation sees the same batches."""
+    from jaxsuite.core import data   # grain: only jobs that read text need it
+
+    d = config.data
+    common = dict(tokenizer=tokenizer, seq_len=int(d.seq_len), batch_size=int(d.batch_size), text_key=d.text_key)
+    train = data.make_lm_dataset(d.source, seed=int(d.shuffle_seed), shuffle=True,
+                                 shuffle_window=int(d.shuffle_window), **common)
+    evals = None
+    if d.eval_source:
+        evals = data.make_lm_dataset(d.eval_source, seed=0, shuffle=False, num_epochs=1, **common)
+    return train, evals
+
+
+def check_vocab(tokenizer: Tokenizer, vocab_size: int, *, hint: str = "") -> None:
+    """Raises ValueError when the tokenizer can produce ids the model's embedding (`vocab_size` rows) lacks.
+
+    A larger model vocabulary is fine (checkpoints often pad it); a smaller one would index out of range,
+    which XLA does not report but silently clamps."""
+    if tokenizer.vocab_size > int(vocab_size):
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                         f"{int(vocab_size)}" + (f"; {hint}" if hint else ""))
+
+
+def export_tokenizer(tokenizer: Tokenizer, hf_dir: str | os.PathLike) -> list[str]:
+    """Puts the tokenizer's files beside exported weights (a local folder or a bucket URL); returns the
+    names written.
+
+    A sentencepiece model becomes `tokenizer.model`; an HF tokenizer folder contributes its tokenizer files.
+    The byte tokenizer has no file (it is fully described by its class)."""
+    path = getattr(tokenizer, "path", None) or getattr(tokenizer, "model_file", None)
+    if not path:
+        return []
+    source = files.as_path(path)
+    written = []
+    if source.is_file():
+        name = "tokenizer.model" if source.name.endswith(".model") else source.name
+        files.copy_file(source, files.join_path(hf_dir, name))
+        written.append(name)
+    elif source.is_dir():
+        for item in sorted(source.iterdir(), key=lambda p: p.name):
+            name = item.name
+            if name.startswith("tokenizer") or name in ("vocab.json", "merges.txt", "special_tokens_map.json"):
+                files.copy_file(item, files.join_path(hf_dir, name))
+                written.append(name)
+    return written

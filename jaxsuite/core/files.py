@@ -1,0 +1,101 @@
+"""File I/O for what jobs write and read, on local folders and bucket URLs (gs://...) alike.
+
+Everything goes through `etils.epath` (the path layer orbax uses for checkpoints), so a workdir may be a
+local folder or a bucket. Writes are atomic: the bytes go to a temporary name in the same folder, which is
+then renamed over the target, so a reader (or a job resumed after a crash) sees the old file or the whole
+new one, never a torn one. On a bucket the rename is a copy + delete, and the final object is still written
+whole.
+"""
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+
+from etils import epath
+
+PathLike = str | os.PathLike
+
+
+def is_primary() -> bool:
+    """True on process 0 (and in single-process runs): the one process that writes a job's files."""
+    import jax
+    return jax.process_index() == 0
+
+
+def is_remote(path: PathLike) -> bool:
+    return "://" in os.fspath(path)
+
+
+def as_path(path: PathLike) -> epath.Path:
+    return epath.Path(os.fspath(path))
+
+
+def join_path(base: PathLike, *names: str) -> str:
+    """`base/name/...` as a string; a bucket URL keeps its scheme (os.path.join would be wrong on Windows)."""
+    out = os.fspath(base)
+    for name in names:
+        out = f"{out.rstrip('/')}/{name}" if is_remote(out) else os.path.join(out, name)
+    return out
+
+
+def cache_dir() -> Path:
+    """Where jaxsuite caches what it builds once per machine (trained tokenizers, pre-trained teachers):
+    $JAXSUITE_CACHE, else ~/.cache/jaxsuite. Always local."""
+    return Path(os.environ.get("JAXSUITE_CACHE") or Path.home() / ".cache" / "jaxsuite")
+
+
+def exists(path: PathLike) -> bool:
+    return as_path(path).exists()
+
+
+def makedirs(path: PathLike) -> str:
+    as_path(path).mkdir(parents=True, exist_ok=True)
+    return os.fspath(path)
+
+
+def read_text(path: PathLike) -> str:
+    return as_path(path).read_text()
+
+
+def read_bytes(path: PathLike) -> bytes:
+    return as_path(path).read_bytes()
+
+
+def _fsync(f) -> None:
+    """Flush to the disk where the file object is a local file; bucket file objects have no descriptor."""
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> str:
+    """Writes `data` to `path` via a temporary sibling and a rename; creates the parent folder. Returns the
+    path as a string."""
+    target = as_path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            _fsync(f)
+        tmp.replace(target)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    return os.fspath(path)
+
+
+def atomic_write_text(path: PathLike, text: str) -> str:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def copy_file(src: PathLike, dst: PathLike) -> str:
+    """Copies one file (either side local or in a bucket), atomically at the destination."""
+    return atomic_write_bytes(dst, read_bytes(src))
