@@ -14,8 +14,8 @@ weights in the same process:
      no_grad, log-softmax gather, ratio / clip / k3 / entropy, masked token mean, backward,
      clip_grad_norm_, torch.optim.AdamW). Reported as seconds per update.
 
-The model is a Qwen3 built with random weights in transformers (every parameter randomised, as in
-tests/conftest.py), saved to a temporary folder and loaded with jaxsuite.hf.load_pretrained; float32
+The model is a Qwen3 built with random weights in transformers (every parameter randomised by
+jaxsuite.testing, as the tests do), saved to a temporary folder and loaded with jaxsuite.hf.load_pretrained; float32
 on both sides. Compilation / first-call costs are excluded (two warm-up calls each: PyTorch eager's first
 calls are also slow); times are the median of --repeats calls. The script checks that both sides compute
 the same thing: the PyTorch forward's log-probs of jaxsuite's sampled tokens against jaxsuite's sampler
@@ -82,18 +82,12 @@ def build_models(size: str, seed: int = 0):
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     from jaxsuite.hf import load_pretrained
+    from jaxsuite.testing import randomize_torch_parameters
 
     torch.manual_seed(seed)
     cfg = Qwen3Config(**SIZES[size], **COMMON, attn_implementation="sdpa")
     tmodel = Qwen3ForCausalLM(cfg)
-    with torch.no_grad():      # every parameter random, as tests/conftest.py does
-        for name, p in tmodel.named_parameters():
-            if name.endswith("norm.weight") or "layernorm" in name:
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif name.endswith(".bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.copy_(0.05 * torch.randn_like(p))
+    randomize_torch_parameters(tmodel)      # every parameter random, as in the tests
     tmodel.generation_config.eos_token_id = None
     tmodel.generation_config.pad_token_id = 0
     with tempfile.TemporaryDirectory() as tmp:

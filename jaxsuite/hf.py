@@ -27,9 +27,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
-from typing import Any, Iterable, Mapping
+import uuid
+from typing import Any, Callable, Iterable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +36,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from jaxsuite.core import files
 from jaxsuite.core.build import check_vocab
 from jaxsuite.models.config import ARCHITECTURES, DecoderConfig
 from jaxsuite.models.factory import arch_from_config, init_model
@@ -263,17 +263,26 @@ _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 
 class SafetensorsFile:
-    """A memory-mapped safetensors file: `keys()`, `shape(name)`, `get(name) -> np.ndarray`."""
+    """A safetensors file: `keys()`, `shape(name)`, `get(name) -> np.ndarray`. Local files are memory-mapped;
+    a file in a bucket is read one tensor at a time by byte range."""
 
-    def __init__(self, path: str):
-        self.path = path
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            header = json.loads(f.read(n))
+    def __init__(self, path: files.PathLike):
+        self.path = os.fspath(path)
+        self._local = not files.is_remote(self.path)
+        with files.as_path(self.path).open("rb") as f:
+            head = f.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            try:
+                header = json.loads(f.read(n)) if 0 < n < 100_000_000 else None
+            except ValueError:
+                header = None
+        if not isinstance(header, dict):
+            raise ValueError(f"{self.path} is not a safetensors file (its header does not decode)")
         self.metadata = header.pop("__metadata__", None) or {}
         self.header = header
         self._start = 8 + n
-        self._mm = np.memmap(path, dtype=np.uint8, mode="r") if os.path.getsize(path) > self._start else None
+        self._mm = (np.memmap(self.path, dtype=np.uint8, mode="r")
+                    if self._local and os.path.getsize(self.path) > self._start else None)
 
     def keys(self) -> list[str]:
         return list(self.header)
@@ -287,30 +296,59 @@ class SafetensorsFile:
             raise ValueError(f"{self.path}: tensor {name!r} has unsupported dtype {info['dtype']}")
         dtype = np.dtype(_ST_DTYPES[info["dtype"]])
         begin, end = info["data_offsets"]
-        raw = self._mm[self._start + begin:self._start + end] if end > begin else np.zeros(0, np.uint8)
+        if end <= begin:
+            raw = np.zeros(0, np.uint8)
+        elif self._mm is not None:
+            raw = self._mm[self._start + begin:self._start + end]
+        else:
+            with files.as_path(self.path).open("rb") as f:
+                f.seek(self._start + begin)
+                raw = np.frombuffer(f.read(end - begin), np.uint8)
+        if raw.size != end - begin:
+            raise ValueError(f"{self.path}: tensor {name!r} is truncated ({raw.size} of {end - begin} bytes)")
         return raw.view(dtype).reshape(info["shape"])
 
 
-def write_safetensors(path: str, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None):
-    """Writes tensors in the order given. The header is padded to 8 bytes as the reference writer does."""
+def _st_dtype_name(dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype not in _ST_NAMES:
+        raise ValueError(f"dtype {dtype} cannot be written to safetensors")
+    return _ST_NAMES[dtype]
+
+
+def write_safetensors_stream(path: files.PathLike, specs: Mapping[str, tuple[tuple[int, ...], Any]],
+                             fetch: Callable[[str], np.ndarray], metadata: Mapping[str, str] | None = None):
+    """Writes a safetensors file whose tensors are named with their (shape, dtype) in `specs`, in that order,
+    asking `fetch(name)` for each array only when it is written: one tensor in host memory at a time. The
+    header is padded to 8 bytes as the reference writer does."""
     header: dict[str, Any] = {"__metadata__": dict(metadata or {"format": "pt"})}
     offset = 0
-    arrays = []
-    for name, a in tensors.items():
-        a = np.ascontiguousarray(a)
-        if a.dtype not in _ST_NAMES:
-            raise ValueError(f"tensor {name!r}: dtype {a.dtype} cannot be written to safetensors")
-        header[name] = {"dtype": _ST_NAMES[a.dtype], "shape": list(a.shape),
-                        "data_offsets": [offset, offset + a.nbytes]}
-        offset += a.nbytes
-        arrays.append(a)
+    for name, (shape, dtype) in specs.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        header[name] = {"dtype": _st_dtype_name(dtype), "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)
-    with open(path, "wb") as f:
+    with files.as_path(path).open("wb") as f:
         f.write(len(blob).to_bytes(8, "little"))
         f.write(blob)
-        for a in arrays:
+        for name, (shape, dtype) in specs.items():
+            a = np.ascontiguousarray(fetch(name))
+            if a.shape != tuple(shape) or a.dtype != np.dtype(dtype):
+                raise ValueError(f"tensor {name!r}: got {a.dtype}{list(a.shape)}, the header says "
+                                 f"{np.dtype(dtype)}{list(shape)}")
             f.write(a.tobytes())
+
+
+def write_safetensors(path: files.PathLike, tensors: Mapping[str, np.ndarray],
+                      metadata: Mapping[str, str] | None = None):
+    """Writes in-memory tensors in the order given."""
+    tensors = {name: np.asarray(a) for name, a in tensors.items()}
+    for name, a in tensors.items():
+        if a.dtype not in _ST_NAMES:
+            raise ValueError(f"tensor {name!r}: dtype {a.dtype} cannot be written to safetensors")
+    write_safetensors_stream(path, {n: (a.shape, a.dtype) for n, a in tensors.items()}, tensors.__getitem__,
+                             metadata)
 
 
 # --- resolving a source -----------------------------------------------------------------------------------------
@@ -320,8 +358,13 @@ def _looks_local(source: str) -> bool:
 
 
 def resolve_source(source: str | os.PathLike) -> str:
-    """A local folder for `source`: the folder itself, or a hub snapshot (config, safetensors, tokenizer only)."""
+    """A folder for `source`: a local folder, a bucket folder (gs://...), or a hub snapshot (config, safetensors,
+    tokenizer only)."""
     source = os.fspath(source)
+    if files.is_remote(source):
+        if not files.as_path(source).is_dir():
+            raise FileNotFoundError(f"checkpoint folder not found: {source!r}")
+        return source
     local = os.path.expanduser(source)
     if os.path.isdir(local):
         return local
@@ -340,36 +383,39 @@ def resolve_source(source: str | os.PathLike) -> str:
 def load_hf_config(source: str | os.PathLike) -> DecoderConfig | HypeNetConfig:
     """DecoderConfig (or HypeNetConfig for model_type "hypenet") from a checkpoint folder's config.json."""
     folder = resolve_source(source)
-    path = os.path.join(folder, "config.json")
-    if not os.path.isfile(path):
+    path = files.as_path(folder) / "config.json"
+    if not path.is_file():
         raise FileNotFoundError(f"no config.json in checkpoint folder {folder!r}")
-    with open(path) as f:
-        return config_from_hf(json.load(f))
+    try:
+        hf = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{os.fspath(path)} is not valid JSON ({e})") from e
+    return config_from_hf(hf)
 
 
 def _open_tensors(folder: str) -> dict[str, SafetensorsFile]:
     """tensor name -> the file holding it (single file or sharded with an index)."""
-    index_path = os.path.join(folder, INDEX_FILE)
-    if os.path.isfile(index_path):
-        with open(index_path) as f:
-            weight_map = json.load(f)["weight_map"]
-        files: dict[str, SafetensorsFile] = {}
+    root = files.as_path(folder)
+    if (root / INDEX_FILE).is_file():
+        try:
+            weight_map = json.loads((root / INDEX_FILE).read_text())["weight_map"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{INDEX_FILE} in {folder!r} is not a safetensors index ({type(e).__name__}: {e})") from e
+        opened: dict[str, SafetensorsFile] = {}
         out = {}
         for name, fname in weight_map.items():
-            fpath = os.path.join(folder, fname)
-            if fname not in files:
-                if not os.path.isfile(fpath):
+            if fname not in opened:
+                if not (root / fname).is_file():
                     raise FileNotFoundError(f"{INDEX_FILE} in {folder!r} names shard {fname!r}, which is missing")
-                files[fname] = SafetensorsFile(fpath)
-            if name not in files[fname].header:
+                opened[fname] = SafetensorsFile(root / fname)
+            if name not in opened[fname].header:
                 raise ValueError(f"{INDEX_FILE} maps tensor {name!r} to {fname!r}, which does not contain it")
-            out[name] = files[fname]
+            out[name] = opened[fname]
         return out
-    single = os.path.join(folder, SINGLE_FILE)
-    if os.path.isfile(single):
-        st = SafetensorsFile(single)
+    if (root / SINGLE_FILE).is_file():
+        st = SafetensorsFile(root / SINGLE_FILE)
         return {name: st for name in st.keys()}
-    present = sorted(os.listdir(folder))
+    present = sorted(p.name for p in root.iterdir())
     raise FileNotFoundError(f"no {SINGLE_FILE} or {INDEX_FILE} in checkpoint folder {folder!r} "
                             f"(found: {present}); only safetensors checkpoints are supported")
 
@@ -464,27 +510,41 @@ def _parse_size(size: int | str | None) -> int | None:
     return int(float(m.group(1)) * base ** " KMGT".index(m.group(2) or " "))
 
 
-def _hf_tensors(model: CausalLM, dtype) -> dict[str, np.ndarray]:
+def _host_value(value: jax.Array) -> np.ndarray:
+    """One parameter gathered whole onto the host. Every process calls this (a multi-host gather is a
+    collective); one tensor at a time, so no device or host ever holds the whole model."""
+    if isinstance(value, jax.Array) and not value.is_fully_addressable:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+    return np.asarray(jax.device_get(value))
+
+
+def _hf_specs(model: CausalLM, dtype) -> tuple[dict[str, tuple[tuple[int, ...], Any]], Callable[[str], np.ndarray]]:
+    """The HF tensors' (shape, dtype) in name order, and a function giving one of them as a host array."""
     cfg = model.config
     flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-    out = {}
-    for name, path, hf_shape, kind in name_map(cfg):
-        a = np.asarray(jax.device_get(flat[path].get_value()))
-        a = np.ascontiguousarray(_to_hf(kind, a, hf_shape))
-        out[name] = a.astype(dtype) if dtype is not None else a
-        assert out[name].shape == hf_shape, (name, out[name].shape, hf_shape)
-    return out
+    rows = {name: (path, hf_shape, kind) for name, path, hf_shape, kind in name_map(cfg)}
+    specs = {name: (hf_shape, dtype or np.dtype(flat[path].get_value().dtype))
+             for name, (path, hf_shape, kind) in rows.items()}
+
+    def fetch(name: str) -> np.ndarray:
+        path, hf_shape, kind = rows[name]
+        a = _to_hf(kind, _host_value(flat[path].get_value()), hf_shape)
+        return np.ascontiguousarray(a.astype(specs[name][1]))
+
+    return specs, fetch
 
 
-def _shards(tensors: Mapping[str, np.ndarray], max_bytes: int | None) -> list[dict[str, np.ndarray]]:
-    shards: list[dict[str, np.ndarray]] = [{}]
+def _shards(specs: Mapping[str, tuple[tuple[int, ...], Any]], max_bytes: int | None) -> list[list[str]]:
+    shards: list[list[str]] = [[]]
     size = 0
-    for name, a in tensors.items():
-        if max_bytes is not None and shards[-1] and size + a.nbytes > max_bytes:
-            shards.append({})
+    for name, (shape, dtype) in specs.items():
+        nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if max_bytes is not None and shards[-1] and size + nbytes > max_bytes:
+            shards.append([])
             size = 0
-        shards[-1][name] = a
-        size += a.nbytes
+        shards[-1].append(name)
+        size += nbytes
     return shards
 
 
@@ -494,60 +554,89 @@ _WRITTEN = re.compile(r"(config\.json|generation_config\.json|model\.safetensors
 def save_pretrained(model: CausalLM, path: str | os.PathLike, dtype=None,
                     max_shard_size: int | str | None = None) -> str:
     """Writes a folder transformers loads: config.json, generation_config.json, safetensors (+ index if sharded).
+    `path` may be local or a bucket folder (gs://...).
 
     HypeNet folders hold the released config fields and tensor names, but (unlike the official checkpoints) no
     `auto_map`: transformers needs HypeNet's custom modeling code to load them.
 
-    dtype: the tensors' dtype (default: the parameters'). The folder is written beside the target and renamed
-    into place, so a crash never leaves a half-written checkpoint; files of an existing target that we do not
-    write (tokenizer files, README) are carried over.
+    dtype: the tensors' dtype (default: the parameters'). Parameters are gathered and written one tensor at a
+    time, so the export never holds the whole model on one device or in host memory. In a multi-process run
+    every process must call this (the gathers are collectives); only the primary process writes.
+
+    A local folder is written beside the target and renamed into place, so a crash never leaves a half-written
+    checkpoint; files of an existing target that we do not write (tokenizer files, README) are carried over.
+    A bucket has no folder rename: there the files are written in place (each object whole), config.json last.
     """
-    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
-    if os.path.exists(path) and not os.path.isdir(path):
+    remote = files.is_remote(path)
+    path = os.fspath(path) if remote else os.path.abspath(os.path.expanduser(os.fspath(path)))
+    target = files.as_path(path)
+    if target.exists() and not target.is_dir():
         raise NotADirectoryError(f"save_pretrained target {path!r} exists and is not a folder")
     np_dtype = None if dtype is None else np.dtype(jnp.dtype(dtype))
-    tensors = _hf_tensors(model, np_dtype)
-    out_dtype = next(iter(tensors.values())).dtype
-    shards = _shards(tensors, _parse_size(max_shard_size))
+    specs, fetch = _hf_specs(model, np_dtype)
+    out_dtype = next(iter(specs.values()))[1]
+    shards = _shards(specs, _parse_size(max_shard_size))
+    primary = files.is_primary()
+    if not primary:   # take part in every gather; write nothing
+        for name in specs:
+            fetch(name)
+        return path
 
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = target if remote else target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
     try:
         hf_config = dict(model.config.to_hf_config(), dtype=str(np.dtype(out_dtype).name))
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(hf_config, f, indent=2)
         gen = {k: v for k, v in (("bos_token_id", hf_config["bos_token_id"]),
                                  ("eos_token_id", hf_config["eos_token_id"]),
                                  ("pad_token_id", hf_config["pad_token_id"])) if v is not None}
-        with open(os.path.join(tmp, "generation_config.json"), "w") as f:
-            json.dump(gen, f, indent=2)
-        if len(shards) == 1:
-            write_safetensors(os.path.join(tmp, SINGLE_FILE), shards[0])
-        else:
-            weight_map = {}
-            for k, shard in enumerate(shards, 1):
-                fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
-                write_safetensors(os.path.join(tmp, fname), shard)
-                weight_map.update({name: fname for name in shard})
-            total = sum(a.nbytes for a in tensors.values())
-            with open(os.path.join(tmp, INDEX_FILE), "w") as f:
-                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
-        old = None
-        if os.path.isdir(path):
-            for entry in os.listdir(path):
-                src = os.path.join(path, entry)
-                if not _WRITTEN.fullmatch(entry) and not os.path.exists(os.path.join(tmp, entry)):
-                    (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(tmp, entry))
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.rename(path, os.path.join(old, "x"))
-        os.rename(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        files.atomic_write_text(work / "generation_config.json", json.dumps(gen, indent=2))
+        names = []
+        for k, shard in enumerate(shards, 1):
+            fname = SINGLE_FILE if len(shards) == 1 else f"model-{k:05d}-of-{len(shards):05d}.safetensors"
+            write_safetensors_stream(work / fname, {n: specs[n] for n in shard}, fetch)
+            names.append(fname)
+        if len(shards) > 1:
+            weight_map = {n: fname for fname, shard in zip(names, shards) for n in shard}
+            total = sum(int(np.prod(shape, dtype=np.int64)) * np.dtype(dt).itemsize for shape, dt in specs.values())
+            files.atomic_write_text(work / INDEX_FILE, json.dumps(
+                {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        if remote:   # drop what an earlier export wrote and this one did not (a different shard count)
+            for entry in target.iterdir():
+                if _WRITTEN.fullmatch(entry.name) and entry.name not in names and entry.name not in (
+                        "config.json", "generation_config.json", INDEX_FILE):
+                    entry.unlink()
+            if len(shards) == 1 and (target / INDEX_FILE).exists():
+                (target / INDEX_FILE).unlink()
+        files.atomic_write_text(work / "config.json", json.dumps(hf_config, indent=2))
+        if not remote:
+            _swap_into_place(work, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not remote:
+            work.rmtree(missing_ok=True)
         raise
     return path
+
+
+def _swap_into_place(new: "files.epath.Path", target: "files.epath.Path") -> None:
+    """Renames the finished folder `new` over `target`, first copying the target's other files (tokenizer,
+    README) into it; the old folder is moved aside before the rename and deleted after."""
+    old = None
+    if target.is_dir():
+        for entry in target.iterdir():
+            if not _WRITTEN.fullmatch(entry.name) and not (new / entry.name).exists():
+                entry.copy(new / entry.name) if entry.is_file() else _copy_tree(entry, new / entry.name)
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        old.rmtree(missing_ok=True)
+
+
+def _copy_tree(src, dst) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        entry.copy(dst / entry.name) if entry.is_file() else _copy_tree(entry, dst / entry.name)
 
 
 def hf_tensor_names(cfg: DecoderConfig | HypeNetConfig) -> Iterable[str]:

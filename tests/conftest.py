@@ -23,6 +23,8 @@ import copy  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from jaxsuite.testing import randomize_torch_parameters  # noqa: E402
+
 
 def pytest_collection_modifyitems(config, items):
     import jax
@@ -76,14 +78,7 @@ def build_hf_model(name: str, seed: int = 0):
     config = getattr(transformers, cls_name)(**kwargs, attn_implementation="eager")
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if pname.endswith("norm.weight") or "layernorm" in pname:
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif pname.endswith(".bias"):
-                p.copy_(0.1 * torch.randn_like(p))
-            else:
-                p.copy_(0.05 * torch.randn_like(p))
+    randomize_torch_parameters(model)
     return model.eval()
 
 
@@ -148,3 +143,39 @@ def assert_png(path, size: tuple[int, int] | None = None, *, coloured: bool = Tr
 def check_png():
     """The plot assertion as a fixture, so any folder's tests can use it without importing this conftest."""
     return assert_png
+
+
+# --- a bucket that needs no network ------------------------------------------------------------------------------
+@pytest.fixture
+def fake_bucket():
+    """A `gs://` URL served by an in-memory fsspec filesystem: etils.epath sends gs:// paths to fsspec's "gcs"
+    implementation, which this fixture replaces for the test's duration. What is tested is that the code goes
+    through epath for every byte (a local `open` or `os.path` call on a gs:// URL fails), not GCS itself."""
+    import sys
+    import uuid
+
+    import fsspec
+    from etils.epath import backend
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    class InMemoryBucket(MemoryFileSystem):
+        protocol = ("gs", "gcs")
+        root_marker = ""
+
+        def __init__(self, *args, finalize_on_close=None, **kwargs):   # a gcsfs option epath passes
+            super().__init__(*args, **kwargs)
+
+    saved = {name: fsspec.registry.get(name) for name in ("gs", "gcs")}
+    for name in saved:
+        fsspec.register_implementation(name, InMemoryBucket, clobber=True)
+    backend.fsspec_backend._get_filesystem.cache_clear()
+    try:
+        yield f"gs://jaxsuite-test/{uuid.uuid4().hex[:8]}"
+    finally:
+        InMemoryBucket.store.clear()
+        InMemoryBucket.pseudo_dirs.clear()
+        InMemoryBucket.pseudo_dirs.append("")
+        registry = sys.modules["fsspec.registry"]._registry   # the writable table behind fsspec.registry
+        for name, cls in saved.items():
+            registry.pop(name, None) if cls is None else registry.__setitem__(name, cls)
+        backend.fsspec_backend._get_filesystem.cache_clear()

@@ -27,6 +27,8 @@ importlinter_api = pytest.importorskip("importlinter.api", reason="import-linter
 
 # Floors under the wings: never a wing themselves.
 FOUNDATION = {"core", "models", "hf", "generate", "launch"}
+# Helpers for tests and benchmarks only, kept out of the library by contract testing-helpers.
+TEST_HELPERS = {"testing"}
 # Packages whose own modules are a core any wing may use, and whose subpackages are wings (rl/cpmobius).
 SHARED_CORES = {"rl"}
 # Contracts whose forbidden_modules must name every wing (directly or through a parent package).
@@ -47,7 +49,7 @@ def _children(package_dir: Path) -> tuple[set[str], set[str]]:
 def _wings() -> set[str]:
     """Every wing and job of jaxsuite, as a dotted module name."""
     modules, packages = _children(REPO / "jaxsuite")
-    wings = {f"jaxsuite.{name}" for name in (modules | packages) - FOUNDATION - SHARED_CORES}
+    wings = {f"jaxsuite.{name}" for name in (modules | packages) - FOUNDATION - SHARED_CORES - TEST_HELPERS}
     for core in SHARED_CORES:
         wings |= {f"jaxsuite.{core}.{name}" for name in _children(REPO / "jaxsuite" / core)[1]}
     return wings

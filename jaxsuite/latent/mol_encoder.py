@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import io
 import json
-import os
 import re
-import tempfile
 import zipfile
 from typing import IO, Any, Callable, Protocol, Sequence, runtime_checkable
 
@@ -31,7 +30,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from jaxsuite.core import sharding as shd
+from jaxsuite.core import files, sharding as shd
 from jaxsuite.core.train import cross_entropy
 from jaxsuite.models.attention import dot_product_attention
 from jaxsuite.models.layers import Einsum, Embed, RMSNorm, SwiGLU, const_param, normal_param
@@ -152,20 +151,10 @@ class SmilesTokenizer:
 
 
 def _atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Temp file in the target's folder + os.replace: a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-    _atomic_write(path, lambda f: f.write(text.encode()))
+    """`write(f)` into memory, then files.atomic_write_bytes (local or bucket): a reader never sees half a file."""
+    buf = io.BytesIO()
+    write(buf)
+    files.atomic_write_bytes(path, buf.getvalue())
 
 
 # --- model ------------------------------------------------------------------------------------------------------
@@ -369,27 +358,26 @@ def pretrain_encoder(smiles_list: Sequence[str], workdir: str, *, config: MolEnc
     checkpoint. `mesh` defaults to all devices on the data axis. Returns (model, tokenizer, summary), the
     summary being train_loop's (steps, final_train_loss, resumed_from_step, ...) plus vocab facts.
     """
-    os.makedirs(workdir, exist_ok=True)
-    tok_path = os.path.join(workdir, "tokenizer.json")
-    if os.path.exists(tok_path):
-        with open(tok_path) as f:
-            tokenizer = SmilesTokenizer.from_dict(json.load(f))
+    files.makedirs(workdir)
+    tok_path = files.join_path(workdir, "tokenizer.json")
+    if files.exists(tok_path):
+        tokenizer = SmilesTokenizer.from_dict(json.loads(files.read_text(tok_path)))
     else:
         tokenizer = SmilesTokenizer.fit(smiles_list)
-        _atomic_write_text(tok_path, json.dumps(tokenizer.to_dict()))
+        if files.is_primary():
+            files.atomic_write_text(tok_path, json.dumps(tokenizer.to_dict()))
     if config.vocab_size is None:
         config = dataclasses.replace(config, vocab_size=tokenizer.vocab_size)
     elif config.vocab_size < tokenizer.vocab_size:
         raise ValueError(f"config.vocab_size={config.vocab_size} < the tokenizer's {tokenizer.vocab_size}")
-    cfg_path = os.path.join(workdir, "encoder_config.json")
-    if os.path.exists(cfg_path):
-        with open(cfg_path) as f:
-            saved = json.load(f)
+    cfg_path = files.join_path(workdir, "encoder_config.json")
+    if files.exists(cfg_path):
+        saved = json.loads(files.read_text(cfg_path))
         if saved != dataclasses.asdict(config):
             raise ValueError(f"{workdir} was pre-trained with a different encoder config ({saved}, now "
                              f"{dataclasses.asdict(config)}): use a new workdir")
-    else:
-        _atomic_write_text(cfg_path, json.dumps(dataclasses.asdict(config)))
+    elif files.is_primary():
+        files.atomic_write_text(cfg_path, json.dumps(dataclasses.asdict(config)))
 
     loop_cfg = ml_collections.ConfigDict({
         "train": _plain_dict(train_cfg),
@@ -469,7 +457,7 @@ def _check_arrays(smiles: np.ndarray, features: np.ndarray, mask: np.ndarray, wh
 
 
 def save_precomputed(path: str, smiles: Sequence[str], features: np.ndarray, mask: np.ndarray) -> None:
-    """Writes the .npz PrecomputedFeatures reads (temp file + os.replace, so readers never see half a file)."""
+    """Writes the .npz PrecomputedFeatures reads (written whole and renamed into place, so readers never see half a file)."""
     smiles_arr = np.asarray(list(smiles), dtype=str)
     features, mask = np.asarray(features), np.asarray(mask)
     _check_arrays(smiles_arr, features, mask, f"save_precomputed({path!r})")
@@ -483,7 +471,7 @@ class PrecomputedFeatures:
 
     def __init__(self, path: str):
         try:
-            data = np.load(path, allow_pickle=False)
+            data = np.load(io.BytesIO(files.read_bytes(path)), allow_pickle=False)
         except FileNotFoundError:
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:

@@ -254,3 +254,50 @@ def test_sharded_forward_and_decode_on_mesh(qwen3, token_ids):
     assert logits.sharding.spec[0] == ("data", "fsdp")
     np.testing.assert_allclose(np.asarray(logits), ref, atol=1e-5, rtol=0)
     np.testing.assert_allclose(np.asarray(dec), ref, atol=1e-5, rtol=0)
+
+
+def test_export_and_load_through_a_bucket_from_a_sharded_model(qwen3, token_ids, fake_bucket, tmp_path):
+    """save_pretrained to gs://... and load_pretrained back, from parameters sharded over 8 devices: the export
+    gathers one tensor at a time (no whole-model copy), writes only through epath, and transformers reads the
+    bytes it wrote unchanged."""
+    import transformers
+
+    from jaxsuite.core import files, sharding as sh
+
+    folder, hf, model = qwen3
+    mesh = sh.make_mesh({"data": 1, "fsdp": -1, "tensor": 1}) if jax.device_count() >= 2 else None
+    sharded = load_pretrained(folder, mesh=mesh)
+    if mesh is not None:
+        q = sharded.layers[0].self_attn.q_proj.kernel[...]
+        assert not q.sharding.is_fully_replicated, "the model under test is not sharded"
+    url = f"{fake_bucket}/export"
+    assert save_pretrained(sharded, url, max_shard_size=40_000) == url
+    names = sorted(p.name for p in files.as_path(url).iterdir())
+    assert "model.safetensors.index.json" in names and "config.json" in names
+    assert not os.path.exists(url) and not os.path.exists("gs:")       # nothing went to a local path
+    np.testing.assert_allclose(np.asarray(load_pretrained(url)(token_ids)), hf_logits(hf, token_ids),
+                               atol=ATOL, rtol=0)
+    # the bucket's bytes, copied out, load in transformers as they are
+    local = tmp_path / "copied"
+    local.mkdir()
+    for name in names:
+        (local / name).write_bytes(files.read_bytes(f"{url}/{name}"))
+    back = transformers.AutoModelForCausalLM.from_pretrained(local, attn_implementation="eager").eval()
+    np.testing.assert_allclose(hf_logits(back, token_ids), hf_logits(hf, token_ids), atol=1e-6, rtol=0)
+    # a second export in one file replaces the shards in place, leaving no stale shard or index behind
+    save_pretrained(sharded, url)
+    assert sorted(p.name for p in files.as_path(url).iterdir()) == ["config.json", "generation_config.json",
+                                                                    "model.safetensors"]
+    with pytest.raises(FileNotFoundError, match="checkpoint folder not found"):
+        load_pretrained(f"{fake_bucket}/missing")
+
+
+def test_truncated_or_foreign_safetensors_name_the_file(tmp_path):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ValueError, match="is not a safetensors file"):
+        SafetensorsFile(bad)
+    write_safetensors(bad, {"w": np.ones((4, 4), np.float32)})
+    bad.write_bytes(bad.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        SafetensorsFile(bad).get("w")
