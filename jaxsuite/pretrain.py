@@ -63,9 +63,9 @@ def run(config, workdir: str) -> dict[str, Any]:
     wd.write_text("samples.txt", "\n\n---\n\n".join(samples) + "\n")
     if config.export_hf:
         hf_dir = wd.path("hf")
+        from jaxsuite.hf import save_pretrained
+        save_pretrained(final, hf_dir)      # every process gathers (collectives), the primary writes
         if wd.primary:
-            from jaxsuite.hf import save_pretrained
-            save_pretrained(final, hf_dir)
             export_tokenizer(tokenizer, hf_dir)
         figures["hf_export"] = hf_dir
     results = wd.finish(config, figures)

@@ -38,13 +38,56 @@ def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedShard
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
 
 
-def replicated(tree: Any, mesh: jax.sharding.Mesh) -> Any:
-    """A copy of `tree` replicated on every device (so every process can read it whole, e.g. to export)."""
-    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return jax.jit(lambda t: t, out_shardings=rep)(tree)
+def batch_shards(sharding: jax.sharding.NamedSharding) -> int:
+    """How many ways dim 0 of a batch is split under `sharding`."""
+    spec = sharding.spec[0] if len(sharding.spec) else None
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
 
 
-def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int, prefix: str = "eval_") -> dict:
+def padded_rows(rows: int, multiple: int) -> int:
+    return -(-rows // multiple) * multiple
+
+
+def pad_batch(local: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """Appends all-zero rows up to `rows`. A zero row has loss_mask 0 (and segment id 0, the padding segment),
+    so every loss, which sums over real tokens and divides by their count, is unchanged: the extra rows only
+    let a small global batch split evenly over more devices than it has rows for."""
+    out = {}
+    for k, v in local.items():
+        v = np.asarray(v)
+        extra = rows - v.shape[0]
+        if extra <= 0:
+            out[k] = v
+            continue
+        pad = np.zeros((extra, *v.shape[1:]), v.dtype)
+        if k == "positions":   # ordinary positions, so position-dependent layers see nothing unusual
+            pad[:] = np.arange(v.shape[1], dtype=v.dtype)
+        out[k] = np.concatenate([v, pad])
+    return out
+
+
+def batch_placer(config, sharding: jax.sharding.NamedSharding, accum_steps: int) -> Callable[[dict], dict]:
+    """`place(local numpy batch) -> global jax batch`, padding the rows with zero-weight rows when the global
+    batch does not divide over accum_steps x the batch shards (e.g. a batch of 4 on an 8-device host). The
+    waste is logged once with the value of data.batch_size that avoids it."""
+    multiple = accum_steps * batch_shards(sharding)
+    procs = jax.process_count()
+    rows = int(config.data.batch_size)
+    target = padded_rows(rows, multiple)
+    if target == rows:
+        return lambda local: global_batch(local, sharding)
+    if multiple % procs or rows % procs:
+        raise ValueError(f"data.batch_size={rows} cannot be split over {procs} processes x {multiple // procs} "
+                         f"rows each: set data.batch_size to a multiple of {multiple} (e.g. {target})")
+    log.warning("data.batch_size=%d does not divide over accum_steps=%d x %d batch shards: each batch is padded "
+                "with %d zero-weight rows (the losses are unchanged; that compute is wasted). Set "
+                "data.batch_size to a multiple of %d to avoid it.", rows, accum_steps, multiple // accum_steps,
+                target - rows, multiple)
+    return lambda local: global_batch(pad_batch(local, target // procs), sharding)
+
+
+def evaluate(eval_step, params, eval_dataset, place, max_batches: int, prefix: str = "eval_") -> dict:
     """Mean loss (and its exp, the perplexity for a CE loss) over up to `max_batches` batches of a fresh pass
     over the eval data. Keys: {prefix}loss, {prefix}perplexity, {prefix}tokens."""
     if eval_dataset is None:
@@ -53,7 +96,7 @@ def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int, prefix
     for local in iter(eval_dataset):
         if batches >= max_batches:
             break
-        out = jax.device_get(eval_step(params, global_batch(local, sharding)))
+        out = jax.device_get(eval_step(params, place(local)))
         loss_sum += float(out["loss_sum"])
         tokens += float(out["tokens"])
         batches += 1
@@ -66,7 +109,7 @@ def evaluate(eval_step, params, eval_dataset, sharding, max_batches: int, prefix
 
 @dataclasses.dataclass
 class LoopResult:
-    model: nnx.Module              # the trained module, replicated on every device (merge of the final state)
+    model: nnx.Module              # the trained module, sharded as the train state was (its final params)
     start_step: int                # 0, or the checkpoint step this run resumed from
     steps: int
     final_train_loss: float | None
@@ -110,7 +153,7 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
                                     accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype, loss_fn=loss_fn)
     eval_step = tr.make_eval_step(graphdef, mesh=mesh, rules=rules, state_shardings=shardings,
                                   compute_dtype=compute_dtype, model_state=state.model_state, loss_fn=loss_fn)
-    batch_sh = tr.batch_sharding(mesh, rules)
+    place = batch_placer(config, tr.batch_sharding(mesh, rules), int(tc.accum_steps))
 
     train_iter = iter(train_ds)
     rng = jax.random.key(int(config.seed))
@@ -133,14 +176,14 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
             local = next(train_iter)
         except StopIteration:
             raise ValueError(f"the training data ran out at step {step}; lower train.steps or add data") from None
-        state, metrics = train_step(state, global_batch(local, batch_sh))
+        state, metrics = train_step(state, place(local))
         if step % int(tc.log_every) == 0 or step == total_steps:
             metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
             final_train_loss = metrics["loss"]
             record = {f"train/{k}": v for k, v in metrics.items()}
             if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
                                                                    or step == total_steps):
-                last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
+                last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches))
                 record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
             writer.write(step, record)
             progress.update(step, loss=metrics["loss"], lr=metrics["lr"],
@@ -154,8 +197,9 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     writer.close()
 
     if not last_eval and eval_ds is not None:
-        last_eval = evaluate(eval_step, state.params, eval_ds, batch_sh, int(tc.eval_batches))
-    final = nnx.merge(graphdef, replicated(state.params, mesh), replicated(state.model_state, mesh))
+        last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches))
+    # The trained module keeps the train state's sharding: an 8B model replicated on every chip would not fit.
+    final = nnx.merge(graphdef, state.params, state.model_state)
     if wd.primary:
         plot_curves(wd.path(METRICS), ["train/loss", "eval/loss"], wd.path("loss.png"), title=curve_title)
     return LoopResult(final, start, total_steps, final_train_loss, last_eval, train_seconds, tokens_per_step)

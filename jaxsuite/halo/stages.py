@@ -165,9 +165,9 @@ def _finish(config, wd: Workdir, stage: int, model, tokenizer, out, **extra) -> 
     """Exports `model` to workdir/hf (+ tokenizer), then results.json and the finished-marker."""
     params = sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     hf_dir = wd.path("hf")
+    from jaxsuite.hf import save_pretrained
+    save_pretrained(model, hf_dir)      # every process gathers (collectives), the primary writes
     if wd.primary:
-        from jaxsuite.hf import save_pretrained
-        save_pretrained(model, hf_dir)
         export_tokenizer(tokenizer, hf_dir)
     results = wd.finish(config, {"stage": stage, "params": params, **out.summary(), **extra, "hf_export": hf_dir})
     log.info("stage %d results: %s", stage, {k: v for k, v in results.items() if k != "config"})

@@ -26,6 +26,7 @@ from jax.sharding import NamedSharding
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.core import train as tr
+from jaxsuite.core.loop import batch_shards, pad_batch, padded_rows
 from jaxsuite.rl import objectives as obj
 
 RL_BATCH_KEYS = ("inputs", "targets", "positions", "loss_mask", "advantages")
@@ -162,25 +163,12 @@ class Policy:
     @property
     def batch_shards(self) -> int:
         """How many ways the batch dimension is split over the mesh (rows must be a multiple of it)."""
-        spec = self.batch_sharding.spec[0]
-        axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-        return int(np.prod([self.mesh.shape[a] for a in axes])) if axes else 1
+        return batch_shards(self.batch_sharding)
 
     def _pad_rows(self, batch: dict, multiple: int) -> dict:
-        """Appends empty rows (zeros: no loss tokens) up to a multiple of `multiple` rows: a rollout of any size
-        runs on any mesh. The padding changes neither the loss nor its normalisation, so what the padded rows
-        hold beyond their zero masks (e.g. latent slots) never matters."""
-        rows = next(iter(batch.values())).shape[0]
-        extra = -rows % multiple
-        if not extra:
-            return batch
-        out = {}
-        for k, v in batch.items():
-            pad = np.zeros((extra,) + v.shape[1:], v.dtype)
-            if k == "positions":
-                pad[:] = np.arange(v.shape[1], dtype=v.dtype)
-            out[k] = np.concatenate([v, pad])
-        return out
+        """Empty rows (no loss tokens) up to a multiple of `multiple` rows: a rollout of any size runs on any
+        mesh. What the padded rows hold beyond their zero masks (e.g. latent slots) never matters."""
+        return pad_batch(batch, padded_rows(next(iter(batch.values())).shape[0], multiple))
 
     def score(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
         """(log p(target), entropy) per position [B, T] under the current policy, at the loss temperature."""

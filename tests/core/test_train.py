@@ -336,3 +336,30 @@ def test_custom_loss_fn_and_frozen_parameters():
     evaluate = train.make_eval_step(graphdef, mesh=mesh, state_shardings=shardings, loss_fn=loss_fn)
     out = evaluate(new_state.params, batch)
     assert float(out["tokens"]) == float(want_loss[1])
+
+
+def test_zero_rows_pad_a_small_batch_onto_more_devices_without_changing_the_step():
+    """A global batch of 3 rows cannot split over 8 devices; loop.batch_placer pads it with zero rows, and one
+    step on the padded batch over 8 devices equals the step on the 3 rows on one device."""
+    from jaxsuite.core import loop
+
+    small = {k: v[:3] for k, v in BATCH.items()}
+    config = ml_collections.ConfigDict(dict(data=dict(batch_size=3)))
+    sharding8 = train.batch_sharding(mesh8(), RULES)
+    assert loop.batch_shards(sharding8) == 4          # rows over data x fsdp; tensor holds the model
+    placed = loop.batch_placer(config, sharding8, accum_steps=1)(small)
+    assert placed["inputs"].shape == (4, T) and float(placed["loss_mask"][3:].sum()) == 0.0
+    np.testing.assert_array_equal(np.asarray(placed["positions"][3]), np.arange(T))
+
+    results = []
+    for mesh, batch in ((mesh8(), placed), (mesh1(), small)):
+        optimizer = train.make_optimizer(TRAIN)
+        graphdef, state, shardings = train.create_train_state(fresh_model(), optimizer, mesh, RULES)
+        step = train.make_train_step(graphdef, optimizer, mesh=mesh, rules=RULES, state_shardings=shardings)
+        state, _ = step(state, batch)        # lr(0) = 0 in warm-up: the second step moves the weights
+        state, metrics = step(state, batch)
+        results.append((jax.device_get(metrics), flat(state.params)))
+    (m_pad, p_pad), (m_one, p_one) = results
+    for key in ("loss", "tokens", "grad_norm", "param_norm"):
+        np.testing.assert_allclose(m_pad[key], m_one[key], rtol=1e-5, err_msg=key)
+    assert_trees_close(p_pad, p_one, rtol=1e-5, atol=1e-4)
