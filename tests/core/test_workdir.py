@@ -1,14 +1,12 @@
 """jaxsuite.core.workdir.Workdir (the job contract) and jaxsuite.core.files (epath I/O, atomic writes): the
 results.json keys, the finished-marker, primary-only writes, atomicity under a failing write, and the same
-code on a bucket URL (gs://), served here by etils.epath's own test backend mapped onto a local folder, so no
-network is needed and any write that bypassed epath would land in the wrong place."""
+code on a bucket URL (gs://), served by the `fake_bucket` fixture (an in-memory filesystem behind epath), so no
+network is needed and any write that bypassed epath would land in the working directory instead."""
 import json
-import os
 
 import ml_collections
 import numpy as np
 import pytest
-from etils.epath import testing as epath_testing
 
 from jaxsuite.core import files
 from jaxsuite.core.config_utils import config_hash, config_to_dict
@@ -101,36 +99,11 @@ def test_jsonl_log_survives_a_torn_line_and_arrays_round_trip(tmp_path):
         wd.read_json("missing.json")
 
 
-@pytest.fixture
-def bucket(tmp_path, monkeypatch):
-    """gs://bucket/... served from tmp_path/bucket through epath's mock backend. The working directory is an
-    empty folder, so a write that bypassed epath (os.makedirs("gs://bucket/..")) would show up there."""
-    root = tmp_path / "bucket_store"
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-
-    def local(path):
-        path = os.fspath(path)
-        return str(root / path[len("gs://"):]) if path.startswith("gs://") else path
-
-    def one(original, path, *args, **kwargs):
-        return original(local(path), *args, **kwargs)
-
-    def two(original, path, dst, *args, **kwargs):
-        return original(local(path), local(dst), *args, **kwargs)
-
-    fns = {name: one for name in ("open", "exists", "isdir", "listdir", "makedirs", "mkdir", "remove", "rmtree",
-                                  "stat", "glob", "walk")}
-    fns.update(rename=two, replace=two, copy=two)
-    with epath_testing.mock_epath(**fns):
-        yield root
-    assert list(cwd.iterdir()) == [], "something was written outside epath"
-
-
-def test_a_bucket_workdir_gets_every_artefact_through_epath(bucket, check_png):
-    wd = Workdir.start("gs://bucket/run", primary=True)
-    assert wd.remote and wd.path("results.json") == "gs://bucket/run/results.json"
+def test_a_bucket_workdir_gets_every_artefact_through_epath(fake_bucket, check_png, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)           # a write that bypassed epath (os.makedirs("gs://...")) would land here
+    url = f"{fake_bucket}/run"
+    wd = Workdir.start(url, primary=True)
+    assert wd.remote and wd.path("results.json") == f"{url}/results.json"
     writer = wd.metrics_writer(resume_step=0)
     for step in (1, 2, 3):
         writer.write(step, {"train/loss": 1.0 / step})
@@ -138,7 +111,7 @@ def test_a_bucket_workdir_gets_every_artefact_through_epath(bucket, check_png):
     resumed = wd.metrics_writer(resume_step=2)             # a resumed run drops step 3, then logs it again
     resumed.write(3, {"train/loss": 0.5})
     resumed.close()
-    assert [(r["step"], r["train/loss"]) for r in read_metrics("gs://bucket/run")] == [(1, 1.0), (2, 0.5), (3, 0.5)]
+    assert [(r["step"], r["train/loss"]) for r in read_metrics(url)] == [(1, 1.0), (2, 0.5), (3, 0.5)]
     wd.save_figure(_figure(), "curve.png")
     wd.append_jsonl("runs.jsonl", {"run": 1})
     wd.save_npz("fan.npz", q=np.ones((2, 2)))
@@ -146,12 +119,15 @@ def test_a_bucket_workdir_gets_every_artefact_through_epath(bucket, check_png):
     config = _config()
     wd.finish(config, {"eval_loss": 2.0})
 
-    local = bucket / "bucket" / "run"
-    assert sorted(p.name for p in local.iterdir()) == ["curve.png", "fan.npz", "finished.json", "hf",
-                                                       "metrics.jsonl", "results.json", "runs.jsonl"]
-    check_png(local / "curve.png", size=(150, 100))
-    assert json.loads((local / "results.json").read_text())["eval_loss"] == 2.0
-    assert (local / "hf" / "copy.jsonl").read_text() == '{"run": 1}\n'
-    again = Workdir("gs://bucket/run", primary=False)
+    assert list(tmp_path.iterdir()) == [], "something was written outside epath"
+    root = files.as_path(url)
+    assert sorted(p.name for p in root.iterdir()) == ["curve.png", "fan.npz", "finished.json", "hf",
+                                                      "metrics.jsonl", "results.json", "runs.jsonl"]
+    png = tmp_path.parent / f"{tmp_path.name}-curve.png"
+    png.write_bytes((root / "curve.png").read_bytes())
+    check_png(png, size=(150, 100))
+    assert json.loads((root / "results.json").read_text())["eval_loss"] == 2.0
+    assert (root / "hf" / "copy.jsonl").read_text() == '{"run": 1}\n'
+    again = Workdir(url, primary=False)
     assert again.is_finished(config) and again.read_results()["config"] == config_to_dict(config)
     np.testing.assert_array_equal(again.load_npz("fan.npz")["q"], np.ones((2, 2)))
