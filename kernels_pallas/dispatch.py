@@ -85,8 +85,14 @@ def target_platform(platform: str | None, arrays: Iterable) -> str:
     return _known(_default_backend(), "the default backend")
 
 
-def pallas_problem(kernel: str, *, dk: int, dv: int, chunk: int) -> str | None:
-    """Why the Pallas kernels for ``kernel`` ("gpu" or "tpu") cannot take these shapes (None if they can)."""
+def pallas_problem(kernel: str, *, dk: int, dv: int, chunk: int, dtype=None, interpret: bool = False
+                   ) -> str | None:
+    """Why the Pallas kernels for ``kernel`` ("gpu" or "tpu") cannot take these inputs (None if they can)."""
+    if kernel == "tpu" and not interpret and dtype is not None and jax.numpy.dtype(dtype) == jax.numpy.float16:
+        # Mosaic TPU has no float16 vector loads (measured with jax 0.10.2 on v5e, v5p and v6e targets:
+        # "Invalid vector type for load ... xf16"): refuse before lowering rather than fail inside Mosaic.
+        return ("float16 inputs do not compile for the Mosaic TPU kernels (TPUs have no float16 vector "
+                "loads); cast q, k, v to bfloat16 or use implementation='xla'")
     if chunk < 16:
         return f"chunk_size must be >= 16 for the Pallas kernels (matmul tiles); got {chunk}"
     if kernel == "gpu":
@@ -97,7 +103,7 @@ def pallas_problem(kernel: str, *, dk: int, dv: int, chunk: int) -> str | None:
 
 
 def resolve_implementation(implementation, *, platform: str, interpret, dk: int, dv: int,
-                           chunk: int) -> tuple[str, str | None]:
+                           chunk: int, dtype=None) -> tuple[str, str | None]:
     """Returns (implementation, Pallas kernel: "gpu", "tpu" or None) for the target ``platform``.
 
     Default (implementation=None): the platform's Pallas kernel where that platform is in
@@ -110,7 +116,8 @@ def resolve_implementation(implementation, *, platform: str, interpret, dk: int,
         raise ValueError(f"platform must be one of {PLATFORMS}; got {platform!r}")
     native = platform if platform in ("gpu", "tpu") else None
     if implementation is None:
-        if native in PALLAS_VERIFIED_BACKENDS and pallas_problem(native, dk=dk, dv=dv, chunk=chunk) is None:
+        if native in PALLAS_VERIFIED_BACKENDS and pallas_problem(native, dk=dk, dv=dv, chunk=chunk,
+                                                                 dtype=dtype) is None:
             return "pallas", native
         return "xla", None
     if implementation in ("reference", "xla"):
@@ -129,7 +136,7 @@ def resolve_implementation(implementation, *, platform: str, interpret, dk: int,
                 f"implementation={implementation!r} compiles for {kernel.upper()} but the platform is "
                 f"{platform!r}; pass platform={kernel!r} when compiling for one, or interpret=True to run it "
                 "in the Pallas interpreter")
-    problem = pallas_problem(kernel, dk=dk, dv=dv, chunk=chunk)
+    problem = pallas_problem(kernel, dk=dk, dv=dv, chunk=chunk, dtype=dtype, interpret=bool(interpret))
     if problem is not None:
         raise ValueError(f"implementation={implementation!r} cannot run these inputs: {problem}")
     return "pallas", kernel
@@ -139,4 +146,5 @@ def choose(implementation, *, platform, interpret, q, k, v, chunk) -> tuple[str,
     """``resolve_implementation`` for an op's inputs q, k [B, T, H, K], v [B, T, H, V], targeting
     ``target_platform(platform, (q, k, v))``."""
     return resolve_implementation(implementation, platform=target_platform(platform, (q, k, v)),
-                                  interpret=interpret, dk=q.shape[-1], dv=v.shape[-1], chunk=chunk)
+                                  interpret=interpret, dk=q.shape[-1], dv=v.shape[-1], chunk=chunk,
+                                  dtype=q.dtype)

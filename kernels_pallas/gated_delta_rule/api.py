@@ -22,7 +22,8 @@ def gated_delta_rule(q, k, v, g, beta, *, scale=None, initial_state=None, output
     """Chunked gated delta rule.
 
     Args:
-      q, k: [B, T, H, K]; v: [B, T, H, V]; float32, bfloat16 or float16 (one dtype).
+      q, k: [B, T, H, K]; v: [B, T, H, V]; float32, bfloat16 or float16 (one dtype; float16 not for the
+        compiled Mosaic TPU kernels, which have no float16 loads: cast to bfloat16 there).
       g: [B, T, H] log-decay per token and head (<= 0).
       beta: [B, T, H] delta-rule step size (kept in float32 inside).
       Other arguments as in ``kernels_pallas.simple_gla``.

@@ -20,7 +20,8 @@ def simple_gla(q, k, v, *, g=None, g_gamma=None, scale=None, initial_state=None,
     """Simple gated linear attention (Lightning attention with ``g_gamma``).
 
     Args:
-      q, k: [B, T, H, K]; v: [B, T, H, V]; float32, bfloat16 or float16 (one dtype).
+      q, k: [B, T, H, K]; v: [B, T, H, V]; float32, bfloat16 or float16 (one dtype; float16 not for the
+        compiled Mosaic TPU kernels, which have no float16 loads: cast to bfloat16 there).
       g: [B, T, H] per-token log-decay (<= 0), or None.
       g_gamma: [H] fixed per-head log-decay (<= 0), e.g. ``lightning_g_gamma(H)``; excludes ``g``.
         With neither, there is no decay (plain causal linear attention).

@@ -217,3 +217,21 @@ def test_kernels_lower_inside_shard_map_with_vma_checks(platform):
         calls, names = _kernels_in(lowered.as_text())
         assert calls == [KERNEL_CALL[platform]] * 2, f"{op}: expected the forward and backward kernels"
         assert names == {f"{op}_fwd", f"{op}_bwd"}, op
+
+
+def test_float16_is_refused_for_compiled_tpu_kernels_before_lowering(monkeypatch):
+    """Mosaic TPU cannot load float16 vectors: an explicit TPU kernel names the fix, the default falls back to
+    xla, and the GPU kernel and the TPU kernel in the interpreter still take float16."""
+    resolve = functools.partial(dispatch.resolve_implementation, dk=64, dv=64, chunk=64, dtype=jnp.float16)
+    with pytest.raises(ValueError, match="float16 .*bfloat16"):
+        resolve("pallas", platform="tpu", interpret=False)
+    monkeypatch.setattr(dispatch, "PALLAS_VERIFIED_BACKENDS", frozenset({"gpu", "tpu"}))
+    assert resolve(None, platform="tpu", interpret=False) == ("xla", None)
+    assert resolve("pallas", platform="gpu", interpret=False) == ("pallas", "gpu")
+    assert resolve("pallas_tpu", platform="cpu", interpret=True) == ("pallas", "tpu")
+    assert dispatch.resolve_implementation("pallas", platform="tpu", interpret=False, dk=64, dv=64, chunk=64,
+                                           dtype=jnp.bfloat16) == ("pallas", "tpu")
+    # through an op: q, k, v in float16 aimed at a TPU target fail before any lowering
+    q = jnp.zeros((1, 32, 2, 64), jnp.float16)
+    with pytest.raises(ValueError, match="float16"):
+        kp.simple_gla(q, q, q, g_gamma=jnp.full((2,), -0.1), implementation="pallas", platform="tpu")
