@@ -69,14 +69,15 @@ def make_mesh(axis_sizes: Mapping[str, int], devices: Sequence[jax.Device] | Non
     if any(s == 0 or s < -1 for s in sizes):
         raise ValueError(f"mesh axis sizes must be positive or -1, got {dict(zip(names, sizes))}")
     known = math.prod(s for s in sizes if s != -1)
+    n = len(devices)
     if -1 in sizes:
-        if len(devices) % known:
-            raise ValueError(f"{len(devices)} devices cannot be split by the fixed mesh axes "
-                             f"{dict(zip(names, sizes))} (product {known})")
-        sizes[sizes.index(-1)] = len(devices) // known
-    if math.prod(sizes) != len(devices):
-        raise ValueError(f"mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, "
-                         f"but {len(devices)} are available")
+        if n % known:
+            raise ValueError(f"{n} devices cannot be split by the fixed mesh axes {dict(zip(names, sizes))} "
+                             f"(product {known}): {_mesh_fix(names, sizes, n)}")
+        sizes[sizes.index(-1)] = n // known
+    if math.prod(sizes) != n:
+        raise ValueError(f"mesh {dict(zip(names, sizes))} needs {math.prod(sizes)} devices, but {n} are "
+                         f"available: {_mesh_fix(names, sizes, n)}")
     # mesh_utils orders devices so that the innermost (tensor) axis is on the fastest interconnect.
     try:
         from jax.experimental import mesh_utils
@@ -84,6 +85,18 @@ def make_mesh(axis_sizes: Mapping[str, int], devices: Sequence[jax.Device] | Non
     except Exception:  # exotic topologies (e.g. forced CPU devices across processes): plain order
         grid = np.asarray(devices).reshape(sizes)
     return Mesh(grid, names)
+
+
+def _mesh_fix(names: Sequence[str], sizes: Sequence[int], n_devices: int) -> str:
+    """A mesh setting that fits `n_devices`, as config overrides: the first axis takes the remaining devices
+    (-1) and every other axis keeps the largest size <= its own that still divides what is left."""
+    left = n_devices
+    advice = [f"--config.mesh.{names[0]}=-1"] if names else []
+    for axis, size in list(zip(names, sizes))[1:]:
+        fits = max(d for d in range(1, left + 1) if left % d == 0 and d <= max(size, 1))
+        left //= fits
+        advice.append(f"--config.mesh.{axis}={fits}")
+    return "e.g. " + " ".join(advice)
 
 
 def logical_to_spec(logical_axes: Iterable[str | None] | None, rules: Rules,

@@ -3,6 +3,7 @@ config blocks every wing shares (jaxsuite.core.config_utils.train_block / data_b
 `config.train` and one place for the tokenizer across all configs."""
 import glob
 import os
+import re
 
 import jax
 import ml_collections
@@ -36,6 +37,22 @@ def test_mesh_over_a_given_device_list():
     assert dict(rules)["embed"] == "fsdp" and dict(rules)["act_batch"] == ("data", "fsdp")
     full, _ = build.mesh_and_rules(config)             # default: every device
     assert full.devices.size == jax.device_count()
+
+
+@pytest.mark.parametrize("mesh, n, advice", [
+    (dict(data=-1, fsdp=8, tensor=1), 4, "--config.mesh.data=-1 --config.mesh.fsdp=4 --config.mesh.tensor=1"),
+    (dict(data=-1, fsdp=1, tensor=3), 2, "--config.mesh.data=-1 --config.mesh.fsdp=1 --config.mesh.tensor=2"),
+    (dict(data=2, fsdp=4, tensor=1), 2, "--config.mesh.data=-1 --config.mesh.fsdp=2 --config.mesh.tensor=1"),
+])
+def test_a_mesh_that_does_not_fit_the_devices_names_the_keys_and_values_that_do(mesh, n, advice):
+    config = _lm_config()
+    config.mesh = mesh
+    with pytest.raises(ValueError, match=re.escape(advice)) as err:
+        build.mesh_and_rules(config, jax.devices()[:n])
+    fixed = _lm_config()
+    fixed.mesh = {kv.split("=")[0].removeprefix("--config.mesh."): int(kv.split("=")[1]) for kv in advice.split()}
+    mesh_ok, _ = build.mesh_and_rules(fixed, jax.devices()[:n])       # the advice itself works
+    assert mesh_ok.devices.size == n, str(err.value)
 
 
 def test_tokenizer_and_datasets_from_the_config():
