@@ -42,6 +42,10 @@ WING_EXTRAS = {
 }
 ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
 
+# Deviceless ahead-of-time compiles for Cloud TPU targets from any machine (memory fit, kernel compilation):
+# libtpu, which jax[tpu] pins to the jax release it was built with. Not a wing: a tool, also in the tests.
+AOT = ["jax[tpu]==0.10.2"]
+
 # torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.
 TEST_TOOLS = [
     "torch==2.13.0",
@@ -61,5 +65,5 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["jaxsuite", "jaxsuite.*", "kernels_pallas", "kernels_pallas.*"]),
     install_requires=CORE,
-    extras_require={**WING_EXTRAS, "all": ALL, "test": ALL + TEST_TOOLS},
+    extras_require={**WING_EXTRAS, "all": ALL, "aot": AOT, "test": ALL + AOT + TEST_TOOLS},
 )

@@ -257,6 +257,9 @@ TRAIN_DEFAULTS: dict[str, Any] = dict(
     steps=100, lr=1e-3, warmup_steps=0, min_lr_ratio=0.1, weight_decay=0.0, b1=0.9, b2=0.95, eps=1e-8,
     grad_clip=1.0, accum_steps=1, compute_dtype="float32", log_every=10, eval_every=100, eval_batches=4,
     checkpoint_every=100, keep_checkpoints=2,
+    # memory: per-layer rematerialisation ("none" / "minimal" / "full") and the cross-entropy's chunk along the
+    # sequence (0: the whole batch's logits at once; e.g. 1024: one [B, 1024, V] float32 block alive at a time)
+    remat="none", loss_chunk=0,
 )
 # config.data of a language-model job: what jaxsuite.core.build.build_datasets reads. `source` / `eval_source`
 # are jaxsuite.core.data.open_source specs ("stdlib", "stdlib:eval", a file glob, "tfds:name:split",

@@ -32,6 +32,9 @@ from jaxsuite.core.workdir import METRICS, Workdir
 
 log = logging.getLogger(__name__)
 
+# train.remat: what each layer keeps for the backward pass (jaxsuite.models.lm.REMAT_POLICIES).
+REMAT_NAMES = ("none", "minimal", "full")
+
 
 def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
     """Per-process numpy batch -> global jax.Arrays sharded over the batch axes (all processes at once)."""
@@ -133,8 +136,8 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     """Trains `model` for `config.train.steps` steps on `train_ds`, resuming from workdir/checkpoints.
 
     Reads config.train (the block config_utils.train_block builds: steps, lr, warmup_steps, min_lr_ratio,
-    weight_decay, b1, b2, eps, grad_clip, accum_steps, compute_dtype, log_every, eval_every, eval_batches,
-    checkpoint_every, keep_checkpoints),
+    weight_decay, b1, b2, eps, grad_clip, accum_steps, compute_dtype, remat, loss_chunk, log_every,
+    eval_every, eval_batches, checkpoint_every, keep_checkpoints),
     config.data (seq_len, batch_size: the global batch) and config.seed. `loss_fn(model, batch) -> (loss_sum,
     tokens)` is used for training and evaluation; `trainable(path names)` freezes the rest. Writes
     metrics.jsonl, checkpoints/ and loss.png into `workdir` (a path or the job's Workdir); results.json and
@@ -145,6 +148,14 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     if wd.primary:
         files.makedirs(wd.root)
     total_steps = int(tc.steps)
+    remat = str(tc.get("remat", "none"))
+    if remat not in REMAT_NAMES:
+        raise ValueError(f"train.remat={remat!r}: use one of {REMAT_NAMES}")
+    for _, module in nnx.iter_modules(model):     # every LM inside (a HALO stage holds a teacher and students)
+        if hasattr(module, "remat"):
+            module.remat = remat
+    if loss_fn is tr.next_token_loss:
+        loss_fn = tr.chunked_next_token_loss(int(tc.get("loss_chunk", 0)))
     optimizer = tr.make_optimizer(tc, total_steps, trainable=trainable)
     graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
     del model  # the train state owns the parameters from here on (the step donates them)

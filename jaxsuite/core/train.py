@@ -274,6 +274,44 @@ def next_token_loss(model: nnx.Module, batch: dict) -> tuple[jax.Array, jax.Arra
     return cross_entropy(logits, batch["targets"], batch["loss_mask"])
 
 
+def chunked_next_token_loss(chunk: int) -> LossFn:
+    """next_token_loss without full-vocabulary logits for the whole batch: the sequence is cut into chunks of
+    `chunk` tokens and each chunk's float32 logits [B, chunk, V] are made, reduced to the summed NLL and
+    dropped, then remade in the backward pass (jax.checkpoint), so at most one chunk's logits are alive.
+    Same value and gradients as next_token_loss (up to summation order). chunk <= 0 or >= T: one chunk."""
+    if chunk <= 0:
+        return next_token_loss
+
+    def loss(model: nnx.Module, batch: dict) -> tuple[jax.Array, jax.Array]:
+        hidden = model.hidden_states(batch["inputs"], positions=batch.get("positions"),
+                                     segment_ids=batch.get("segment_ids"))       # [B, T, D]
+        b, t, d = hidden.shape
+        if t <= chunk:
+            return cross_entropy(model.logits(hidden), batch["targets"], batch["loss_mask"])
+        if t % chunk:
+            raise ValueError(f"train.loss_chunk={chunk} must divide data.seq_len={t}")
+        n = t // chunk
+
+        def chunks(x):                                                            # [B, T, ...] -> [N, B, C, ...]
+            return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
+
+        @jax.checkpoint
+        def one(h, targets, mask):                                                # [B, C, D], [B, C], [B, C]
+            return cross_entropy(model.logits(h), targets, mask)
+
+        def body(carry, xs):
+            loss_sum, tokens = one(*xs)
+            return (carry[0] + loss_sum, carry[1] + tokens), None
+
+        zero = jnp.zeros((), jnp.float32)
+        (loss_sum, tokens), _ = jax.lax.scan(
+            body, (zero, zero), (chunks(hidden), chunks(batch["targets"]), chunks(batch["loss_mask"])))
+        return loss_sum, tokens
+
+    loss.__name__ = f"next_token_loss_chunked_{chunk}"
+    return loss
+
+
 def _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn: LossFn = next_token_loss,
                frozen: Any = None):
     """Forward pass on one (micro-)batch: (loss_sum, (tokens, aux_sums)). Differentiated w.r.t. the f32

@@ -30,6 +30,14 @@ from jaxsuite.models.mixer_specs import LMArchitecture, MixerSpec
 from jaxsuite.models.mixers_linear import LinearMixer
 
 ACT_BTD = ("act_batch", "act_length", "act_embed")
+
+# Rematerialisation per layer in the training forward (train.remat): what the backward pass keeps of each block.
+#   none     keep every activation (fastest, most memory)
+#   minimal  keep the outputs of the weight matmuls (projections, MLP); recompute norms, activations and the
+#            attention scores (dots with batch dimensions), which are the [T, T]-sized part
+#   full     keep only each block's input; recompute the whole block in the backward pass
+REMAT_POLICIES = {"none": None, "minimal": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+                  "full": jax.checkpoint_policies.nothing_saveable}
 LMConfig = Union[DecoderConfig, HypeNetConfig]
 
 # mixer_tap(layer_index, layer, mixer_input [B, T, D], mixer_output [B, T, D], ctx) -> the output the forward
@@ -76,6 +84,7 @@ class CausalLM(nnx.Module):
         self.config = config
         self.arch = arch = config.architecture()
         self.param_dtype = jnp.dtype(param_dtype)
+        self.remat = "none"      # a static attribute (part of the graphdef): set before nnx.split to train with it
         self.embed_tokens = Embed(arch.vocab_size, arch.hidden_size, rngs=rngs, param_dtype=param_dtype)
         self.layers = nnx.List([Block(arch, spec, rngs=rngs, param_dtype=param_dtype) for spec in arch.mixers])
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, param_dtype=param_dtype)
@@ -135,6 +144,18 @@ class CausalLM(nnx.Module):
 
         Returns (x before the final norm, new caches or None)."""
         new_caches = [] if caches is not None else None
+        if caches is None and mixer_tap is None and self.remat != "none":
+            if self.remat not in REMAT_POLICIES:
+                raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}; got {self.remat!r}")
+
+            def block(layer, x):     # [B, T, D] -> [B, T, D]; ctx is closed over (its arrays are not saved)
+                x = constrain(x + layer.self_attn(layer.input_layernorm(x), ctx), ACT_BTD)
+                return layer.mlp_residual(x)
+
+            block = nnx.remat(block, policy=REMAT_POLICIES[self.remat])
+            for layer in self.layers:
+                x = block(layer, x)
+            return x, None
         for i, layer in enumerate(self.layers):
             h = layer.input_layernorm(x)
             if caches is None:

@@ -176,12 +176,13 @@ def test_extras_compose(setup_kwargs):
     extras_require = setup_kwargs["extras_require"]
     core = {_requirement_name(r) for r in setup_kwargs["install_requires"]}
     wings = {name: {_requirement_name(r) for r in reqs} for name, reqs in extras_require.items()
-             if name not in ("all", "test")}
+             if name not in ("all", "test", "aot")}
     assert {"chem", "forecast", "rl"} <= set(wings)
     assert {_requirement_name(r) for r in extras_require["all"]} == set().union(*wings.values())
     test = {_requirement_name(r) for r in extras_require["test"]}
     assert test >= set().union(*wings.values()) | {"torch", "transformers", "pytest", "import-linter"}
     assert not core & set().union(*wings.values()), "a wing's heavy dependency is also in install_requires"
+    assert set(extras_require["aot"]) <= set(extras_require["test"])    # the deviceless TPU compiles are tested
     assert {"jax", "flax", "optax", "orbax-checkpoint", "grain", "etils"} <= core
 
 
