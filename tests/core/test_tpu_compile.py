@@ -2,7 +2,6 @@
 training options save is decided by the TPU compiler's buffer assignment, so it is measured there, on a
 v5e:2x2 topology this machine does not have. (XLA:CPU is no judge of it: its scheduler hoists the
 recomputation, and its temporaries barely move with remat.)"""
-import os
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +22,9 @@ B, T = 8, 512
 
 @pytest.fixture(scope="module")
 def v5e_mesh():
+    # No TPU_* environment variables here: the launcher reads them as "on a TPU pod", and a variable set in
+    # this process would reach the jobs that later tests start as subprocesses.
     from jax.experimental import topologies
-    os.environ.setdefault("TPU_ACCELERATOR_TYPE", "v5litepod-4")     # quiets libtpu's host probe; no effect here
     topology = topologies.get_topology_desc(platform="tpu", topology_name="v5e:2x2")
     assert len(topology.devices) == 4 and topology.devices[0].platform == "tpu"
     return jax.sharding.Mesh(np.array(topology.devices), ("fsdp",))
