@@ -41,13 +41,6 @@ def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedShard
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in local.items()}
 
 
-def batch_shards(sharding: jax.sharding.NamedSharding) -> int:
-    """How many ways dim 0 of a batch is split under `sharding`."""
-    spec = sharding.spec[0] if len(sharding.spec) else None
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    return math.prod(sharding.mesh.shape[a] for a in axes)
-
-
 def padded_rows(rows: int, multiple: int) -> int:
     return -(-rows // multiple) * multiple
 
@@ -74,7 +67,7 @@ def batch_placer(config, sharding: jax.sharding.NamedSharding, accum_steps: int)
     """`place(local numpy batch) -> global jax batch`, padding the rows with zero-weight rows when the global
     batch does not divide over accum_steps x the batch shards (e.g. a batch of 4 on an 8-device host). The
     waste is logged once with the value of data.batch_size that avoids it."""
-    multiple = accum_steps * batch_shards(sharding)
+    multiple = accum_steps * tr.batch_shards(sharding)
     procs = jax.process_count()
     rows = int(config.data.batch_size)
     target = padded_rows(rows, multiple)

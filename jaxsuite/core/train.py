@@ -255,6 +255,13 @@ def cross_entropy(logits: jax.Array, targets: jax.Array,
     return jnp.sum(nll * mask), jnp.sum(mask)
 
 
+def batch_shards(sharding: NamedSharding) -> int:
+    """How many ways dim 0 of a batch is split under `sharding`."""
+    spec = sharding.spec[0] if len(sharding.spec) else None
+    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
+    return math.prod(sharding.mesh.shape[a] for a in axes)
+
+
 def batch_sharding(mesh: Mesh, rules: shd.Rules = shd.DEFAULT_RULES) -> NamedSharding:
     """Sharding of [B, T] batch arrays: dim 0 by the `act_batch` rule (e.g. over ("data", "fsdp"))."""
     return NamedSharding(mesh, shd.logical_to_spec(BATCH_AXES, rules, mesh))
@@ -338,9 +345,9 @@ def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int,
     if missing:
         raise KeyError(f"batch is missing {missing}; it has {sorted(batch)}")
     size = batch["inputs"].shape[0]
-    spec = shd.logical_to_spec(BATCH_AXES, rules, mesh)[0]
-    axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-    shards = math.prod(mesh.shape[a] for a in axes)
+    sharding = batch_sharding(mesh, rules)
+    shards = batch_shards(sharding)
+    axes = sharding.spec[0]
     if size % (accum_steps * shards):
         raise ValueError(f"global batch {size} must be divisible by accum_steps={accum_steps} x {shards} batch "
                          f"shards (mesh axes {axes}), so every micro-batch spreads evenly over the devices")

@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.core import train as tr
-from jaxsuite.core.loop import batch_shards, pad_batch, padded_rows
+from jaxsuite.core.loop import pad_batch, padded_rows
 from jaxsuite.rl import objectives as obj
 
 RL_BATCH_KEYS = ("inputs", "targets", "positions", "loss_mask", "advantages")
@@ -163,7 +163,7 @@ class Policy:
     @property
     def batch_shards(self) -> int:
         """How many ways the batch dimension is split over the mesh (rows must be a multiple of it)."""
-        return batch_shards(self.batch_sharding)
+        return tr.batch_shards(self.batch_sharding)
 
     def _pad_rows(self, batch: dict, multiple: int) -> dict:
         """Empty rows (no loss tokens) up to a multiple of `multiple` rows: a rollout of any size runs on any

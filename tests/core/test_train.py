@@ -346,7 +346,7 @@ def test_zero_rows_pad_a_small_batch_onto_more_devices_without_changing_the_step
     small = {k: v[:3] for k, v in BATCH.items()}
     config = ml_collections.ConfigDict(dict(data=dict(batch_size=3)))
     sharding8 = train.batch_sharding(mesh8(), RULES)
-    assert loop.batch_shards(sharding8) == 4          # rows over data x fsdp; tensor holds the model
+    assert train.batch_shards(sharding8) == 4          # rows over data x fsdp; tensor holds the model
     placed = loop.batch_placer(config, sharding8, accum_steps=1)(small)
     assert placed["inputs"].shape == (4, T) and float(placed["loss_mask"][3:].sum()) == 0.0
     np.testing.assert_array_equal(np.asarray(placed["positions"][3]), np.arange(T))
