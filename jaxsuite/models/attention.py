@@ -39,11 +39,18 @@ def make_attention_mask(segment_ids: jax.Array | None, batch: int, length: int) 
     return jnp.broadcast_to(mask, (batch, length, length))
 
 
-def decode_mask(index: jax.Array, length: int, valid: jax.Array) -> jax.Array:
-    """[B, T, S] bool for T tokens written at slots [index, index + T): causal by slot, valid slots only."""
-    q_slot = index + jnp.arange(length)                                    # [T]
-    causal = q_slot[:, None] >= jnp.arange(valid.shape[1])[None, :]        # [T, S]
-    return causal[None] & valid[:, None, :]
+def decode_masks(index: jax.Array, length: int, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Masks for T tokens decoded into slots [index, index + T) (`valid` [B, S] already marks them):
+
+    cached [B, T, S]: the slots written before this call (slot < index) that hold real tokens;
+    new    [B, T, T]: this call's own tokens, causal among themselves and real tokens only.
+    Together they are the causal-by-slot mask over the cache after the write.
+    """
+    slots = jnp.arange(valid.shape[1])                                     # [S]
+    cached = jnp.broadcast_to(((slots < index)[None, :] & valid)[:, None, :], (valid.shape[0], length, slots.size))
+    mine = jax.lax.dynamic_slice_in_dim(valid, index, length, axis=1)      # [B, T]
+    causal = jnp.arange(length)[:, None] >= jnp.arange(length)[None, :]    # [T, T]
+    return cached, causal[None] & mine[:, None, :]
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
@@ -62,27 +69,50 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
     return out.reshape(b, t, n, hd)
 
 
-def cached_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array, scale: float) -> jax.Array:
-    """Attention of T new queries over the heads-major decode cache: q [B, T, N, Hd], k/v [B, Kv, S, Hd],
-    mask [B, T, S] -> [B, T, N, Hd].
+def cached_attention(q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, k: jax.Array, v: jax.Array,
+                     cached_mask: jax.Array, new_mask: jax.Array, scale: float) -> jax.Array:
+    """Attention of T new queries over the heads-major cache as it was before this call plus the T new keys:
+    q [B, T, N, Hd], k_cache/v_cache [B, Kv, S, Hd], k/v [B, T, Kv, Hd], cached_mask [B, T, S], new_mask
+    [B, T, T] -> [B, T, N, Hd]. Equal to attention over the cache after writing k/v at their slots.
 
-    Decoding reads the whole cache for a handful of queries, so it is bound by memory bandwidth. Two choices
-    keep it to one read of K and one of V: the heads-major layout (each (batch, kv-head) slab is contiguous
-    for both contractions), and normalising after the PV product (flash-decoding order: exp(s - max) in
-    float32, PV, then divide by the row sums) instead of materialising normalised probabilities in an extra
-    pass. Measured on CPU at 128K context: 10 -> 13 GB/s, and 1.6 GB/s for the old [B, S, Kv, Hd] layout
-    (benchmarks/RESULTS.md). Within ~1e-6 of `dot_product_attention` in float32.
+    Decoding reads the whole cache for a handful of queries, so it is bound by memory bandwidth. Three choices
+    keep it to one read of K and one of V:
+      * the heads-major layout: each (batch, kv-head) slab is contiguous for both contractions;
+      * normalising after the PV product (flash-decoding order: exp(s - max) in float32, PV, then divide by the
+        row sums) instead of materialising normalised probabilities in an extra pass;
+      * reading the cache as it was, not as written: the write then only feeds the next call, so XLA updates
+        the donated buffer in place. Reading the written cache made XLA's CPU fusion duplicate the update into
+        both consumers, each starting from a full copy of the buffer (benchmarks/RESULTS.md).
+    Within ~1e-6 of `dot_product_attention` in float32.
     """
     b, t, n, hd = q.shape
-    kv = k.shape[1]
-    qg = q.reshape(b, t, kv, n // kv, hd)                                        # [B, T, Kv, G, Hd]
-    scores = jnp.einsum("btkgh,bksh->bkgts", qg, k, preferred_element_type=jnp.float32) * scale
-    scores = jnp.where(mask[:, None, None, :, :], scores, MASK_VALUE)             # [B, Kv, G, T, S]
-    unnormalised = jnp.exp(scores - jnp.max(scores, axis=-1, keepdims=True))
-    row_sums = jnp.sum(unnormalised, axis=-1)                                    # [B, Kv, G, T]
-    out = jnp.einsum("bkgts,bksh->bkgth", unnormalised.astype(v.dtype), v, preferred_element_type=jnp.float32)
-    out = (out / row_sums[..., None]).astype(v.dtype)                            # [B, Kv, G, T, Hd]
+    kv = k_cache.shape[1]
+    qg = q.reshape(b, t, kv, n // kv, hd)                                            # [B, T, Kv, G, Hd]
+    s_cache = jnp.einsum("btkgh,bksh->bkgts", qg, k_cache, preferred_element_type=jnp.float32) * scale
+    s_cache = jnp.where(cached_mask[:, None, None], s_cache, MASK_VALUE)              # [B, Kv, G, T, S]
+    s_new = jnp.einsum("btkgh,bukh->bkgtu", qg, k, preferred_element_type=jnp.float32) * scale
+    s_new = jnp.where(new_mask[:, None, None], s_new, MASK_VALUE)                     # [B, Kv, G, T, T]
+    row_max = jnp.maximum(jnp.max(s_cache, axis=-1), jnp.max(s_new, axis=-1))[..., None]
+    p_cache, p_new = jnp.exp(s_cache - row_max), jnp.exp(s_new - row_max)
+    row_sums = jnp.sum(p_cache, axis=-1) + jnp.sum(p_new, axis=-1)                    # [B, Kv, G, T]
+    out = (jnp.einsum("bkgts,bksh->bkgth", p_cache.astype(v_cache.dtype), v_cache,
+                      preferred_element_type=jnp.float32)
+           + jnp.einsum("bkgtu,bukh->bkgth", p_new.astype(v.dtype), v, preferred_element_type=jnp.float32))
+    out = (out / row_sums[..., None]).astype(q.dtype)                                 # [B, Kv, G, T, Hd]
     return jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(b, t, n, hd)
+
+
+def _after(update: jax.Array, read: jax.Array) -> jax.Array:
+    """`update` [B, Kv, T, Hd] unchanged, but data-dependent on `read` [B, T, N, Hd] (adds 0 * read, summed per
+    kv head, which XLA does not fold for floats).
+
+    The cache write must come after the attention read of the same buffer for XLA to update the donated buffer in
+    place. Without a data dependence XLA's CPU copy insertion cannot prove that order and copies the whole cache
+    (twice) every step; with it, no copy (benchmarks/RESULTS.md, 128K decode)."""
+    b, t, n, hd = read.shape
+    kv = update.shape[1]
+    zero = 0 * jnp.sum(read.reshape(b, t, kv, (n // kv) * hd), axis=-1)           # [B, T, Kv]
+    return update + jnp.swapaxes(zero, 1, 2)[..., None].astype(update.dtype)
 
 
 def hype_scale(positions: jax.Array, a: float) -> jax.Array:
@@ -151,15 +181,18 @@ class Attention(nnx.Module):
 
     def decode(self, x: jax.Array, ctx: LayerContext, layer_cache: dict[str, jax.Array]
                ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Writes this call's K/V into slots [index, index + T) and attends over valid slots causally by slot."""
+        """Attends over the valid cached slots and this call's tokens (causally), then writes this call's K/V into
+        slots [index, index + T) for the calls after it."""
         q, k, v = self._qkv(x, ctx)
+        cached_mask, new_mask = ctx.mask
+        o = cached_attention(q, layer_cache["k"].astype(q.dtype), layer_cache["v"].astype(q.dtype), k, v,
+                             cached_mask, new_mask, self.scale)
         zero = jnp.zeros((), jnp.int32)
         start = (zero, zero, ctx.index, zero)
-        k_new = jnp.swapaxes(k, 1, 2).astype(layer_cache["k"].dtype)                # [B, Kv, T, Hd]
-        v_new = jnp.swapaxes(v, 1, 2).astype(layer_cache["v"].dtype)
+        k_new = _after(jnp.swapaxes(k, 1, 2).astype(layer_cache["k"].dtype), o)     # [B, Kv, T, Hd]
+        v_new = _after(jnp.swapaxes(v, 1, 2).astype(layer_cache["v"].dtype), o)
         k_all = constrain(jax.lax.dynamic_update_slice(layer_cache["k"], k_new, start), CACHE_AXES)  # [B, Kv, S, Hd]
         v_all = constrain(jax.lax.dynamic_update_slice(layer_cache["v"], v_new, start), CACHE_AXES)
-        o = cached_attention(q, k_all.astype(q.dtype), v_all.astype(q.dtype), ctx.mask, self.scale)
         return self._out(x, o), {"k": k_all, "v": v_all}
 
     def init_cache(self, batch: int, max_length: int, dtype: Any) -> dict[str, jax.Array]:

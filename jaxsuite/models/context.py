@@ -22,15 +22,15 @@ class LayerContext:
 
     positions:   [B, T] int32 position ids of this call's tokens.
     ropes:       head_dim -> (cos, sin) [B, T, head_dim] in the compute dtype, for every head size that rotates.
-    mask:        full forward: [B, T, T] bool (causal and same-segment); decode: [B, T, S] bool (causal by slot
-                 over valid cache slots).
+    mask:        full forward: [B, T, T] bool (causal and same-segment); decode: the pair (valid slots written
+                 before this call [B, T, S], this call's tokens causally among themselves [B, T, T]).
     segment_ids: [B, T] packing ids (0 = padding) or None; linear mixers reset their state at segment starts.
     Decode only: index (int32 scalar, first slot written), valid ([B, S] bool after this call's tokens were
     marked), token_mask ([B, T] bool, False for left-padding that must not touch any state).
     """
     positions: jax.Array
     ropes: dict[int, tuple[jax.Array, jax.Array]]
-    mask: jax.Array
+    mask: jax.Array | tuple[jax.Array, jax.Array]
     segment_ids: jax.Array | None = None
     index: jax.Array | None = None
     valid: jax.Array | None = None

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxsuite.core.sharding import constrain
-from jaxsuite.models.attention import Attention, decode_mask, make_attention_mask
+from jaxsuite.models.attention import Attention, decode_masks, make_attention_mask
 from jaxsuite.models.config import DecoderConfig
 from jaxsuite.models.context import KVCache, LayerContext
 from jaxsuite.models.hypenet_config import HypeNetConfig
@@ -206,7 +206,7 @@ class CausalLM(nnx.Module):
         token_mask = jnp.ones((b, t), jnp.bool_) if token_mask is None else token_mask.astype(jnp.bool_)
         index = jnp.asarray(cache.index, jnp.int32)
         valid = jax.lax.dynamic_update_slice(cache.valid, token_mask, (jnp.zeros((), jnp.int32), index))  # [B, S]
-        ctx = self.layer_context(positions, x.dtype, mask=decode_mask(index, t, valid), index=index, valid=valid,
+        ctx = self.layer_context(positions, x.dtype, mask=decode_masks(index, t, valid), index=index, valid=valid,
                                  token_mask=token_mask)
         x, layers = self._run_layers(x, ctx, caches=cache.layers)
         hidden = self.norm(x)

@@ -169,6 +169,52 @@ def test_decode_with_cache_matches_full_forward(qwen3, token_ids):
     assert np.isfinite(np.asarray(cache.layers[0]["k"])).all()
 
 
+def test_cached_attention_equals_attention_over_the_written_cache():
+    """The decode read (old cache + new keys, two masks) against plain attention over the cache after the write."""
+    from jaxsuite.models.attention import cached_attention, decode_masks, dot_product_attention
+    rng = np.random.default_rng(0)
+    b, t, n, kv, hd, slots, index = 2, 3, 4, 2, 8, 12, 5
+    q, k, v = (jnp.asarray(rng.standard_normal((b, t, heads, hd)), jnp.float32) for heads in (n, kv, kv))
+    k_cache, v_cache = (jnp.asarray(rng.standard_normal((b, kv, slots, hd)), jnp.float32) for _ in range(2))
+    valid = np.zeros((b, slots), bool)
+    valid[:, :index] = True
+    valid[1, :2] = False                                   # row 1 was left-padded
+    valid[:, index:index + t] = [[True, True, True], [False, True, True]]   # row 1's first new token is a pad
+    cached_mask, new_mask = decode_masks(jnp.int32(index), t, jnp.asarray(valid))
+    got = cached_attention(q, k_cache, v_cache, k, v, cached_mask, new_mask, hd ** -0.5)
+
+    k_all = np.asarray(k_cache).copy()
+    v_all = np.asarray(v_cache).copy()
+    k_all[:, :, index:index + t] = np.swapaxes(np.asarray(k), 1, 2)
+    v_all[:, :, index:index + t] = np.swapaxes(np.asarray(v), 1, 2)
+    causal = (index + np.arange(t))[:, None] >= np.arange(slots)[None, :]          # [T, S]
+    mask = causal[None] & valid[:, None, :]
+    want = dot_product_attention(q, jnp.swapaxes(k_all, 1, 2), jnp.swapaxes(v_all, 1, 2), jnp.asarray(mask),
+                                 hd ** -0.5)
+    real = np.asarray(valid[:, index:index + t])          # a pad query's output is never used
+    np.testing.assert_allclose(np.asarray(got)[real], np.asarray(want)[real], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_donated_decode_step_updates_the_cache_in_place(qwen3, batch):
+    """The compiled single-token step must not copy a cache buffer: a copy reads and writes the whole cache every
+    token (at batch 1 XLA made four per buffer before the write was ordered after the read; benchmarks/RESULTS.md)."""
+    _, _, model = qwen3
+    from flax import nnx
+    graph, state = nnx.split(model)
+    slots = 777                                            # a length no other array in the step has
+
+    def step(state, ids, pos, cache):
+        return nnx.merge(graph, state).decode(ids, pos, cache)
+
+    cache = jax.eval_shape(lambda: model.init_cache(batch, slots))
+    ids = jax.ShapeDtypeStruct((batch, 1), jnp.int32)
+    hlo = jax.jit(step, donate_argnums=3).lower(state, ids, ids, cache).compile().as_text()
+    buffer = "[" + ",".join(map(str, cache.layers[0]["k"].shape)) + "]"      # f32[B,Kv,S,Hd]
+    cache_copies = [line for line in hlo.splitlines() if " copy(" in line and buffer + "{" in line]
+    assert "dynamic-update-slice" in hlo and cache_copies == []
+
+
 # --- errors name the problem ------------------------------------------------------------------------------------
 def _copy(folder, tmp_path) -> str:
     dst = str(tmp_path / "ckpt")
