@@ -11,6 +11,12 @@ Variants (the argument after the colon):
   tiny           a toy model for tests: a few seconds
   0.6b 1.7b 4b 8b   the released Qwen3 architectures, for TPU pods / GPU clusters (FSDP x tensor parallel)
 
+Pod variants name their target in `topology` and are compiled for it without the hardware (per-chip memory in
+benchmarks/RESULTS.md, "Pod configs compiled for their targets"):
+  python -m jaxsuite.launch --config configs/qwen3_pretrain.py:1.7b --compile_only      # = --topology v5p:2x2x1
+They train global batches of 256 x 4096 tokens with full rematerialisation, the cross-entropy in 512-token
+chunks, splash attention on TPU (train.attention="auto") and gradient accumulation sized to fit 95 GiB chips.
+
 The job writes into --workdir: results.json, metrics.jsonl, checkpoints/, loss.png, samples.txt, hf/,
 finished.json.
 """
@@ -18,6 +24,12 @@ import ml_collections
 
 from jaxsuite.core.config_utils import data_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
+
+
+# The target each pod variant is sized for (a v5p-8: 4 chips of 95 GiB) and the gradient accumulation that fits
+# a global batch of 256 sequences there.
+POD_TOPOLOGY = {"0.6b": "v5p:2x2x1", "1.7b": "v5p:2x2x1", "4b": "v5p:2x2x1", "8b": "v5p:2x2x1"}
+POD_ACCUM = {"0.6b": 2, "1.7b": 4, "4b": 4, "8b": 8}
 
 
 def _arch(**kw):
@@ -81,11 +93,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         arch = QWEN3_PRESETS[variant].to_hf_config()
         keep = set(_arch().keys())
         c.model.arch = _arch(**{k: v for k, v in arch.items() if k in keep})
-        c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=4 if variant in ("4b", "8b") else 1))
+        # FSDP over every chip (ZeRO-3); on a GPU node, tensor parallelism inside it: --config.mesh.tensor=8
+        c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
         c.tokenizer = "Qwen/Qwen3-0.6B"        # the Qwen3 tokenizer (151k vocab) from the hub
         c.data.eval_source = ""                # set a held-out source for the corpus you train on
         c.data.seq_len = 4096
         c.data.batch_size = 256
+        c.topology = POD_TOPOLOGY[variant]          # what --compile_only compiles for; must fit there
+        c.train.accum_steps = POD_ACCUM[variant]
+        c.train.remat = "full"
+        c.train.loss_chunk = 512
         c.train.steps = 100_000
         c.train.lr = 3e-4
         c.train.warmup_steps = 2000

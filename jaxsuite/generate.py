@@ -334,3 +334,29 @@ def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, atten
     return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
                           np.asarray(logprobs) if return_logprobs else None,
                           {k: np.asarray(v) for k, v in extras.items()}, cache)
+
+
+def generate_program(model: LanguageModel, batch: int, prompt_len: int, max_new_tokens: int, *, mesh=None,
+                     rules=None, greedy: bool = False, top_k: int = 0, stop_tokens: Sequence[int] = (),
+                     pad_token_id: int = 0, with_logprobs: bool = False, name: str = "generate"):
+    """The program `generate` compiles for a fresh start at this shape, with abstract arguments, for
+    `--compile_only` (jaxsuite.core.aot). `model` may be abstract (nnx.eval_shape); with `mesh` its state
+    carries the shardings of `rules`, as a model placed on that mesh would."""
+    from jaxsuite.core import sharding as shd
+    from jaxsuite.core.aot import Program, abstract
+
+    graphdef, state = nnx.split(model)
+    if mesh is not None:
+        state = abstract(state, shd.state_shardings(state, mesh, shd.DEFAULT_RULES if rules is None else rules))
+    prompt = _bucket(prompt_len)
+    ids = jax.ShapeDtypeStruct((batch, prompt), jnp.int32)
+    mask = jax.ShapeDtypeStruct((batch, prompt), jnp.int32)
+    rng = jax.eval_shape(lambda: jax.random.key(0))
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    static = dict(max_new_tokens=int(max_new_tokens), greedy=bool(greedy), top_k=int(top_k),
+                  stop_tokens=tuple(int(t) for t in stop_tokens), pad_token_id=int(pad_token_id),
+                  logits_processor=None, cache_dtype=None, prefill_hook=None, extra_cache_slots=0,
+                  with_logprobs=bool(with_logprobs), return_cache=False)
+    note = f"prefill {batch} x {prompt} + {max_new_tokens} decode steps (the loop body is counted once)"
+    return Program(name, _generate_jit, (graphdef, state, ids, mask, rng, scalar, scalar, None, None, None), note,
+                   static)

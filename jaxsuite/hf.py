@@ -440,6 +440,29 @@ def build_model(config, tokenizer, mesh=None, rules=None) -> CausalLM:
     return model
 
 
+def architecture_of(source: str, key: str = "model.init_from"):
+    """The architecture (DecoderConfig / HypeNetConfig) of a checkpoint without loading or downloading it: the
+    config.json of a local or bucket folder, or a released Qwen3 hub id ("Qwen/Qwen3-1.7B") from
+    `models.presets`. Anything else raises ValueError naming `key`: `--compile_only` downloads nothing."""
+    source = str(source)
+    if files.is_remote(source) or os.path.isdir(os.path.expanduser(source)):
+        return load_hf_config(source)
+    from jaxsuite.models.presets import QWEN3_PRESETS
+    m = re.fullmatch(r"Qwen/Qwen3-([\d.]+[bB])", source)
+    if m and m.group(1).lower() in QWEN3_PRESETS:
+        return QWEN3_PRESETS[m.group(1).lower()]
+    raise ValueError(f"{key}={source!r} is neither a local or bucket folder nor a released Qwen3 id: "
+                     f"--compile_only reads only the architecture and downloads nothing; point {key} at a folder "
+                     f"holding config.json")
+
+
+def abstract_model(config) -> CausalLM:
+    """The LM `build_model` would build, as ShapeDtypeStructs (nnx.eval_shape): nothing allocated, nothing
+    downloaded. From `model.arch`, or the architecture of `model.init_from` (`architecture_of`)."""
+    cfg = architecture_of(config.model.init_from) if config.model.init_from else arch_from_config(config.model.arch)
+    return nnx.eval_shape(lambda: CausalLM(cfg, rngs=nnx.Rngs(0)))
+
+
 # --- load -------------------------------------------------------------------------------------------------------
 def load_pretrained(source: str | os.PathLike, dtype=jnp.float32, *, mesh=None, rules=None
                     ) -> CausalLM:

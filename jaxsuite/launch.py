@@ -4,6 +4,7 @@
     python -m jaxsuite.launch --config configs/qwen3_pretrain.py:tiny --config.train.steps=20
     python -m jaxsuite.launch --config my.py --workdir gs://bucket/run1 \\
         --coordinator_address 10.0.0.2:1234 --num_processes 2 --process_id 0      # or SLURM / TPU pod: auto
+    python -m jaxsuite.launch --config configs/qwen3_pretrain.py:1.7b --compile_only --topology v5p:2x2x1
 
 The launcher parses flags, joins the other processes (jax.distributed) before any other JAX use, writes the
 resolved config to workdir/config.json and calls the job. It knows no system by name: a new system is a new
@@ -39,6 +40,31 @@ def _setup_logging() -> None:
     logging.getLogger("jax").setLevel(logging.WARNING)    # e.g. "Unable to initialize backend tpu"
 
 
+def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
+    """`--compile_only --topology T`: compiles every program of the job for T on this machine (deviceless for
+    TPU targets), writes workdir/compile_report.json, prints the table, and exits 1 if a program does not fit.
+    Runs nothing and joins no other process; the runtime stays on the CPU."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")     # a TPU target is compiled for, not run on
+    from jaxsuite.core import aot
+    from jaxsuite.core.build import mesh_and_rules
+
+    programs = config_utils.import_programs(args.config.job)
+    target = aot.resolve_target(args.topology)
+    mesh, rules = mesh_and_rules(args.config, target.devices)
+    log.info("compile only: job %s for %s, mesh %s", args.config.job, target.name, dict(mesh.shape))
+    report = aot.compile_report(programs(args.config, mesh, rules), target, log=log.info)
+    report["config"] = str(args.config_path) + (f":{args.config_arg}" if args.config_arg else "")
+    report["mesh"] = dict(mesh.shape)
+    path = aot.write_report(report, args.workdir)
+    print(aot.format_table(report), flush=True)
+    print(f"report: {path}", flush=True)
+    if not report["all_fit"]:
+        failed = [r["program"] for r in report["programs"] if not r["fits"]]
+        print(f"python -m jaxsuite.launch: {', '.join(failed)} do(es) not fit {target.name}", file=sys.stderr)
+        raise SystemExit(1)
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     """Parses `argv` (default sys.argv[1:]), initialises jax.distributed if needed and runs the job.
 
@@ -50,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
     _setup_logging()
     try:
         args = parse_args(argv)
+        if args.compile_only:
+            return compile_only(args)
         plan = distributed.initialize(args.coordinator_address, args.num_processes, args.process_id)
     except ValueError as e:   # ConfigError is a ValueError; so are bad process flags
         print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)

@@ -46,6 +46,24 @@ def model_name(config) -> str:
                                      f"{config.model.arch.num_hidden_layers}L"
 
 
+def programs(config, mesh, rules) -> list:
+    """Every program `run` compiles, abstract, for `--compile_only` (jaxsuite.core.aot): the train step, the eval
+    step when the config evaluates, and the sampling loop. The prompt's length is bounded by its UTF-8 bytes
+    (no tokenizer is loaded; generate rounds it up to a power of two anyway)."""
+    from jaxsuite.core.loop import training_programs
+    from jaxsuite.generate import generate_program
+    from jaxsuite.hf import abstract_model
+
+    model = abstract_model(config)
+    out = training_programs(config, model, mesh=mesh, rules=rules)
+    s = config.sample
+    if int(s.num_samples) > 0:
+        out.append(generate_program(abstract_model(config), int(s.num_samples), len(s.prompt.encode()),
+                                    int(s.max_new_tokens), mesh=mesh, rules=rules, greedy=float(s.temperature) == 0,
+                                    top_k=int(s.top_k), name="sample"))
+    return out
+
+
 def run(config, workdir: str) -> dict[str, Any]:
     wd = Workdir.start(workdir)
     mesh, rules = mesh_and_rules(config)
@@ -71,3 +89,6 @@ def run(config, workdir: str) -> dict[str, Any]:
     results = wd.finish(config, figures)
     log.info("results: %s", {k: v for k, v in results.items() if k not in ("samples", "config")})
     return results
+
+
+run.programs = programs      # what `--compile_only` compiles for this job

@@ -260,6 +260,8 @@ TRAIN_DEFAULTS: dict[str, Any] = dict(
     # memory: per-layer rematerialisation ("none" / "minimal" / "full") and the cross-entropy's chunk along the
     # sequence (0: the whole batch's logits at once; e.g. 1024: one [B, 1024, V] float32 block alive at a time)
     remat="none", loss_chunk=0,
+    # the full forward's attention: "auto" (the splash kernel when the mesh is TPUs, else XLA), "xla", "splash"
+    attention="auto",
 )
 # config.data of a language-model job: what jaxsuite.core.build.build_datasets reads. `source` / `eval_source`
 # are jaxsuite.core.data.open_source specs ("stdlib", "stdlib:eval", a file glob, "tfds:name:split",
@@ -389,6 +391,8 @@ class LaunchArgs:
     coordinator_address: str | None = None
     num_processes: int | None = None
     process_id: int | None = None
+    compile_only: bool = False
+    topology: str | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -408,7 +412,23 @@ def _arg_parser() -> argparse.ArgumentParser:
                    help="host:port of process 0 for multi-process runs (or $JAXSUITE_COORDINATOR)")
     p.add_argument("--num_processes", type=int, default=None, help="number of processes (or $JAXSUITE_NUM_PROCESSES)")
     p.add_argument("--process_id", type=int, default=None, help="this process's index (or $JAXSUITE_PROCESS_ID)")
+    p.add_argument("--compile_only", action="store_true",
+                   help="compile every program of the job for --topology without running it; writes "
+                        "workdir/compile_report.json and exits non-zero if a program does not fit")
+    p.add_argument("--topology", default=None,
+                   help="the --compile_only target: a TPU topology (v5e:2x2, v5e:16x16, v6e:2x4, v5p:2x2x1, "
+                        "v4:2x2x1; needs jaxsuite[aot]) or cpu:N (default: the config's `topology`)")
     return p
+
+
+def import_programs(spec: str):
+    """The `programs(config, mesh, rules)` function of the job `spec` ('package.module:function') names, which
+    `--compile_only` compiles: the job function's `programs` attribute. Raises ConfigError when it has none."""
+    job = import_job(spec)
+    fn = getattr(job, "programs", None)
+    if not callable(fn):
+        raise ConfigError(f"job {spec!r} does not support --compile_only: it has no programs(config, mesh, rules)")
+    return fn
 
 
 def launch_help() -> str:
@@ -458,6 +478,13 @@ def parse_launch_args(argv: Sequence[str]) -> LaunchArgs:
     if not isinstance(import_spec, str) or ":" not in import_spec:
         raise ConfigError(f"config.job must look like 'package.module:function', got {import_spec!r}")
     workdir = ns.workdir if ns.workdir else default_workdir(config_path, arg)
+    topology = ns.topology or (config.get("topology") if ns.compile_only else None) or None
+    if ns.compile_only and not topology:
+        raise ConfigError("--compile_only needs --topology (e.g. v5p:2x2x1, v5e:2x2 or cpu:8); pod configs name "
+                          "theirs in config.topology")
+    if ns.topology and not ns.compile_only:
+        raise ConfigError("--topology is the target of --compile_only; add --compile_only")
     return LaunchArgs(config=config, config_path=config_path, config_arg=arg, workdir=workdir,
                       overrides=overrides, coordinator_address=ns.coordinator_address,
-                      num_processes=ns.num_processes, process_id=ns.process_id)
+                      num_processes=ns.num_processes, process_id=ns.process_id,
+                      compile_only=bool(ns.compile_only), topology=topology)

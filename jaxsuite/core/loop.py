@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # train.remat: what each layer keeps for the backward pass (jaxsuite.models.lm.REMAT_POLICIES).
 REMAT_NAMES = ("none", "minimal", "full")
+# train.attention: the full forward's attention (jaxsuite.models.fused_attention): "auto" is the splash kernel when
+# the mesh is TPUs and the sequence divides into its blocks, else XLA's.
+ATTENTION_NAMES = ("auto", "xla", "splash")
 
 
 def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
@@ -121,6 +124,67 @@ class LoopResult:
                 "resumed_from_step": self.start_step}
 
 
+def _training_setup(config, model: nnx.Module, loss_fn: tr.LossFn, trainable,
+                    mesh: jax.sharding.Mesh) -> tuple[tr.LossFn, Any]:
+    """Applies config.train's remat and attention to every LM inside `model` (in place) and returns (the loss, with train.loss_chunk applied to the default one, the optimizer)."""
+    tc = config.train
+    remat = str(tc.get("remat", "none"))
+    if remat not in REMAT_NAMES:
+        raise ValueError(f"train.remat={remat!r}: use one of {REMAT_NAMES}")
+    attention = str(tc.get("attention", "auto"))
+    if attention not in ATTENTION_NAMES:
+        raise ValueError(f"train.attention={attention!r}: use one of {ATTENTION_NAMES}")
+    for _, module in nnx.iter_modules(model):     # every LM inside (a HALO stage holds a teacher and students)
+        if hasattr(module, "remat"):
+            module.remat = remat
+        if hasattr(module, "attention_impl"):
+            module.attention_impl = attention
+    if loss_fn is tr.next_token_loss:
+        loss_fn = tr.chunked_next_token_loss(int(tc.get("loss_chunk", 0)))
+    return loss_fn, tr.make_optimizer(tc, int(tc.steps), trainable=trainable)
+
+
+def _steps(config, graphdef, optimizer, shardings, model_state, mesh, rules, loss_fn):
+    """(train_step, eval_step) as train_loop runs them."""
+    tc = config.train
+    compute_dtype = jnp.dtype(tc.compute_dtype)
+    train_step = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
+                                    accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype, loss_fn=loss_fn)
+    eval_step = tr.make_eval_step(graphdef, mesh=mesh, rules=rules, state_shardings=shardings,
+                                  compute_dtype=compute_dtype, model_state=model_state, loss_fn=loss_fn)
+    return train_step, eval_step
+
+
+def training_programs(config, model: nnx.Module, *, mesh: jax.sharding.Mesh, rules: shd.Rules,
+                      loss_fn: tr.LossFn = tr.next_token_loss,
+                      trainable: Callable[[tuple[str, ...]], bool] | None = None, prefix: str = "",
+                      batch: dict[str, jax.ShapeDtypeStruct] | None = None) -> list:
+    """The programs `train_loop` would compile for this config, with abstract arguments, for `--compile_only`
+    (jaxsuite.core.aot): the train step and, when the config evaluates, the eval step. `model` may be abstract
+    (nnx.eval_shape). `batch`: the abstract global batch the loss reads (default: the language-modelling
+    batch of config.data, padded as the loop pads it)."""
+    from jaxsuite.core.aot import Program, abstract
+
+    tc = config.train
+    loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable, mesh)
+    graphdef, state, shardings = tr.abstract_train_state(model, optimizer, mesh, rules)
+    train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn)
+    accum = int(tc.accum_steps)
+    sharding = tr.batch_sharding(mesh, rules)
+    rows = padded_rows(int(config.data.batch_size), accum * tr.batch_shards(sharding))
+    seq = int(config.data.seq_len)
+    if batch is None:
+        dtypes = dict(inputs="int32", targets="int32", segment_ids="int32", positions="int32", loss_mask="float32")
+        batch = {k: jax.ShapeDtypeStruct((rows, seq), jnp.dtype(d)) for k, d in dtypes.items()}
+    batch = abstract(batch, jax.tree.map(lambda _: sharding, batch))
+    what = (f"global batch {rows} x {seq}, accum_steps {accum}, {tc.compute_dtype} compute, "
+            f"remat {tc.get('remat', 'none')}, loss_chunk {tc.get('loss_chunk', 0)}")
+    programs = [Program(prefix + "train_step", train_step, (state, batch), "one optimizer step; " + what)]
+    if config.data.get("eval_source") and int(tc.eval_every) > 0:
+        programs.append(Program(prefix + "eval_step", eval_step, (state.params, batch), "one eval batch; " + what))
+    return programs
+
+
 def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, *, mesh: jax.sharding.Mesh,
                rules: shd.Rules,
                train_ds, eval_ds=None, loss_fn: tr.LossFn = tr.next_token_loss,
@@ -141,22 +205,10 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     if wd.primary:
         files.makedirs(wd.root)
     total_steps = int(tc.steps)
-    remat = str(tc.get("remat", "none"))
-    if remat not in REMAT_NAMES:
-        raise ValueError(f"train.remat={remat!r}: use one of {REMAT_NAMES}")
-    for _, module in nnx.iter_modules(model):     # every LM inside (a HALO stage holds a teacher and students)
-        if hasattr(module, "remat"):
-            module.remat = remat
-    if loss_fn is tr.next_token_loss:
-        loss_fn = tr.chunked_next_token_loss(int(tc.get("loss_chunk", 0)))
-    optimizer = tr.make_optimizer(tc, total_steps, trainable=trainable)
+    loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable, mesh)
     graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
     del model  # the train state owns the parameters from here on (the step donates them)
-    compute_dtype = jnp.dtype(tc.compute_dtype)
-    train_step = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
-                                    accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype, loss_fn=loss_fn)
-    eval_step = tr.make_eval_step(graphdef, mesh=mesh, rules=rules, state_shardings=shardings,
-                                  compute_dtype=compute_dtype, model_state=state.model_state, loss_fn=loss_fn)
+    train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn)
     place = batch_placer(config, tr.batch_sharding(mesh, rules), int(tc.accum_steps))
 
     train_iter = iter(train_ds)

@@ -182,14 +182,20 @@ def current_sharding() -> tuple[Mesh, Rules] | None:
     return _CONTEXT.get()
 
 
+def activation_spec(shape: Sequence[int], logical_axes: LogicalAxes, mesh: Mesh, rules: Rules) -> PartitionSpec:
+    """The PartitionSpec `constrain` gives an array of `shape` with these logical axes (dimensions the mesh axes
+    do not divide stay whole)."""
+    return _fits(shape, logical_to_spec(logical_axes, rules, mesh), mesh)
+
+
 def constrain(x: jax.Array, logical_axes: LogicalAxes) -> jax.Array:
     """`with_sharding_constraint` by logical names; identity when no mesh context is active."""
     ctx = _CONTEXT.get()
     if ctx is None:
         return x
     mesh, rules = ctx
-    spec = _fits(x.shape, logical_to_spec(logical_axes, rules, mesh), mesh)
-    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, activation_spec(x.shape, logical_axes, mesh,
+                                                                                   rules)))
 
 
 def rules_from_config(rules_cfg: Any) -> tuple[tuple[str, Any], ...]:

@@ -19,6 +19,7 @@ layer_importance.png (when selecting), layer_selection.json, stage{1,2,3}/ (each
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -199,3 +200,29 @@ def run(config, workdir: str) -> dict[str, Any]:
                                  "attention_layers_selected": selected, **report, "stages": stage_results})
     log.info("HALO done in %.0f s\n%s", wd.elapsed(), report["markdown"])
     return results
+
+
+def programs(config, mesh, rules) -> list:
+    """Every training program of the pipeline, abstract, for `--compile_only`: the teacher's pre-training (when
+    the config pre-trains it) and stages 1-3, from the teacher's architecture alone. With layer selection
+    (no student.attention_layers) the first num_attention_layers layers stand in for the selected ones: the
+    memory does not depend on which layers they are."""
+    from jaxsuite.core.config_utils import import_programs
+    from jaxsuite.halo.stages import stage_programs
+    from jaxsuite.hf import architecture_of
+    from jaxsuite.models.factory import arch_from_config
+
+    out = []
+    if config.teacher.init_from:
+        arch = architecture_of(config.teacher.init_from, "teacher.init_from")
+    else:
+        pre = config.teacher.pretrain
+        arch = arch_from_config(pre.model.arch)
+        out += [dataclasses.replace(p, name="teacher/" + p.name) for p in import_programs(pre.job)(pre, mesh, rules)]
+    layers = [int(i) for i in config.student.attention_layers] or list(range(int(config.student.num_attention_layers)))
+    for n in (1, 2, 3):
+        out += stage_programs(_stage_config(config, n, "", "", layers), n, arch, mesh, rules, prefix=f"stage{n}/")
+    return out
+
+
+run.programs = programs      # what `--compile_only` compiles for this job

@@ -224,3 +224,46 @@ def run_stage3(config, workdir: str) -> dict[str, Any]:
 
 
 STAGE_JOBS = {1: run_stage1, 2: run_stage2, 3: run_stage3}
+
+
+def stage_programs(config, stage: int, teacher_cfg, mesh, rules, prefix: str = "") -> list:
+    """The programs stage `stage` compiles (train step, eval step when it evaluates), abstract, for
+    `--compile_only`: its model is assembled inside nnx.eval_shape from the teacher's architecture alone."""
+    from jaxsuite.core.loop import training_programs
+
+    def teacher():
+        return CausalLM(teacher_cfg, rngs=nnx.Rngs(0))
+
+    if stage == 1:
+        model = nnx.eval_shape(lambda: build_alignment_model(teacher()))
+        kw = dict(loss_fn=alignment_loss, trainable=lambda names: names[0] == "students")
+    else:
+        def hybrid(t):
+            students = stage0_transfer(t, _all_lightning_config(t.config))
+            layers = [int(i) for i in config.student.attention_layers]
+            return assemble_hybrid(t, students, hypenet_config_from_teacher(t.config, layers))
+        if stage == 2:
+            model = nnx.eval_shape(lambda: (lambda t: DistillationModel(t, hybrid(t)))(teacher()))
+            kw = dict(loss_fn=distillation_loss, trainable=lambda names: names[0] == "student")
+        else:
+            model = nnx.eval_shape(lambda: hybrid(teacher()))
+            kw = dict(loss_fn=tr.next_token_loss)
+    return training_programs(config, model, mesh=mesh, rules=rules, prefix=prefix, **kw)
+
+
+def _stage_programs(stage: int):
+    def programs(config, mesh, rules) -> list:
+        from jaxsuite.hf import architecture_of
+        source = config.teacher.init_from if stage < 3 else config.student.init_from
+        arch = architecture_of(source, "teacher.init_from" if stage < 3 else "student.init_from")
+        if stage == 3 and isinstance(arch, HypeNetConfig):     # stage 2's output: compile it as it is
+            from jaxsuite.core.loop import training_programs
+            model = nnx.eval_shape(lambda: CausalLM(arch, rngs=nnx.Rngs(0)))
+            return training_programs(config, model, mesh=mesh, rules=rules)
+        return stage_programs(config, stage, arch, mesh, rules)
+    return programs
+
+
+# `--compile_only` of a single stage's config (configs/halo_stage.py) compiles that stage.
+for _n, _job in STAGE_JOBS.items():
+    _job.programs = _stage_programs(_n)

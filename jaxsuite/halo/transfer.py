@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from jaxsuite.models.config import DecoderConfig
@@ -75,12 +74,13 @@ def _copy(dst: nnx.Variable, value: Any, what: str) -> None:
     dst.set_value(value)
 
 
-def _expand_heads(kernel: Any, heads: int) -> np.ndarray:
-    """[D, Kv, Hd] -> [D, heads, Hd]: KV head j // (heads / Kv) for query head j (repeat-interleave)."""
+def _expand_heads(kernel: Any, heads: int) -> jax.Array:
+    """[D, Kv, Hd] -> [D, heads, Hd]: KV head j // (heads / Kv) for query head j (repeat-interleave). jnp, so it
+    also runs abstractly (`--compile_only` assembles the student inside nnx.eval_shape)."""
     kv = kernel.shape[1]
     if heads % kv:
         raise ValueError(f"cannot expand {kv} KV heads to {heads} heads")
-    return np.repeat(np.asarray(kernel), heads // kv, axis=1)
+    return jnp.repeat(kernel, heads // kv, axis=1)
 
 
 def stage0_transfer(teacher: CausalLM, config: HypeNetConfig, *, seed: int = 0, mesh=None,

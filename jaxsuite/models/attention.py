@@ -175,8 +175,11 @@ class Attention(nnx.Module):
         return self.o_proj(o)
 
     def __call__(self, x: jax.Array, ctx: LayerContext) -> jax.Array:
-        """x [B, T, D] -> [B, T, D] over the whole sequence (ctx.mask [B, T, T])."""
+        """x [B, T, D] -> [B, T, D] over the whole sequence (ctx.mask [B, T, T], or the splash kernel)."""
         q, k, v = self._qkv(x, ctx)
+        if ctx.attention_impl == "splash":
+            from jaxsuite.models.fused_attention import splash_attention
+            return self._out(x, splash_attention(q, k, v, ctx.segment_ids, self.scale))
         return self._out(x, dot_product_attention(q, k, v, ctx.mask, self.scale))
 
     def decode(self, x: jax.Array, ctx: LayerContext, layer_cache: dict[str, jax.Array]

@@ -35,6 +35,7 @@ class LayerContext:
     index: jax.Array | None = None
     valid: jax.Array | None = None
     token_mask: jax.Array | None = None
+    attention_impl: str = "xla"       # full forward: "xla" or "splash" (jaxsuite.models.fused_attention)
 
     @property
     def decoding(self) -> bool:

@@ -24,6 +24,7 @@ from jaxsuite.core.sharding import constrain
 from jaxsuite.models.attention import Attention, decode_masks, make_attention_mask
 from jaxsuite.models.config import DecoderConfig
 from jaxsuite.models.context import KVCache, LayerContext
+from jaxsuite.models.fused_attention import choose_attention
 from jaxsuite.models.hypenet_config import HypeNetConfig
 from jaxsuite.models.layers import Einsum, Embed, RMSNorm, SwiGLU, rope_cos_sin, rope_inv_freq
 from jaxsuite.models.mixer_specs import LMArchitecture, MixerSpec
@@ -85,6 +86,8 @@ class CausalLM(nnx.Module):
         self.arch = arch = config.architecture()
         self.param_dtype = jnp.dtype(param_dtype)
         self.remat = "none"      # a static attribute (part of the graphdef): set before nnx.split to train with it
+        self.attention_impl = "auto"  # static too: the full forward's attention, "auto" / "xla" / "splash"
+                                      # (models.fused_attention; "auto" is XLA's off TPU)
         self.embed_tokens = Embed(arch.vocab_size, arch.hidden_size, rngs=rngs, param_dtype=param_dtype)
         self.layers = nnx.List([Block(arch, spec, rngs=rngs, param_dtype=param_dtype) for spec in arch.mixers])
         self.norm = RMSNorm(arch.hidden_size, arch.rms_norm_eps, param_dtype=param_dtype)
@@ -124,10 +127,12 @@ class CausalLM(nnx.Module):
     def layer_context(self, positions: jax.Array, dtype, *, segment_ids=None, mask=None, **decode) -> LayerContext:
         """The context all layers of one call share. Without `mask`, the causal (+ segment) mask of a full forward."""
         b, t = positions.shape
+        impl = "xla"
         if mask is None:
-            mask = make_attention_mask(segment_ids, b, t)                  # [B, T, T]
+            mask = make_attention_mask(segment_ids, b, t)                  # [B, T, T] (unused, so dropped, by splash)
+            impl = choose_attention(self.attention_impl, t)
         return LayerContext(positions=positions, ropes=self.rope_tables(positions, dtype), mask=mask,
-                            segment_ids=segment_ids, **decode)
+                            segment_ids=segment_ids, attention_impl=impl, **decode)
 
     def logits(self, hidden: jax.Array) -> jax.Array:
         """Final-normed hidden [B, T, D] -> float32 logits [B, T, V] (tied or separate head)."""

@@ -24,10 +24,10 @@ B, T = 8, 512
 def v5e_mesh():
     # No TPU_* environment variables here: the launcher reads them as "on a TPU pod", and a variable set in
     # this process would reach the jobs that later tests start as subprocesses.
-    from jax.experimental import topologies
-    topology = topologies.get_topology_desc(platform="tpu", topology_name="v5e:2x2")
-    assert len(topology.devices) == 4 and topology.devices[0].platform == "tpu"
-    return jax.sharding.Mesh(np.array(topology.devices), ("fsdp",))
+    from jaxsuite.core.aot import resolve_target
+    devices = resolve_target("v5e:2x2").devices
+    assert len(devices) == 4 and devices[0].platform == "tpu"
+    return jax.sharding.Mesh(np.array(devices), ("fsdp",))
 
 
 def _per_chip_working_memory(mesh, remat: str, chunk: int) -> int:

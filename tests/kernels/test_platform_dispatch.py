@@ -235,3 +235,26 @@ def test_float16_is_refused_for_compiled_tpu_kernels_before_lowering(monkeypatch
     q = jnp.zeros((1, 32, 2, 64), jnp.float16)
     with pytest.raises(ValueError, match="float16"):
         kp.simple_gla(q, q, q, g_gamma=jnp.full((2,), -0.1), implementation="pallas", platform="tpu")
+
+
+# --- deviceless compiles for real TPU chips (libtpu, the `aot` extra) -------------------------------------
+
+@pytest.mark.parametrize("topology, dtypes", [("v5e:2x2", ("bfloat16", "float32")), ("v5p:2x2x1", ("bfloat16",)),
+                                              ("v6e:2x4", ("bfloat16",))])
+def test_kernels_compile_for_tpu_chips(monkeypatch, topology, dtypes):
+    """Mosaic compiles the forward and backward kernels of every op for the chip (lowering alone does not run
+    Mosaic's own checks, which is where float16 failed). One device of the topology; grad includes forward."""
+    pytest.importorskip("libtpu", reason="deviceless TPU compiles need libtpu: pip install 'jaxsuite[aot]'")
+    from jaxsuite.core.aot import resolve_target
+    monkeypatch.setattr(dispatch, "PALLAS_VERIFIED_BACKENDS", frozenset({"tpu"}))
+    device = resolve_target(topology).devices[0]
+    on_chip = jax.sharding.SingleDeviceSharding(device)
+    b, t, h, d = 1, 256, 2, 128
+    for dtype in dtypes:
+        q = jax.ShapeDtypeStruct((b, t, h, d), jnp.dtype(dtype), sharding=on_chip)
+        g = jax.ShapeDtypeStruct((b, t, h), jnp.float32, sharding=on_chip)
+        for op in OPS:
+            def loss(q, k, v, g):
+                return jnp.sum(_call(op, q, k, v, g, implementation="pallas", platform="tpu")[0].astype(jnp.float32))
+            compiled = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).lower(q, q, q, g).compile()
+            assert "tpu_custom_call" in compiled.as_text(), (topology, dtype, op)

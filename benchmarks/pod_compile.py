@@ -1,0 +1,108 @@
+"""Per-chip memory of pod configs, compiled for their targets on this machine (deviceless), and MaxText's own
+`train_compile` on the same model, batch and topology side by side.
+
+  python benchmarks/pod_compile.py                                   # the table of every pod config below
+  python benchmarks/pod_compile.py --only qwen3_1.7b_b8 qwen3_1.7b_b64 --maxtext-python /path/to/py312/bin/python
+
+Each case runs `python -m jaxsuite.launch --config ... --compile_only --topology ...` in a subprocess and reads its
+compile_report.json. With --maxtext-python (a Python >= 3.12 environment with `pip install "maxtext[tpu]==0.2.5"`),
+cases that name a MaxText equivalent also run `python -m MaxText.train_compile` there and parse the memory it
+prints. Floors (per chip, written down before measuring): a step's arguments are the float32 parameters and
+Adam's two moments, 12 bytes per parameter over the FSDP shards (Qwen3-1.7B, 1.72B parameters with the tied
+embedding counted once: 1.72e9 x 12 B / 4 chips = 4.81 GiB on a v5p-8); everything above is temporaries
+(activations kept for the backward pass, the gradients, one layer's recomputation).
+A compile of a 28-36-layer model takes 2-10 minutes on 2 cores and up to ~12 GB of host memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GiB = 2 ** 30
+
+# name -> (config, extra launcher args, MaxText train_compile args or None)
+CASES = {
+    "qwen3_1.7b_b8": ("configs/qwen3_pretrain.py:1.7b",
+                      ["--config.data.batch_size=8", "--config.train.accum_steps=1", "--config.sample.num_samples=0"],
+                      ["model_name=qwen3-1.7b", "compile_topology=v5p-8", "per_device_batch_size=2",
+                       "max_target_length=4096"]),
+    "qwen3_1.7b_b64": ("configs/qwen3_pretrain.py:1.7b",
+                       ["--config.data.batch_size=64", "--config.train.accum_steps=1",
+                        "--config.sample.num_samples=0"],
+                       ["model_name=qwen3-1.7b", "compile_topology=v5p-8", "per_device_batch_size=16",
+                        "max_target_length=4096"]),
+    "qwen3_1.7b_b8_v4": ("configs/qwen3_pretrain.py:1.7b",
+                         ["--topology", "v4:2x2x1", "--config.data.batch_size=8", "--config.train.accum_steps=1",
+                          "--config.sample.num_samples=0"],
+                         ["model_name=qwen3-1.7b", "compile_topology=v4-8", "per_device_batch_size=2",
+                          "max_target_length=4096"]),
+    "qwen3_0.6b": ("configs/qwen3_pretrain.py:0.6b", [], None),
+    "qwen3_1.7b": ("configs/qwen3_pretrain.py:1.7b", [], None),
+    "qwen3_4b": ("configs/qwen3_pretrain.py:4b", [], None),
+    "qwen3_8b": ("configs/qwen3_pretrain.py:8b", [], None),
+}
+
+
+def run_ours(config: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "jaxsuite.launch", "--config", config, "--compile_only", "--workdir", tmp, *extra]
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        path = os.path.join(tmp, "compile_report.json")
+        if not os.path.exists(path):
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
+        report = json.load(open(path))
+        report["wall_seconds"] = time.perf_counter() - t0
+        return report
+
+
+def run_maxtext(python: str, args: list[str]) -> dict:
+    """MaxText's train_compile in its own environment; the per-device sizes it prints, in GiB."""
+    cmd = [python, "-m", "MaxText.train_compile", "dataset_type=synthetic", "compile_topology_num_slices=1", *args]
+    proc = subprocess.run(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
+    text = proc.stdout + proc.stderr
+    found = {}
+    for key, pattern in (("total", r"Total memory size: ([\d.]+) GB"), ("temp", r"Temp size: ([\d.]+) GB"),
+                         ("argument", r"Argument size: ([\d.]+) GB"), ("output", r"Output size: ([\d.]+) GB")):
+        m = re.search(pattern, text)
+        if m:
+            found[key] = float(m.group(1))
+    if "total" not in found:
+        raise RuntimeError(f"{' '.join(cmd)} printed no memory figures:\n{text[-3000:]}")
+    return found
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=sorted(CASES), default=None)
+    ap.add_argument("--maxtext-python", default=None, help="python of an environment with maxtext[tpu] installed")
+    args = ap.parse_args()
+    print("| case | config | topology | program | arguments GiB | temporaries GiB | peak GiB per chip | fits | "
+          "compile s | MaxText total / temp GiB |")
+    print("|---|---|---|---|---:|---:|---:|---|---:|---|")
+    for name in args.only or list(CASES):
+        config, extra, maxtext_args = CASES[name]
+        report = run_ours(config, extra)
+        mt = ""
+        if args.maxtext_python and maxtext_args:
+            m = run_maxtext(args.maxtext_python, maxtext_args)
+            mt = f"{m['total']:.2f} / {m.get('temp', float('nan')):.2f}"
+        for row in report["programs"]:
+            def g(key):
+                value = row.get(key)
+                return "-" if value is None else f"{value / GiB:.2f}"
+            print(f"| {name} | `{config}` {' '.join(extra)} | {report['target']} | {row['program']} | "
+                  f"{g('argument_bytes')} | {g('temp_bytes')} | {g('peak_bytes')} | {'yes' if row['fits'] else 'NO'} "
+                  f"| {row['compile_seconds']} | {mt} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Ahead-of-time compiles for a target this machine does not have: `python -m jaxsuite.launch --compile_only`.
+
+A job that supports it exposes `programs(config, mesh, rules) -> list[Program]` beside its `run`: every jitted
+program it runs, with abstract arguments (ShapeDtypeStructs carrying their shardings) built from the config
+alone, so no weights, tokenizer or data are needed. `compile_report` lowers and compiles each program for the
+target's devices and measures what the compiler reports per device:
+
+    target = resolve_target("v5p:2x2x1")                 # the 4 chips of a v5p-8, from libtpu (jax[tpu])
+    mesh, rules = mesh_and_rules(config, target.devices)
+    report = compile_report(job_programs(config, mesh, rules), target)
+    write_report(report, workdir)                        # compile_report.json + a table on stdout
+
+Memory per device is the compiler's buffer assignment (`compiled.memory_analysis()`): arguments, outputs,
+temporaries, generated code and peak. A program fits when its peak is within the chip's memory; a program the
+compiler itself rejects (RESOURCE_EXHAUSTED: the temporaries exceed the HBM it can use) is reported as not
+fitting, with the compiler's message. FLOPs are XLA's cost analysis of the compiled program, per device; a
+loop body (gradient accumulation, the decode loop) is counted once, not once per iteration.
+
+Targets: TPU topologies by libtpu's names ("v5e:2x2", "v5e:16x16", "v6e:2x4", "v5p:2x2x1", "v4:2x2x1"; the
+`aot` extra installs libtpu), and "cpu:N" (N of this host's CPU devices, e.g. with
+XLA_FLAGS=--xla_force_host_platform_device_count=8), which checks a job's programs lower and shard without
+any TPU software.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+
+from jaxsuite.core import files
+
+GiB = 2 ** 30
+
+# HBM per chip (bytes) by TPU generation, as Google documents it. The compiler may keep a little of it for
+# itself (v5p reports 95.74 GiB usable); a program over its own limit fails to compile and is reported so.
+TPU_HBM = {"v4": 32 * GiB, "v5e": 16 * GiB, "v5p": 95 * GiB, "v6e": 32 * GiB}
+TPU_NAMES = {"v4": "v4", "v5e": "v5e", "v5litepod": "v5e", "v5": "v5p", "v5p": "v5p", "v6e": "v6e"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Devices to compile for, and the memory each has."""
+    name: str
+    platform: str
+    devices: tuple
+    memory_per_device: int
+
+
+@dataclasses.dataclass
+class Program:
+    """One jitted program a job runs: `fn` (a jax.jit-wrapped function) and the abstract `args` it is called
+    with (`kwargs`: static keyword arguments). `note` says what it is, e.g. "one optimizer step, global batch
+    8 x 4096"."""
+    name: str
+    fn: Callable
+    args: tuple
+    note: str = ""
+    kwargs: dict = dataclasses.field(default_factory=dict)
+
+
+def _host_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def resolve_target(name: str) -> Target:
+    """A target by name: a libtpu topology ("v5e:2x2", "v5p:2x2x1", ...) or "cpu:N". Raises ValueError naming
+    the accepted forms."""
+    name = name.strip()
+    m = re.fullmatch(r"cpu:(\d+)", name)
+    if m:
+        n = int(m.group(1))
+        devices = jax.devices("cpu")
+        if n < 1 or n > len(devices):
+            raise ValueError(f"--topology {name}: this host has {len(devices)} CPU device(s); set XLA_FLAGS="
+                             f"--xla_force_host_platform_device_count={max(n, 1)} before starting to get {n}")
+        return Target(name, "cpu", tuple(devices[:n]), _host_memory() // n)
+    m = re.fullmatch(r"(v4|v5e|v5litepod|v5|v5p|v6e):(\d+(?:x\d+)+)", name)
+    if not m:
+        raise ValueError(f"--topology {name!r} is not a known target: use a TPU topology such as v5e:2x2, "
+                         f"v5e:16x16, v6e:2x4, v5p:2x2x1, v4:2x2x1, or cpu:N (GPU targets are not supported yet)")
+    generation = TPU_NAMES[m.group(1)]
+    try:
+        import libtpu  # noqa: F401  (only to give the install hint instead of jax's backend error)
+    except ImportError:
+        raise ValueError(f"--topology {name}: TPU targets need libtpu: pip install 'jaxsuite[aot]'") from None
+    # libtpu takes a host-wide lock file meant for processes that drive real chips; a deviceless compile drives
+    # none, and without this a second process compiling at the same time (pytest -n 2) fails on the lock.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    from jax.experimental import topologies
+    libtpu_name = {"v5p": "v5", "v5e": "v5e"}.get(generation, generation) + ":" + m.group(2)
+    # v4 runs as megacore (one device per chip, both TensorCores) as Cloud TPU v4 VMs do by default; without it
+    # libtpu lists each TensorCore as a device.
+    extra = {"chip_config_name": "megacore"} if generation == "v4" else {}
+    try:
+        topology = topologies.get_topology_desc(platform="tpu", topology_name=libtpu_name, **extra)
+    except Exception as e:   # libtpu raises a bare RuntimeError / XlaRuntimeError for names it does not know
+        raise ValueError(f"--topology {name}: libtpu does not know this topology ({e})") from None
+    return Target(name, "tpu", tuple(topology.devices), TPU_HBM[generation])
+
+
+def _compiler_limit(message: str) -> tuple[float | None, float | None]:
+    """(needed GiB, available GiB) from an XLA RESOURCE_EXHAUSTED message, when it states them."""
+    m = re.search(r"\(([\d.]+)([GM])\) exceeds available HBM \(([\d.]+)([GM])\)", message)
+    if not m:
+        return None, None
+    scale = {"G": 1.0, "M": 1 / 1024}
+    return float(m.group(1)) * scale[m.group(2)], float(m.group(3)) * scale[m.group(4)]
+
+
+def compile_program(program: Program, target: Target) -> dict[str, Any]:
+    """Lowers and compiles one program; its per-device memory, FLOPs and compile seconds as a report row."""
+    row: dict[str, Any] = {"program": program.name, "note": program.note}
+    t0 = time.perf_counter()
+    try:
+        compiled = program.fn.lower(*program.args, **program.kwargs).compile()
+    except Exception as e:   # noqa: BLE001 - the compiler's own error is the finding; keep it in the report
+        message = str(e).strip().splitlines()[0][:500]
+        if "RESOURCE_EXHAUSTED" not in str(e):
+            raise
+        needed, available = _compiler_limit(str(e))
+        row.update(fits=False, compile_seconds=round(time.perf_counter() - t0, 1), error=message,
+                   temp_bytes=None if needed is None else int(needed * GiB),
+                   limit_bytes=None if available is None else int(available * GiB))
+        return row
+    row["compile_seconds"] = round(time.perf_counter() - t0, 1)
+    mem = compiled.memory_analysis()
+    if mem is not None:
+        for key, attr in (("argument", "argument_size_in_bytes"), ("output", "output_size_in_bytes"),
+                          ("alias", "alias_size_in_bytes"), ("temp", "temp_size_in_bytes"),
+                          ("code", "generated_code_size_in_bytes"), ("peak", "peak_memory_in_bytes")):
+            row[f"{key}_bytes"] = int(getattr(mem, attr, 0) or 0)
+        if not row["peak_bytes"]:   # a backend without a peak figure: arguments + outputs - aliased + temporaries
+            row["peak_bytes"] = row["argument_bytes"] + row["output_bytes"] - row["alias_bytes"] + row["temp_bytes"]
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) and cost else cost
+    row["gflops"] = round(float(cost.get("flops", 0.0)) / 1e9, 2) if isinstance(cost, dict) else None
+    row["fits"] = bool(mem is None or row["peak_bytes"] <= target.memory_per_device)
+    return row
+
+
+def compile_report(programs: Sequence[Program], target: Target, log: Callable[[str], None] = print
+                   ) -> dict[str, Any]:
+    """Compiles every program for `target`; {"target", "platform", "devices", "memory_per_device_bytes",
+    "programs": rows, "all_fit"}. A row: program, note, compile_seconds, fits, per-device argument / output /
+    alias / temp / code / peak bytes, gflops; a program the compiler rejected has `error` (and, when the
+    message states them, temp_bytes and the compiler's limit_bytes) instead."""
+    rows = []
+    for program in programs:
+        log(f"compiling {program.name} for {target.name} ({len(target.devices)} devices) ...")
+        rows.append(compile_program(program, target))
+    return {"target": target.name, "platform": target.platform, "devices": len(target.devices),
+            "memory_per_device_bytes": target.memory_per_device, "programs": rows,
+            "all_fit": all(r["fits"] for r in rows)}
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The report as a Markdown table, one row per program."""
+    head = (f"target {report['target']}: {report['devices']} devices, "
+            f"{report['memory_per_device_bytes'] / GiB:.2f} GiB each (memory per device below)\n\n"
+            "| program | arguments GiB | outputs GiB | temporaries GiB | peak GiB | fits | compile s | GFLOP/device |"
+            " note |\n|---|---:|---:|---:|---:|---|---:|---:|---|")
+    lines = [head]
+    for r in report["programs"]:
+        def g(key):
+            value = r.get(key)
+            if value is None:
+                return "-"
+            return f"{value:.2f}" if key == "gflops" else f"{value / GiB:.3f}"
+        note = r["note"] + (f"; {r['error']}" if "error" in r else "")
+        lines.append(f"| {r['program']} | {g('argument_bytes')} | {g('output_bytes')} | {g('temp_bytes')} | "
+                     f"{g('peak_bytes')} | {'yes' if r['fits'] else '**no**'} | {r['compile_seconds']} | "
+                     f"{g('gflops')} | {note} |")
+    return "\n".join(lines)
+
+
+def write_report(report: dict[str, Any], workdir: str | os.PathLike) -> str:
+    """Writes workdir/compile_report.json (atomically, any epath location); returns its path."""
+    path = files.join_path(workdir, "compile_report.json")
+    files.makedirs(workdir)
+    files.atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    return str(path)
+
+
+def abstract(tree: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs of `tree`'s leaves (arrays or ShapeDtypeStructs, bare or in nnx Variables, which keep
+    their metadata) carrying `shardings` (a tree of the same structure, Variables replaced by shardings)."""
+    from flax import nnx
+
+    def one(x, s):
+        if isinstance(x, nnx.Variable):
+            return x.replace(jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s))
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
+    return jax.tree.map(one, tree, shardings, is_leaf=lambda x: isinstance(x, nnx.Variable))
+

@@ -1,0 +1,120 @@
+"""`python -m jaxsuite.launch --compile_only --topology T`: every program of a job compiled for a target,
+compile_report.json, the exit status. The CPU target (8 forced host devices) needs nothing extra; the TPU
+targets compile deviceless with libtpu (the `aot` extra)."""
+import json
+
+import pytest
+
+from jaxsuite import launch
+from jaxsuite.core import aot
+from jaxsuite.models import count_params
+from jaxsuite.models.factory import arch_from_config
+
+TINY = "configs/qwen3_pretrain.py:tiny"
+
+
+def _report(workdir) -> dict:
+    return json.loads((workdir / "compile_report.json").read_text())
+
+
+def test_pretrain_programs_compile_for_eight_cpu_devices(tmp_path, capsys):
+    report = launch.main(["--config", TINY, "--compile_only", "--topology", "cpu:8", "--workdir", str(tmp_path)])
+    assert report == _report(tmp_path)
+    assert (report["target"], report["devices"], report["all_fit"]) == ("cpu:8", 8, True)
+    rows = {r["program"]: r for r in report["programs"]}
+    assert sorted(rows) == ["eval_step", "sample", "train_step"]
+    # The tiny mesh is data-parallel over 8 devices, so every device holds the whole float32 train state,
+    # parameters + Adam's two moments = 3 x 4 bytes per parameter (plus a few scalar counters), and an eighth
+    # of the batch: 5 int32/float32 arrays of 8 x 32.
+    from jaxsuite.core.config_utils import load_config
+    config = load_config(TINY)
+    params = count_params(arch_from_config(config.model.arch))
+    batch_share = 5 * config.data.batch_size * config.data.seq_len * 4 // 8
+    train = rows["train_step"]
+    expected = 3 * 4 * params + batch_share
+    assert expected <= train["argument_bytes"] <= expected + 64, (train, expected)
+    assert train["gflops"] > 0 and train["peak_bytes"] >= train["argument_bytes"]
+    assert "| train_step |" in capsys.readouterr().out
+
+
+def test_compile_only_arguments_are_checked(tmp_path, capsys):
+    cases = [(["--compile_only"], "needs --topology"),
+             (["--topology", "cpu:8"], "add --compile_only"),
+             (["--compile_only", "--topology", "v9x:2x2"], "not a known target"),
+             (["--compile_only", "--topology", "cpu:99"], "force_host_platform_device_count=99"),
+             (["--compile_only", "--topology", "cpu:8", "--config", "configs/ldl_tiny.py"],
+              "does not support --compile_only")]
+    for extra, message in cases:
+        argv = ["--config", TINY, "--workdir", str(tmp_path), *extra]
+        with pytest.raises(SystemExit) as exit_info:
+            launch.main(argv)
+        assert exit_info.value.code == 2, extra
+        assert message in capsys.readouterr().err, extra
+
+
+def test_compile_only_downloads_nothing(tmp_path, capsys):
+    """Released Qwen3 ids resolve to their architectures offline; any other hub id is refused, not fetched."""
+    from jaxsuite.hf import architecture_of
+    from jaxsuite.models.presets import QWEN3_PRESETS
+    assert architecture_of("Qwen/Qwen3-1.7B") == QWEN3_PRESETS["1.7b"]
+    with pytest.raises(SystemExit):
+        launch.main(["--config", TINY, "--compile_only", "--topology", "cpu:8", "--workdir", str(tmp_path),
+                     "--config.model.init_from=someone/a-model"])
+    assert "downloads nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("topology, chips, hbm", [("v5e:2x2", 4, 16.0), ("v5p:2x2x1", 4, 95.0), ("v4:2x2x1", 4, 32.0),
+                                                  ("v6e:2x4", 8, 32.0)])
+def test_tpu_targets(topology, chips, hbm):
+    pytest.importorskip("libtpu", reason="TPU targets need libtpu: pip install 'jaxsuite[aot]'")
+    target = aot.resolve_target(topology)
+    assert (target.platform, len(target.devices), target.memory_per_device / aot.GiB) == ("tpu", chips, hbm)
+
+
+def test_a_step_over_the_chip_memory_is_reported_and_exits_1(tmp_path, capsys):
+    """A 2-layer model whose float32 embedding alone is 2 x 4.9 GiB (x 3 with Adam's moments), replicated over a
+    v5e's 16 GiB chips, cannot fit: the report says so with the compiler's numbers and the command fails."""
+    pytest.importorskip("libtpu", reason="TPU targets need libtpu: pip install 'jaxsuite[aot]'")
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(["--config", TINY, "--compile_only", "--topology", "v5e:2x2", "--workdir", str(tmp_path),
+                     "--config.model.arch.vocab_size=640000", "--config.model.arch.hidden_size=2048",
+                     "--config.model.arch.tie_word_embeddings=False", "--config.sample.num_samples=0"])
+    assert exit_info.value.code == 1
+    assert "train_step" in capsys.readouterr().err
+    train = {r["program"]: r for r in _report(tmp_path)["programs"]}["train_step"]
+    assert train["fits"] is False
+    assert ("RESOURCE_EXHAUSTED" in train.get("error", "")) or train["peak_bytes"] > 16 * aot.GiB
+
+
+def test_the_main_job_compiles_every_stage_for_eight_devices(tmp_path):
+    """The HALO pipeline (the default config): the teacher's pre-training and stages 1-3, built from the
+    architecture alone; stage 3's global batch of 4 is padded to 8 rows as the loop pads it on 8 devices."""
+    report = launch.main(["--compile_only", "--topology", "cpu:8", "--workdir", str(tmp_path)])
+    rows = {r["program"]: r for r in report["programs"]}
+    stages = [f"stage{n}/{step}" for n in (1, 2, 3) for step in ("train_step", "eval_step")]
+    assert set(stages) | {"teacher/train_step"} <= set(rows) and report["all_fit"]
+    assert "global batch 8 x 512" in rows["stage3/train_step"]["note"]
+    # stage 2 holds a frozen teacher beside the trained student: more arguments than stage 3's student alone
+    assert rows["stage2/train_step"]["argument_bytes"] > rows["stage3/train_step"]["argument_bytes"]
+
+
+@pytest.mark.slow
+def test_qwen3_0p6b_layers_fit_a_v5e_at_full_width(tmp_path):
+    """The 0.6B pre-training step at its real width and sequence length (2 of its 28 layers, to keep the compile
+    to a minute or two), FSDP over a v5e's 4 chips, global batch 8 x 4096, full remat, 512-token loss chunks,
+    splash attention. Arguments: float32 parameters + Adam's moments, 12 bytes per parameter over 4 chips.
+    Temporaries: XLA attention would hold one layer's float32 scores, [2 rows, 16 heads, 4096, 4096] = 2 GiB
+    per chip, plus their bfloat16 probabilities (1 GiB); measured 4.6 GiB that way and 2.2 GiB with splash, so
+    3 GiB fails if the [T, T] scores come back."""
+    pytest.importorskip("libtpu", reason="TPU targets need libtpu: pip install 'jaxsuite[aot]'")
+    report = launch.main(["--config", "configs/qwen3_pretrain.py:0.6b", "--compile_only", "--topology", "v5e:2x2",
+                          "--workdir", str(tmp_path), "--config.model.arch.num_hidden_layers=2",
+                          "--config.data.batch_size=8", "--config.train.accum_steps=1",
+                          "--config.sample.num_samples=0"])
+    (train,) = report["programs"]
+    from jaxsuite.core.config_utils import load_config
+    arch = load_config("configs/qwen3_pretrain.py:0.6b").model.arch
+    arch.num_hidden_layers = 2
+    state = 12 * count_params(arch_from_config(arch)) // 4
+    assert train["fits"] and state <= train["argument_bytes"] <= state + 2 ** 20, (train, state)
+    assert train["temp_bytes"] < 3 * aot.GiB, train
