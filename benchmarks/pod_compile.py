@@ -6,8 +6,9 @@
 
 Each case runs `python -m jaxsuite.launch --config ... --compile_only --topology ...` in a subprocess and reads its
 compile_report.json. With --maxtext-python (a Python >= 3.12 environment with `pip install "maxtext[tpu]==0.2.5"`),
-cases that name a MaxText equivalent also run `python -m MaxText.train_compile` there and parse the memory it
-prints. Floors (per chip, written down before measuring): a step's arguments are the float32 parameters and
+cases that name a MaxText equivalent also run MaxText's own `train_compile` there (its defaults: full remat, splash
+attention) and parse the memory analysis it prints. "total" is MaxText's measure, arguments + outputs +
+temporaries - aliased bytes, computed the same way for both; "peak" is the TPU compiler's own peak for ours. Floors (per chip, written down before measuring): a step's arguments are the float32 parameters and
 Adam's two moments, 12 bytes per parameter over the FSDP shards (Qwen3-1.7B, 1.72B parameters with the tied
 embedding counted once: 1.72e9 x 12 B / 4 chips = 4.81 GiB on a v5p-8); everything above is temporaries
 (activations kept for the backward pass, the gradients, one layer's recomputation).
@@ -65,19 +66,27 @@ def run_ours(config: str, extra: list[str]) -> dict:
 
 
 def run_maxtext(python: str, args: list[str]) -> dict:
-    """MaxText's train_compile in its own environment; the per-device sizes it prints, in GiB."""
-    cmd = [python, "-m", "MaxText.train_compile", "dataset_type=synthetic", "compile_topology_num_slices=1", *args]
+    """MaxText's train_compile in its own environment: the compiled step's per-device memory (GiB) from the
+    `Memory analysis: CompiledMemoryStats(...)` line it prints, and MaxText's own total (arguments + outputs +
+    temporaries - aliased)."""
+    base = subprocess.run([python, "-c", "import maxtext, os; print(os.path.dirname(maxtext.__file__))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    cmd = [python, "-m", "maxtext.trainers.pre_train.train_compile", os.path.join(base, "configs", "base.yml"),
+           "dataset_type=synthetic", "compile_topology_num_slices=1", *args]
     proc = subprocess.run(cmd, env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
-    text = proc.stdout + proc.stderr
-    found = {}
-    for key, pattern in (("total", r"Total memory size: ([\d.]+) GB"), ("temp", r"Temp size: ([\d.]+) GB"),
-                         ("argument", r"Argument size: ([\d.]+) GB"), ("output", r"Output size: ([\d.]+) GB")):
-        m = re.search(pattern, text)
-        if m:
-            found[key] = float(m.group(1))
-    if "total" not in found:
-        raise RuntimeError(f"{' '.join(cmd)} printed no memory figures:\n{text[-3000:]}")
-    return found
+    line = next((l for l in (proc.stdout + proc.stderr).splitlines() if "Memory analysis:" in l), None)
+    if line is None:
+        raise RuntimeError(f"{' '.join(cmd)} printed no memory analysis:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    sizes = {k: int(v) / GiB for k, v in re.findall(r"(\w+)_size_in_bytes=(\d+)", line)}
+    sizes["total"] = sizes["argument"] + sizes["output"] + sizes["temp"] - sizes["alias"]
+    return sizes
+
+
+def total_gib(row: dict) -> float | None:
+    """MaxText's total for one of our rows: arguments + outputs + temporaries - aliased."""
+    if row.get("argument_bytes") is None:
+        return None
+    return (row["argument_bytes"] + row["output_bytes"] + row["temp_bytes"] - row["alias_bytes"]) / GiB
 
 
 def main():
@@ -85,24 +94,25 @@ def main():
     ap.add_argument("--only", nargs="+", choices=sorted(CASES), default=None)
     ap.add_argument("--maxtext-python", default=None, help="python of an environment with maxtext[tpu] installed")
     args = ap.parse_args()
-    print("| case | config | topology | program | arguments GiB | temporaries GiB | peak GiB per chip | fits | "
-          "compile s | MaxText total / temp GiB |")
-    print("|---|---|---|---|---:|---:|---:|---|---:|---|")
+    print("| case | config | topology | program | arguments GiB | temporaries GiB | peak GiB | total GiB | fits | "
+          "compile s | MaxText arguments / temporaries / total GiB |")
+    print("|---|---|---|---|---:|---:|---:|---:|---|---:|---|")
     for name in args.only or list(CASES):
         config, extra, maxtext_args = CASES[name]
         report = run_ours(config, extra)
         mt = ""
         if args.maxtext_python and maxtext_args:
             m = run_maxtext(args.maxtext_python, maxtext_args)
-            mt = f"{m['total']:.2f} / {m.get('temp', float('nan')):.2f}"
+            mt = f"{m['argument']:.2f} / {m['temp']:.2f} / {m['total']:.2f}"
         for row in report["programs"]:
             def g(key):
                 value = row.get(key)
                 return "-" if value is None else f"{value / GiB:.2f}"
+            total = total_gib(row)
             print(f"| {name} | `{config}` {' '.join(extra)} | {report['target']} | {row['program']} | "
-                  f"{g('argument_bytes')} | {g('temp_bytes')} | {g('peak_bytes')} | {'yes' if row['fits'] else 'NO'} "
+                  f"{g('argument_bytes')} | {g('temp_bytes')} | {g('peak_bytes')} | "
+                  f"{'-' if total is None else f'{total:.2f}'} | {'yes' if row['fits'] else 'NO'} "
                   f"| {row['compile_seconds']} | {mt} |", flush=True)
-
 
 if __name__ == "__main__":
     main()
