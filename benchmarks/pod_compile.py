@@ -8,8 +8,10 @@ Each case runs `python -m jaxsuite.launch --config ... --compile_only --topology
 compile_report.json. With --maxtext-python (a Python >= 3.12 environment with `pip install "maxtext[tpu]==0.2.5"`),
 cases that name a MaxText equivalent also run MaxText's own `train_compile` there (its defaults: full remat, splash
 attention) and parse the memory analysis it prints. "total" is MaxText's measure, arguments + outputs +
-temporaries - aliased bytes, computed the same way for both; "peak" is the TPU compiler's own peak for ours. Floors (per chip, written down before measuring): a step's arguments are the float32 parameters and
-Adam's two moments, 12 bytes per parameter over the FSDP shards (Qwen3-1.7B, 1.72B parameters with the tied
+temporaries - aliased bytes, computed the same way for both; "peak" is the TPU compiler's own peak for ours.
+
+Floors (per chip, written down before measuring): a step's arguments are the float32 parameters and Adam's two
+moments, 12 bytes per parameter over the FSDP shards (Qwen3-1.7B, 1.72B parameters with the tied
 embedding counted once: 1.72e9 x 12 B / 4 chips = 4.81 GiB on a v5p-8); everything above is temporaries
 (activations kept for the backward pass, the gradients, one layer's recomputation).
 A compile of a 28-36-layer model takes 2-10 minutes on 2 cores and up to ~12 GB of host memory.
@@ -26,7 +28,10 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GiB = 2 ** 30
+sys.path.insert(0, REPO)
+from jaxsuite.core import aot  # noqa: E402  (the report's own arithmetic)
+
+GiB = aot.GiB
 
 # name -> (config, extra launcher args, MaxText train_compile args or None)
 CASES = {
@@ -82,13 +87,6 @@ def run_maxtext(python: str, args: list[str]) -> dict:
     return sizes
 
 
-def total_gib(row: dict) -> float | None:
-    """MaxText's total for one of our rows: arguments + outputs + temporaries - aliased."""
-    if row.get("argument_bytes") is None:
-        return None
-    return (row["argument_bytes"] + row["output_bytes"] + row["temp_bytes"] - row["alias_bytes"]) / GiB
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", nargs="+", choices=sorted(CASES), default=None)
@@ -108,11 +106,12 @@ def main():
             def g(key):
                 value = row.get(key)
                 return "-" if value is None else f"{value / GiB:.2f}"
-            total = total_gib(row)
+            total = aot.total_bytes(row) / GiB if row.get("argument_bytes") is not None else None
             print(f"| {name} | `{config}` {' '.join(extra)} | {report['target']} | {row['program']} | "
                   f"{g('argument_bytes')} | {g('temp_bytes')} | {g('peak_bytes')} | "
-                  f"{'-' if total is None else f'{total:.2f}'} | {'yes' if row['fits'] else 'NO'} "
+                  f"{'-' if total is None else f'{total:.2f}'} | {aot.FITS[row['fits']]} "
                   f"| {row['compile_seconds']} | {mt} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

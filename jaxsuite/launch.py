@@ -59,8 +59,8 @@ def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
     print(aot.format_table(report), flush=True)
     print(f"report: {path}", flush=True)
     if not report["all_fit"]:
-        failed = [r["program"] for r in report["programs"] if not r["fits"]]
-        print(f"python -m jaxsuite.launch: {', '.join(failed)} do(es) not fit {target.name}", file=sys.stderr)
+        failed = [r["program"] for r in report["programs"] if r["fits"] is False]
+        print(f"python -m jaxsuite.launch: does not fit {target.name}: {', '.join(failed)}", file=sys.stderr)
         raise SystemExit(1)
     return report
 

@@ -58,7 +58,7 @@ def programs(config, mesh, rules) -> list:
     out = training_programs(config, model, mesh=mesh, rules=rules)
     s = config.sample
     if int(s.num_samples) > 0:
-        out.append(generate_program(abstract_model(config), int(s.num_samples), len(s.prompt.encode()),
+        out.append(generate_program(model, int(s.num_samples), len(s.prompt.encode()),
                                     int(s.max_new_tokens), mesh=mesh, rules=rules, greedy=float(s.temperature) == 0,
                                     top_k=int(s.top_k), name="sample"))
     return out

@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 # train.remat: what each layer keeps for the backward pass (jaxsuite.models.lm.REMAT_POLICIES).
 REMAT_NAMES = ("none", "minimal", "full")
-# train.attention: the full forward's attention (jaxsuite.models.fused_attention): "auto" is the splash kernel when
-# the mesh is TPUs and the sequence divides into its blocks, else XLA's.
+# train.attention: the full forward's attention, checked here so a bad value fails before any compile; the model
+# resolves it per call (jaxsuite.models.fused_attention.IMPLS / choose_attention: core may not import models).
 ATTENTION_NAMES = ("auto", "xla", "splash")
 
 
@@ -124,9 +124,9 @@ class LoopResult:
                 "resumed_from_step": self.start_step}
 
 
-def _training_setup(config, model: nnx.Module, loss_fn: tr.LossFn, trainable,
-                    mesh: jax.sharding.Mesh) -> tuple[tr.LossFn, Any]:
-    """Applies config.train's remat and attention to every LM inside `model` (in place) and returns (the loss, with train.loss_chunk applied to the default one, the optimizer)."""
+def _training_setup(config, model: nnx.Module, loss_fn: tr.LossFn, trainable) -> tuple[tr.LossFn, Any]:
+    """Applies config.train's remat and attention to every LM inside `model` (in place) and returns (the loss,
+    with train.loss_chunk applied to the default one; the optimizer)."""
     tc = config.train
     remat = str(tc.get("remat", "none"))
     if remat not in REMAT_NAMES:
@@ -166,7 +166,7 @@ def training_programs(config, model: nnx.Module, *, mesh: jax.sharding.Mesh, rul
     from jaxsuite.core.aot import Program, abstract
 
     tc = config.train
-    loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable, mesh)
+    loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable)
     graphdef, state, shardings = tr.abstract_train_state(model, optimizer, mesh, rules)
     train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn)
     accum = int(tc.accum_steps)
@@ -205,7 +205,7 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     if wd.primary:
         files.makedirs(wd.root)
     total_steps = int(tc.steps)
-    loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable, mesh)
+    loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable)
     graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
     del model  # the train state owns the parameters from here on (the step donates them)
     train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn)

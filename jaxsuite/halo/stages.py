@@ -238,10 +238,8 @@ def stage_programs(config, stage: int, teacher_cfg, mesh, rules, prefix: str = "
         model = nnx.eval_shape(lambda: build_alignment_model(teacher()))
         kw = dict(loss_fn=alignment_loss, trainable=lambda names: names[0] == "students")
     else:
-        def hybrid(t):
-            students = stage0_transfer(t, _all_lightning_config(t.config))
-            layers = [int(i) for i in config.student.attention_layers]
-            return assemble_hybrid(t, students, hypenet_config_from_teacher(t.config, layers))
+        def hybrid(t):        # as run_stage2 assembles it, with stage 1's students taken from stage 0
+            return assemble_hybrid(t, stage0_transfer(t, _all_lightning_config(t.config)), hybrid_config(config, t))
         if stage == 2:
             model = nnx.eval_shape(lambda: (lambda t: DistillationModel(t, hybrid(t)))(teacher()))
             kw = dict(loss_fn=distillation_loss, trainable=lambda names: names[0] == "student")

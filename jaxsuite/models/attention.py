@@ -22,6 +22,7 @@ from flax import nnx
 
 from jaxsuite.core.sharding import constrain
 from jaxsuite.models.context import LayerContext
+from jaxsuite.models.fused_attention import splash_attention
 from jaxsuite.models.layers import Einsum, RMSNorm, apply_rope
 from jaxsuite.models.mixer_specs import MixerSpec
 
@@ -178,7 +179,6 @@ class Attention(nnx.Module):
         """x [B, T, D] -> [B, T, D] over the whole sequence (ctx.mask [B, T, T], or the splash kernel)."""
         q, k, v = self._qkv(x, ctx)
         if ctx.attention_impl == "splash":
-            from jaxsuite.models.fused_attention import splash_attention
             return self._out(x, splash_attention(q, k, v, ctx.segment_ids, self.scale))
         return self._out(x, dot_product_attention(q, k, v, ctx.mask, self.scale))
 

@@ -29,6 +29,12 @@ IMPLS = ("auto", "xla", "splash")
 SPLASH_BLOCK = 128          # the kernel's default block along q and kv: the sequence must divide into it
 
 
+def _mesh_platform() -> str:
+    """The platform of the mesh in context (the compile target), or of the default backend without one."""
+    context = shd.current_sharding()
+    return context[0].devices.flat[0].platform if context else jax.default_backend()
+
+
 def choose_attention(name: str, seq_len: int) -> str:
     """The implementation `name` means for a full forward over `seq_len` tokens, traced now: "auto" is splash when
     the mesh in context (or, without one, the default backend) is TPUs and seq_len divides into its blocks, else
@@ -40,9 +46,7 @@ def choose_attention(name: str, seq_len: int) -> str:
                          f"set train.attention='auto' or 'xla'")
     if name != "auto":
         return name
-    context = shd.current_sharding()
-    platform = context[0].devices.flat[0].platform if context else jax.default_backend()
-    return "splash" if platform == "tpu" and seq_len % SPLASH_BLOCK == 0 else "xla"
+    return "splash" if _mesh_platform() == "tpu" and seq_len % SPLASH_BLOCK == 0 else "xla"
 
 
 def _splash_one_shard(q, k, v, segment_ids, *, interpret: bool):
@@ -66,8 +70,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
     qh = jnp.swapaxes(q * jnp.asarray(scale, q.dtype), 1, 2)                 # [B, N, T, Hd]
     kh, vh = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)                    # [B, Kv, T, Hd]
     context = shd.current_sharding()
-    platform = context[0].devices.flat[0].platform if context else jax.default_backend()
-    one = functools.partial(_splash_one_shard, interpret=platform != "tpu")
+    one = functools.partial(_splash_one_shard, interpret=_mesh_platform() != "tpu")
     if context is None:
         out = one(qh, kh, vh, segment_ids)
     else:
