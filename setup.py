@@ -42,9 +42,11 @@ WING_EXTRAS = {
 }
 ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
 
-# Deviceless ahead-of-time compiles for Cloud TPU targets from any machine (memory fit, kernel compilation):
-# libtpu, which jax[tpu] pins to the jax release it was built with. Not a wing: a tool, also in the tests.
-AOT = ["jax[tpu]==0.10.2"]
+# Deviceless ahead-of-time compiles for Cloud TPU and NVIDIA GPU targets from any machine (memory fit, kernel
+# compilation): libtpu, which jax[tpu] pins to the jax release it was built with, and the CUDA PJRT plugin alone
+# (its compiler needs no CUDA libraries, driver or GPU; jax[cuda12] would add ~3 GB of CUDA runtime that only a
+# GPU run uses). Not a wing: a tool, also in the tests.
+AOT = ["jax[tpu]==0.10.2", "jax-cuda12-plugin==0.10.2"]
 
 # torch is pinned to the CPU wheel this project's machines carry; transformers is the parity oracle.
 TEST_TOOLS = [

@@ -53,6 +53,15 @@ CASES = {
     "qwen3_1.7b": ("configs/qwen3_pretrain.py:1.7b", [], None),
     "qwen3_4b": ("configs/qwen3_pretrain.py:4b", [], None),
     "qwen3_8b": ("configs/qwen3_pretrain.py:8b", [], None),
+    "qwen3_1.7b_b8_h100": ("configs/qwen3_pretrain.py:1.7b",
+                           ["--topology", "h100:8", "--config.data.batch_size=8", "--config.train.accum_steps=1",
+                            "--config.sample.num_samples=0"], None),
+    "halo_2b": ("configs/halo_qwen3.py:2b", [], None),
+    "halo_5b": ("configs/halo_qwen3.py:5b", [], None),
+    "halo_9b": ("configs/halo_qwen3.py:9b", [], None),
+    "cpmobius_7b": ("configs/cpmobius_qwen2p5_math_7b.py", [], None),
+    "latentchem_8b": ("configs/latentchem_qwen3_8b.py", [], None),
+    "ldl_m5": ("configs/ldl_m5.py", [], None),
 }
 
 
@@ -92,9 +101,9 @@ def main():
     ap.add_argument("--only", nargs="+", choices=sorted(CASES), default=None)
     ap.add_argument("--maxtext-python", default=None, help="python of an environment with maxtext[tpu] installed")
     args = ap.parse_args()
-    print("| case | config | topology | program | arguments GiB | temporaries GiB | peak GiB | total GiB | fits | "
-          "compile s | MaxText arguments / temporaries / total GiB |")
-    print("|---|---|---|---|---:|---:|---:|---:|---|---:|---|")
+    print("| case | config | topology | program | arguments GiB | temporaries GiB | peak GiB | resident GiB | "
+          "total GiB | fits | compile s | MaxText arguments / temporaries / total GiB |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---|")
     for name in args.only or list(CASES):
         config, extra, maxtext_args = CASES[name]
         report = run_ours(config, extra)
@@ -108,7 +117,7 @@ def main():
                 return "-" if value is None else f"{value / GiB:.2f}"
             total = aot.total_bytes(row) / GiB if row.get("argument_bytes") is not None else None
             print(f"| {name} | `{config}` {' '.join(extra)} | {report['target']} | {row['program']} | "
-                  f"{g('argument_bytes')} | {g('temp_bytes')} | {g('peak_bytes')} | "
+                  f"{g('argument_bytes')} | {g('temp_bytes')} | {g('peak_bytes')} | {g('resident_bytes')} | "
                   f"{'-' if total is None else f'{total:.2f}'} | {aot.FITS[row['fits']]} "
                   f"| {row['compile_seconds']} | {mt} |", flush=True)
 

@@ -42,6 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.init_from = "Qwen/Qwen2.5-Math-7B-Instruct"
     c.tokenizer = c.model.init_from
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
+    c.topology = "v5p:2x2x2"          # what --compile_only compiles for (see the docstring)
     c.sft.train.steps = 0                                  # the base model is the released checkpoint
     c.env.answer_matching = "exact"
     c.prompts.coach = _chat("Generate a valid math problem.")
@@ -49,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.rl.update(steps=1000, problems_per_step=16, n=16, seq_len=768 + 3300, log_every=1, eval_every=10,
                 checkpoint_every=10)
     for role in (c.player, c.coach):
-        role.update(accum_steps=16, compute_dtype="bfloat16", mini_batch_size=0, epochs=1)
+        role.update(accum_steps=16, compute_dtype="bfloat16", mini_batch_size=0, epochs=1, remat="full")
         role.optim.update(lr=1e-6, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, grad_clip=1.0)
         role.kl_coef = 1e-3
     c.player.update(temperature=0.7, top_p=0.9, repetition_penalty=1.05, max_new_tokens=3300, entropy_coef=-0.01,

@@ -26,6 +26,7 @@ def _role(*, lr, kl_coef, entropy_coef, temperature, top_p, max_new_tokens, **kw
     block = dict(temperature=temperature, top_p=top_p, repetition_penalty=1.05, max_new_tokens=max_new_tokens,
                  clip_low=0.2, clip_high=0.2, kl_coef=kl_coef, entropy_coef=entropy_coef,
                  aggregation="token-mean", mini_batch_size=0, epochs=1, accum_steps=1, compute_dtype="float32",
+                 remat="none",
                  optim=dict(lr=lr, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, b1=0.9, b2=0.999,
                             grad_clip=1.0))
     block.update(kw)

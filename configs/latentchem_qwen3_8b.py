@@ -25,7 +25,7 @@ from jaxsuite.core.config_utils import load_config, train_block
 
 def _train(steps: int, lr: float) -> ml_collections.ConfigDict:
     return train_block(steps=steps, lr=lr, warmup_steps=100, accum_steps=8, compute_dtype="bfloat16",
-                       eval_every=0, eval_batches=0, checkpoint_every=500)
+                       eval_every=0, eval_batches=0, checkpoint_every=500, remat="full")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -37,12 +37,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))
     c.data.update(train_path="data/latentchem/train.jsonl", test_path="data/latentchem/test.json",
                   seq_len=2048, batch_size=64)
-    c.mol.update(num_queries=128, use_updater=True, features_path="data/latentchem/smiles_features.npz")
+    # d_model / max_len: the width and length of the precomputed features (what --compile_only assumes when the
+    # file is not there; a run reads them from the file)
+    c.mol.update(num_queries=128, use_updater=True, features_path="data/latentchem/smiles_features.npz",
+                 d_model=768, max_len=128)
     c.latent.update(first_token_id=151669, per_step=2, stages=7)
     c.train = ml_collections.ConfigDict(dict(sft_answer=_train(2000, 1e-5), sft_cot=_train(4000, 1e-5),
                                              stage=_train(1500, 1e-5)))
     c.grpo.update(steps=500, questions_per_step=64, num_generations=2, temperature=0.7, top_p=0.9, clip=0.2,
-                  max_new_tokens=512, log_every=1, checkpoint_every=50)
+                  max_new_tokens=512, log_every=1, checkpoint_every=50, accum_steps=16, compute_dtype="bfloat16",
+                  remat="full")
     c.grpo.optim.update(lr=1e-5)
     c.eval.update(max_new_tokens=1024, batch_size=64)
+    c.topology = "v5p:2x2x2"          # what --compile_only compiles for (see the docstring)
     return c

@@ -23,6 +23,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         levels=list(range(1, 10)), context=112, window_stride=7))
     c.eval = ml_collections.ConfigDict(dict(horizon=28, origins=3))
     c.seeds = [0, 1, 2]
+    c.topology = "v5e:2x2"            # --compile_only's target; the job trains on one chip of it
     model = dict(num_experts=8, hidden=256, expert_hidden=256, n_bins=128, z_max=4.0, label_sigma=0.1)
     ldl = lambda m, epochs=30: dict(epochs=epochs, batch_size=256, lr=1e-3, nll_weight=0.0, model=m)   # noqa: E731
     c.models = ml_collections.ConfigDict({

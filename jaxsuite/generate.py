@@ -157,28 +157,64 @@ def _policy_logprob(logits: jax.Array, token: jax.Array, temperature: jax.Array)
     return jnp.take_along_axis(jax.nn.log_softmax(scaled, axis=-1), token[:, None], axis=-1)[:, 0]
 
 
+def _mesh_of(state) -> tuple[Any, Any] | None:
+    """(mesh, rules) to shard generation's rows over: the sharding context in force, else the mesh the model's
+    parameters live on (with the default rules), else None (one device)."""
+    from jaxsuite.core import sharding as shd
+    context = shd.current_sharding()
+    if context is not None:
+        return context
+    for leaf in jax.tree.leaves(state):
+        sharding = getattr(leaf, "sharding", None)
+        if isinstance(sharding, jax.sharding.NamedSharding) and sharding.mesh.size > 1:
+            return sharding.mesh, tuple(shd.DEFAULT_RULES)
+    return None
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "top_k", "stop_tokens",
                                              "pad_token_id", "logits_processor", "cache_dtype", "prefill_hook",
-                                             "extra_cache_slots", "with_logprobs", "return_cache"),
+                                             "extra_cache_slots", "with_logprobs", "return_cache", "sharding"),
                    donate_argnames=("cache",))
 def _generate_jit(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, cache, start_positions, *,
                   max_new_tokens: int, greedy: bool, top_k: int, stop_tokens: tuple[int, ...], pad_token_id: int,
                   logits_processor: LogitsProcessor | None, cache_dtype, prefill_hook: PrefillHook | None,
-                  extra_cache_slots: int, with_logprobs: bool, return_cache: bool):
+                  extra_cache_slots: int, with_logprobs: bool, return_cache: bool, sharding=None):
     """Returns (tokens [B, N], lengths [B], finished [B], logprobs [B, N], extras, cache or None).
 
     cache is None (a fresh one is made) or the cache to continue, with start_positions [B] int32 the position of
-    each row's first prompt token.
+    each row's first prompt token. `sharding` (mesh, rules) shards the rows (and so the cache) over the mesh's
+    batch axes: traced under it, the model's own activation and cache constraints apply.
     """
+    if sharding is None:
+        return _generate_body(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, cache,
+                              start_positions, max_new_tokens, greedy, top_k, stop_tokens, pad_token_id,
+                              logits_processor, cache_dtype, prefill_hook, extra_cache_slots, with_logprobs,
+                              return_cache)
+    from jaxsuite.core import sharding as shd
+    with shd.use_sharding(*sharding):
+        ids, mask = shd.constrain(ids, ("act_batch", None)), shd.constrain(mask, ("act_batch", None))
+        return _generate_body(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, cache,
+                              start_positions, max_new_tokens, greedy, top_k, stop_tokens, pad_token_id,
+                              logits_processor, cache_dtype, prefill_hook, extra_cache_slots, with_logprobs,
+                              return_cache)
+
+
+def _generate_body(graphdef, state, ids, mask, rng, temperature, top_p, hook_inputs, cache, start_positions,
+                   max_new_tokens, greedy, top_k, stop_tokens, pad_token_id, logits_processor, cache_dtype,
+                   prefill_hook, extra_cache_slots, with_logprobs, return_cache):
     model = nnx.merge(graphdef, state)
     batch, prompt_len = ids.shape
-    if cache is None:
+    fresh = cache is None
+    if fresh:
         cache = model.init_cache(batch, prompt_len + extra_cache_slots + max_new_tokens, dtype=cache_dtype)
         start_positions = jnp.zeros((batch,), jnp.int32)
     positions = start_positions[:, None] + jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)  # [B, P]
     if prefill_hook is None:
-        logits, cache = model.decode(ids, positions, cache, token_mask=mask.astype(bool))
-        logits, next_pos, extras = logits[:, -1], positions[:, -1] + 1, {}
+        # logits of the last prompt token only: the prompt's full [B, P, V] float32 logits would be the largest
+        # buffer of a long-prompt, large-vocabulary prefill (the unused ones are dropped from the program)
+        _, cache, hidden = model.decode(ids, positions, cache, token_mask=mask.astype(bool), fresh=fresh,
+                                        return_hidden=True)
+        logits, next_pos, extras = model.logits(hidden[:, -1:])[:, 0], positions[:, -1] + 1, {}
     else:
         logits, cache, next_pos, extras = prefill_hook(model, ids, positions, mask.astype(bool), cache,
                                                        hook_inputs)
@@ -330,7 +366,7 @@ def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, atten
         max_new_tokens=int(max_new_tokens), greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens,
         pad_token_id=int(pad_token_id), logits_processor=logits_processor, cache_dtype=cache_dtype,
         prefill_hook=prefill_hook, extra_cache_slots=int(extra_cache_slots), with_logprobs=bool(return_logprobs),
-        return_cache=bool(return_cache))
+        return_cache=bool(return_cache), sharding=_mesh_of(state))
     return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
                           np.asarray(logprobs) if return_logprobs else None,
                           {k: np.asarray(v) for k, v in extras.items()}, cache)
@@ -338,10 +374,12 @@ def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, atten
 
 def generate_program(model: LanguageModel, batch: int, prompt_len: int, max_new_tokens: int, *, mesh=None,
                      rules=None, greedy: bool = False, top_k: int = 0, stop_tokens: Sequence[int] = (),
-                     pad_token_id: int = 0, with_logprobs: bool = False, name: str = "generate"):
+                     pad_token_id: int = 0, with_logprobs: bool = False, logits_processor=None,
+                     prefill_hook=None, hook_inputs=None, extra_cache_slots: int = 0, name: str = "generate"):
     """The program `generate` compiles for a fresh start at this shape, with abstract arguments, for
     `--compile_only` (jaxsuite.core.aot). `model` may be abstract (nnx.eval_shape); with `mesh` its state
-    carries the shardings of `rules`, as a model placed on that mesh would."""
+    carries the shardings of `rules`, as a model placed on that mesh would. The hooks are generate's own
+    (`hook_inputs`: ShapeDtypeStructs with the batch dimension first)."""
     from jaxsuite.core import sharding as shd
     from jaxsuite.core.aot import Program, abstract
 
@@ -355,8 +393,11 @@ def generate_program(model: LanguageModel, batch: int, prompt_len: int, max_new_
     scalar = jax.ShapeDtypeStruct((), jnp.float32)
     static = dict(max_new_tokens=int(max_new_tokens), greedy=bool(greedy), top_k=int(top_k),
                   stop_tokens=tuple(int(t) for t in stop_tokens), pad_token_id=int(pad_token_id),
-                  logits_processor=None, cache_dtype=None, prefill_hook=None, extra_cache_slots=0,
-                  with_logprobs=bool(with_logprobs), return_cache=False)
+                  logits_processor=logits_processor, cache_dtype=None, prefill_hook=prefill_hook,
+                  extra_cache_slots=int(extra_cache_slots), with_logprobs=bool(with_logprobs), return_cache=False,
+                  sharding=None if mesh is None else (mesh, tuple(shd.DEFAULT_RULES if rules is None else rules)))
     note = f"prefill {batch} x {prompt} + {max_new_tokens} decode steps (the loop body is counted once)"
-    return Program(name, _generate_jit, (graphdef, state, ids, mask, rng, scalar, scalar, None, None, None), note,
-                   static)
+    if prefill_hook is not None:
+        note += f", up to {int(extra_cache_slots)} hook slots"
+    return Program(name, _generate_jit, (graphdef, state, ids, mask, rng, scalar, scalar, hook_inputs, None, None),
+                   note, static)

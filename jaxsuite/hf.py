@@ -442,16 +442,18 @@ def build_model(config, tokenizer, mesh=None, rules=None) -> CausalLM:
 
 def architecture_of(source: str, key: str = "model.init_from"):
     """The architecture (DecoderConfig / HypeNetConfig) of a checkpoint without loading or downloading it: the
-    config.json of a local or bucket folder, or a released Qwen3 hub id ("Qwen/Qwen3-1.7B") from
-    `models.presets`. Anything else raises ValueError naming `key`: `--compile_only` downloads nothing."""
+    config.json of a local or bucket folder, or a released hub id `models.presets` knows ("Qwen/Qwen3-1.7B",
+    "Qwen/Qwen2.5-Math-7B-Instruct"). Anything else raises ValueError naming `key`: `--compile_only` downloads
+    nothing."""
     source = str(source)
     if files.is_remote(source) or os.path.isdir(os.path.expanduser(source)):
         return load_hf_config(source)
-    from jaxsuite.models.presets import QWEN3_PRESETS
-    m = re.fullmatch(r"Qwen/Qwen3-([\d.]+[bB])", source)
-    if m and m.group(1).lower() in QWEN3_PRESETS:
-        return QWEN3_PRESETS[m.group(1).lower()]
-    raise ValueError(f"{key}={source!r} is neither a local or bucket folder nor a released Qwen3 id: "
+    from jaxsuite.models.presets import preset_of_hub_id
+    preset = preset_of_hub_id(source)
+    if preset is not None:
+        return preset
+    raise ValueError(f"{key}={source!r} is neither a local or bucket folder nor a released id jaxsuite knows "
+                     f"(Qwen3, Qwen2.5-Math): "
                      f"--compile_only reads only the architecture and downloads nothing; point {key} at a folder "
                      f"holding config.json")
 

@@ -44,7 +44,13 @@ def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
     """`--compile_only --topology T`: compiles every program of the job for T on this machine (deviceless for
     TPU targets), writes workdir/compile_report.json, prints the table, and exits 1 if a program does not fit.
     Runs nothing and joins no other process; the runtime stays on the CPU."""
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")     # a TPU target is compiled for, not run on
+    # The target is compiled for, not run on: the runtime stays on the CPU. The config module may have imported
+    # jax already, so the environment variable alone would come too late; jax reads its flag when the backends
+    # start. Starting the CUDA plugin's backend on a host without a GPU would also unregister it, and with it the
+    # deviceless GPU topology.
+    if not os.environ.get("JAX_PLATFORMS"):
+        import jax
+        jax.config.update("jax_platforms", "cpu")
     from jaxsuite.core import aot
     from jaxsuite.core.build import mesh_and_rules
 

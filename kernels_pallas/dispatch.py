@@ -7,8 +7,9 @@ Two arguments decide it, on every op (``simple_gla``, ``gla``, ``gated_delta_rul
   kernel in the Pallas interpreter on "cpu", which needs ``interpret=True``) and what the default
   implementation is. Pass it when compiling for a target this process is not running on (e.g. lowering
   for a TPU topology from a CPU host). ``None`` (default) reads it from the inputs, see ``target_platform``.
-* ``implementation``: None (the platform's default), "reference", "xla", "pallas", or a Pallas kernel by
-  name, "pallas_gpu" / "pallas_tpu". A kernel compiled for a platform other than the target only runs
+* ``implementation``: None (the platform's default), "auto" (the platform's Pallas kernel, verified on
+  hardware or not, where it takes the shapes, else "xla": what a pod config asks for, so that the compile
+  target decides), "reference", "xla", "pallas", or a Pallas kernel by name, "pallas_gpu" / "pallas_tpu". A kernel compiled for a platform other than the target only runs
   in the Pallas interpreter (``interpret=True``).
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 
 import jax
 
-IMPLEMENTATIONS = ("reference", "xla", "pallas", "pallas_gpu", "pallas_tpu")
+IMPLEMENTATIONS = ("auto", "reference", "xla", "pallas", "pallas_gpu", "pallas_tpu")
 PLATFORMS = ("cpu", "gpu", "tpu")
 
 # Backends whose Pallas kernels have passed tests/kernels (the `accelerator`-marked hardware test) on real
@@ -108,15 +109,16 @@ def resolve_implementation(implementation, *, platform: str, interpret, dk: int,
 
     Default (implementation=None): the platform's Pallas kernel where that platform is in
     PALLAS_VERIFIED_BACKENDS, else "xla" (CPU always; also the fallback when the kernels cannot take the
-    shapes). An explicit choice never falls back: it runs or raises a ValueError that says why.
+    shapes). "auto": the same without the verified-backends gate (the GPU / TPU kernel whenever it applies). An explicit choice never falls back: it runs or raises a ValueError that says why.
     """
     if implementation is not None and implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS} or None; got {implementation!r}")
     if platform not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}; got {platform!r}")
     native = platform if platform in ("gpu", "tpu") else None
-    if implementation is None:
-        if native in PALLAS_VERIFIED_BACKENDS and pallas_problem(native, dk=dk, dv=dv, chunk=chunk,
+    if implementation in (None, "auto"):
+        allowed = PALLAS_VERIFIED_BACKENDS if implementation is None else ("gpu", "tpu")
+        if native in allowed and pallas_problem(native, dk=dk, dv=dv, chunk=chunk,
                                                                  dtype=dtype) is None:
             return "pallas", native
         return "xla", None

@@ -32,9 +32,10 @@ from jaxsuite.core.tokenizer import Tokenizer, load_tokenizer
 
 def mesh_and_rules(config, devices: Sequence[jax.Device] | None = None) -> tuple[jax.sharding.Mesh, shd.Rules]:
     """The device mesh of `config.mesh` over `devices` (default: all of jax.devices()), and the logical-axis
-    rules of `config.sharding_rules`."""
-    mesh = shd.make_mesh(dict(config.mesh), devices)
-    rules = shd.rules_from_config(config.sharding_rules)
+    rules of `config.sharding_rules`. A config without them (a job that runs on one device, like LDL) gets a
+    data-parallel mesh and the default rules."""
+    mesh = shd.make_mesh(dict(config.get("mesh", None) or {"data": -1}), devices)
+    rules = shd.rules_from_config(config.get("sharding_rules", None) or shd.DEFAULT_RULES)
     return mesh, rules
 
 

@@ -260,8 +260,12 @@ TRAIN_DEFAULTS: dict[str, Any] = dict(
     # memory: per-layer rematerialisation ("none" / "minimal" / "full") and the cross-entropy's chunk along the
     # sequence (0: the whole batch's logits at once; e.g. 1024: one [B, 1024, V] float32 block alive at a time)
     remat="none", loss_chunk=0,
-    # the full forward's attention: "auto" (the splash kernel when the mesh is TPUs, else XLA), "xla", "splash"
+    # the full forward's attention: "auto" (the splash kernel when the mesh is TPUs, cuDNN's when it is GPUs and
+    # compute_dtype is half precision, else XLA), "xla", "splash", "cudnn"
     attention="auto",
+    # the linear-attention mixers' kernels_pallas implementation: "" keeps the model's own (HypeNet: "xla");
+    # "auto" is the compile target's Pallas kernel (Mosaic on TPU, Triton on GPU) where it applies, else XLA
+    linear_kernel="",
 )
 # config.data of a language-model job: what jaxsuite.core.build.build_datasets reads. `source` / `eval_source`
 # are jaxsuite.core.data.open_source specs ("stdlib", "stdlib:eval", a file glob, "tfds:name:split",

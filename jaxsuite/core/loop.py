@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 REMAT_NAMES = ("none", "minimal", "full")
 # train.attention: the full forward's attention, checked here so a bad value fails before any compile; the model
 # resolves it per call (jaxsuite.models.fused_attention.IMPLS / choose_attention: core may not import models).
-ATTENTION_NAMES = ("auto", "xla", "splash")
+ATTENTION_NAMES = ("auto", "xla", "splash", "cudnn")
 
 
 def global_batch(local: dict[str, np.ndarray], sharding: jax.sharding.NamedSharding) -> dict[str, jax.Array]:
@@ -124,21 +124,35 @@ class LoopResult:
                 "resumed_from_step": self.start_step}
 
 
-def _training_setup(config, model: nnx.Module, loss_fn: tr.LossFn, trainable) -> tuple[tr.LossFn, Any]:
-    """Applies config.train's remat and attention to every LM inside `model` (in place) and returns (the loss,
-    with train.loss_chunk applied to the default one; the optimizer)."""
-    tc = config.train
-    remat = str(tc.get("remat", "none"))
+def apply_model_options(model: nnx.Module, *, remat: str = "none", attention: str = "auto",
+                        linear_kernel: str = "") -> None:
+    """Sets the static memory and kernel options on every LM and linear-attention mixer inside `model` (in place;
+    a HALO stage holds a teacher and students, an RL policy one LM): per-layer rematerialisation, the full
+    forward's attention, and the linear-attention kernel ('' keeps the model's own). Set before `nnx.split`."""
     if remat not in REMAT_NAMES:
         raise ValueError(f"train.remat={remat!r}: use one of {REMAT_NAMES}")
-    attention = str(tc.get("attention", "auto"))
     if attention not in ATTENTION_NAMES:
         raise ValueError(f"train.attention={attention!r}: use one of {ATTENTION_NAMES}")
-    for _, module in nnx.iter_modules(model):     # every LM inside (a HALO stage holds a teacher and students)
+    if linear_kernel:
+        import kernels_pallas as kp     # only here: importing the core loads no kernel library
+    if linear_kernel and linear_kernel not in kp.IMPLEMENTATIONS:
+        raise ValueError(f"train.linear_kernel={linear_kernel!r}: use '' (the model's own) or one of "
+                         f"{kp.IMPLEMENTATIONS}")
+    for _, module in nnx.iter_modules(model):
         if hasattr(module, "remat"):
             module.remat = remat
         if hasattr(module, "attention_impl"):
             module.attention_impl = attention
+        if linear_kernel and hasattr(module, "spec") and hasattr(module, "implementation"):
+            module.implementation = linear_kernel      # a linear-attention mixer's kernels_pallas implementation
+
+
+def _training_setup(config, model: nnx.Module, loss_fn: tr.LossFn, trainable) -> tuple[tr.LossFn, Any]:
+    """Applies config.train's remat, attention and linear kernel to every LM inside `model` (in place) and returns
+    (the loss, with train.loss_chunk applied to the default one; the optimizer)."""
+    tc = config.train
+    apply_model_options(model, remat=str(tc.get("remat", "none")), attention=str(tc.get("attention", "auto")),
+                        linear_kernel=str(tc.get("linear_kernel", "") or ""))
     if loss_fn is tr.next_token_loss:
         loss_fn = tr.chunked_next_token_loss(int(tc.get("loss_chunk", 0)))
     return loss_fn, tr.make_optimizer(tc, int(tc.steps), trainable=trainable)

@@ -182,6 +182,19 @@ def current_sharding() -> tuple[Mesh, Rules] | None:
     return _CONTEXT.get()
 
 
+# Device.platform spellings -> "cpu" / "gpu" / "tpu" (a CUDA topology's devices say "gpu", a CUDA backend "cuda").
+_PLATFORMS = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu", "rocm": "gpu", "tpu": "tpu"}
+
+
+def mesh_platform() -> str:
+    """The platform ("cpu", "gpu" or "tpu") of the mesh in context, which is the compile target, or of the
+    default backend without one. Kernels are chosen by this, not by the machine tracing: a deviceless compile
+    for a TPU topology or an H100 node traces on this CPU host with a mesh of the target's devices."""
+    context = _CONTEXT.get()
+    name = context[0].devices.flat[0].platform if context else jax.default_backend()
+    return _PLATFORMS.get(name, name)
+
+
 def activation_spec(shape: Sequence[int], logical_axes: LogicalAxes, mesh: Mesh, rules: Rules) -> PartitionSpec:
     """The PartitionSpec `constrain` gives an array of `shape` with these logical axes (dimensions the mesh axes
     do not divide stay whole)."""

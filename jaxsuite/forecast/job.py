@@ -46,15 +46,12 @@ LDL_VARIANTS = {"ldl_discrete": "discrete", "ldl_continuous": "continuous", "ldl
 
 
 # --- training the LDL models ------------------------------------------------------------------------------------
-def train_ldl(cfg: LDLConfig, train: dict, *, seed: int, epochs: int, batch_size: int, lr: float,
-              nll_weight: float = 0.0) -> tuple[LDLForecaster, dict]:
-    """Adam on the MMD loss (plus `nll_weight` x Gaussian NLL for the Gaussian variants), minibatches of the
-    pooled windows, one jitted step. Returns the model and {"seconds_per_epoch", "final_loss"}."""
-    model = LDLForecaster(cfg, rngs=nnx.Rngs(seed))
-    graphdef, params = nnx.split(model)
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
-    opt_state = opt.init(params)
+def _ldl_optimizer(lr: float) -> optax.GradientTransformation:
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
 
+
+def _ldl_step(cfg: LDLConfig, graphdef, opt, nll_weight: float):
+    """The jitted training step: (params, opt_state, batch, key) -> (params, opt_state, loss)."""
     @jax.jit
     def step(params, opt_state, batch, key):
         def loss_fn(p):
@@ -67,6 +64,30 @@ def train_ldl(cfg: LDLConfig, train: dict, *, seed: int, epochs: int, batch_size
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
+    return step
+
+
+def _ldl_forward(graphdef, quantiles):
+    """The jitted forecasting pass: (params, context, covariates) -> (quantiles [B, H, Q], raw outputs)."""
+    def forward(params, context, covariates):
+        m = nnx.merge(graphdef, params)
+        out = m(context, covariates)
+        return forecast_quantiles(m, out, quantiles), out
+    return jax.jit(forward)
+
+
+PREDICT_BATCH = 1024       # rows per forecasting call
+
+
+def train_ldl(cfg: LDLConfig, train: dict, *, seed: int, epochs: int, batch_size: int, lr: float,
+              nll_weight: float = 0.0) -> tuple[LDLForecaster, dict]:
+    """Adam on the MMD loss (plus `nll_weight` x Gaussian NLL for the Gaussian variants), minibatches of the
+    pooled windows, one jitted step. Returns the model and {"seconds_per_epoch", "final_loss"}."""
+    model = LDLForecaster(cfg, rngs=nnx.Rngs(seed))
+    graphdef, params = nnx.split(model)
+    opt = _ldl_optimizer(lr)
+    opt_state = opt.init(params)
+    step = _ldl_step(cfg, graphdef, opt, nll_weight)
 
     n = len(train["context"])
     rng = np.random.default_rng(seed)
@@ -87,12 +108,14 @@ def train_ldl(cfg: LDLConfig, train: dict, *, seed: int, epochs: int, batch_size
     return nnx.merge(graphdef, params), {"seconds_per_epoch": float(np.median(seconds)), "final_loss": loss}
 
 
-def predict_ldl(model: LDLForecaster, inputs: dict, quantiles, batch_size: int = 1024) -> tuple[np.ndarray, dict]:
+def predict_ldl(model: LDLForecaster, inputs: dict, quantiles, batch_size: int = PREDICT_BATCH
+                ) -> tuple[np.ndarray, dict]:
     """Quantile forecasts [N, H, Q] in the series' units, and the last batch's raw outputs (for components)."""
-    fwd = jax.jit(lambda m, c, v: (lambda out: (forecast_quantiles(m, out, quantiles), out))(m(c, v)))
+    graphdef, params = nnx.split(model)
+    fwd = _ldl_forward(graphdef, quantiles)
     parts, outs = [], []
     for i in range(0, len(inputs["context"]), batch_size):
-        q, out = fwd(model, jnp.asarray(inputs["context"][i:i + batch_size]),
+        q, out = fwd(params, jnp.asarray(inputs["context"][i:i + batch_size]),
                      jnp.asarray(inputs["covariates"][i:i + batch_size]))
         parts.append(np.asarray(q))
         outs.append(jax.tree.map(np.asarray, out))
@@ -178,6 +201,47 @@ def build_model_forecasts(name: str, spec, inputs, train, history, horizon, *, s
     return np.asarray(q, np.float32), info, None
 
 
+def programs(config, mesh, rules) -> list:
+    """The programs the LDL models compile, abstract, for `--compile_only` (jaxsuite.core.aot): each configured
+    LDL variant's training step and its forecasting pass (at PREDICT_BATCH rows, the most one call takes). The
+    job trains on one device (these models are small; seeds and origins run one after another), so the programs
+    are placed on the target's first device. The baselines (the Gaussian and quantile nets, the structural
+    Bayesian model) are not compiled here."""
+    from jaxsuite.core.aot import Program
+    from jaxsuite.forecast.m5_data import FEATURE_NAMES
+
+    device = jax.sharding.SingleDeviceSharding(mesh.devices.flat[0])
+    context, horizon = int(config.data.context), int(config.eval.horizon)
+    covariates = len(FEATURE_NAMES) + 2               # + mean relative price and SNAP share (series_covariates)
+    out = []
+    for name, spec in config.models.items():
+        if name not in LDL_VARIANTS:
+            continue
+        cfg = LDLConfig(context_len=context, horizon=horizon, num_covariates=covariates,
+                        variant=LDL_VARIANTS[name], **{k: v for k, v in spec.model.items()})
+        model = nnx.eval_shape(lambda: LDLForecaster(cfg, rngs=nnx.Rngs(0)))
+        graphdef, params = nnx.split(model)
+        opt = _ldl_optimizer(float(spec.lr))
+        place = lambda tree: jax.tree.map(                                               # noqa: E731
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), tree)
+        params, opt_state = place(params), place(jax.eval_shape(opt.init, params))
+        rows = int(spec.batch_size)
+        batch = place({"context": jax.ShapeDtypeStruct((rows, context), jnp.float32),
+                       "target": jax.ShapeDtypeStruct((rows, horizon), jnp.float32),
+                       "covariates": jax.ShapeDtypeStruct((rows, context + horizon, covariates), jnp.float32)})
+        key = place(jax.eval_shape(lambda: jax.random.key(0)))
+        step = _ldl_step(cfg, graphdef, opt, float(spec.get("nll_weight", 0.0)))
+        out.append(Program(f"{name}/train_step", step, (params, opt_state, batch, key),
+                           f"one Adam step on {rows} windows of {context} + {horizon} days"))
+        fwd_in = place({"context": jax.ShapeDtypeStruct((PREDICT_BATCH, context), jnp.float32),
+                        "covariates": jax.ShapeDtypeStruct((PREDICT_BATCH, context + horizon, covariates),
+                                                           jnp.float32)})
+        out.append(Program(f"{name}/forecast", _ldl_forward(graphdef, EVAL_QUANTILES),
+                           (params, fwd_in["context"], fwd_in["covariates"]),
+                           f"{len(EVAL_QUANTILES)} quantiles of {PREDICT_BATCH} series over {horizon} days"))
+    return out
+
+
 def run(config, workdir: str) -> dict[str, Any]:
     from jaxsuite.forecast import plots
     wd = Workdir.start(workdir)
@@ -258,6 +322,9 @@ def run(config, workdir: str) -> dict[str, Any]:
 
 # --- resumption: one JSON line per finished (origin, model, seed), the last origin's forecasts for the plots ---
 RUN_LOG = "runs.jsonl"
+
+
+run.programs = programs      # what `--compile_only` compiles for this job
 
 
 def _read_runs(wd: Workdir, key: str) -> dict:

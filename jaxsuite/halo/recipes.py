@@ -66,7 +66,9 @@ def paper_stage(size: str, stage: int) -> ml_collections.ConfigDict:
     """Stage `stage` of the paper's recipe for HypeNet-`size` ("2b", "5b", "9b")."""
     teacher, name, stage2_lr, _ = _paper(size)
     data = data_block(source=FINEWEB_EDU, eval_source="", seq_len=512, batch_size=4 * PAPER_DEVICES)
-    log = dict(log_every=50, eval_every=0, checkpoint_every=1000, keep_checkpoints=3, compute_dtype="bfloat16")
+    # linear_kernel "auto": the Lightning layers run the target's Pallas kernel (Mosaic on TPU, Triton on GPU)
+    log = dict(log_every=50, eval_every=0, checkpoint_every=1000, keep_checkpoints=3, compute_dtype="bfloat16",
+               linear_kernel="auto")
     if stage == 1:
         train = stage_train_block(steps=20_000, lr=1e-3, **log)
     elif stage == 2:
@@ -74,7 +76,10 @@ def paper_stage(size: str, stage: int) -> ml_collections.ConfigDict:
         train = stage_train_block(steps=20_000, lr=stage2_lr, **log)
     else:
         data.seq_len, data.batch_size = 16384, 16 * PAPER_DEVICES
-        train = stage_train_block(steps=500, lr=1e-5, accum_steps=16, **{**log, "checkpoint_every": 100})
+        # 16K tokens a row: rematerialise each layer and never hold a row's full-vocabulary logits at once (the
+        # 5b and 9b recipes do not fit a v5p-16 without, benchmarks/RESULTS.md)
+        train = stage_train_block(steps=500, lr=1e-5, accum_steps=16, remat="full", loss_chunk=1024,
+                                  **{**log, "checkpoint_every": 100})
     student_init = {1: "", 2: f"runs/halo-{size}/stage1/hf", 3: f"runs/halo-{size}/stage2/hf"}[stage]
     return stage_config(stage, teacher=teacher, tokenizer=teacher, data=data, train=train, student_init=student_init,
                         attention_layers=PAPER_ATTENTION_LAYERS[name], mesh=dict(data=1, fsdp=-1, tensor=1))

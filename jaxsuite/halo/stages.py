@@ -251,9 +251,14 @@ def stage_programs(config, stage: int, teacher_cfg, mesh, rules, prefix: str = "
 
 def _stage_programs(stage: int):
     def programs(config, mesh, rules) -> list:
+        from jaxsuite.core import files
         from jaxsuite.hf import architecture_of
-        source = config.teacher.init_from if stage < 3 else config.student.init_from
-        arch = architecture_of(source, "teacher.init_from" if stage < 3 else "student.init_from")
+        source, key = config.student.init_from, "student.init_from"
+        if stage < 3 or not (source and files.exists(files.join_path(source, "config.json"))):
+            # stage 3 before stage 2 has run (a pod check ahead of the run): the hybrid stage 2 will export,
+            # assembled from the teacher's architecture
+            source, key = config.teacher.init_from, "teacher.init_from"
+        arch = architecture_of(source, key)
         if stage == 3 and isinstance(arch, HypeNetConfig):     # stage 2's output: compile it as it is
             from jaxsuite.core.loop import training_programs
             model = nnx.eval_shape(lambda: CausalLM(arch, rngs=nnx.Rngs(0)))

@@ -63,7 +63,8 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
     optim = {**dict(cfg.optim), "steps": max(int(cfg.steps), 1)}
     policy = Policy(model, optim=optim, loss=PolicyLossConfig(clip_low=float(cfg.clip), clip_high=float(cfg.clip),
                                                               kl_coef=0.0, temperature=float(cfg.temperature)),
-                    mesh=mesh, rules=rules)
+                    mesh=mesh, rules=rules, accum_steps=int(cfg.get("accum_steps", 1)),
+                    compute_dtype=str(cfg.get("compute_dtype", "float32")), remat=str(cfg.get("remat", "none")))
     ckpt = Checkpointer(wd.root, max_to_keep=1)
     restored = ckpt.restore_latest(policy.abstract_state())
     start = 0

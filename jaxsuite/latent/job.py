@@ -17,13 +17,17 @@ its own metrics.jsonl, checkpoints/, results.json and finished-marker: jaxsuite.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
+from jaxsuite.core import files
 from jaxsuite.core.build import build_tokenizer, mesh_and_rules
 from jaxsuite.core.metrics import pyplot
 from jaxsuite.core.workdir import Workdir
@@ -117,6 +121,100 @@ def _public(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k != "correct"}
 
 
+def _feature_shape(config) -> tuple[int, int]:
+    """(L, D) of the molecule features: the precomputed file's when it is there, else the encoder's max_len and
+    d_model (for precomputed features, set them to the file's length and width)."""
+    m = config.mol
+    if m.features_path and files.exists(m.features_path):
+        from jaxsuite.latent.mol_encoder import PrecomputedFeatures
+        shape = PrecomputedFeatures(m.features_path).features.shape
+        return int(shape[1]), int(shape[2])
+    return int(m.max_len), int(m.d_model)
+
+
+def programs(config, mesh, rules) -> list:
+    """Every program a LatentChem run compiles, abstract, for `--compile_only` (jaxsuite.core.aot): the SFT step
+    (answer-only, CoT and the CoT baseline share it), the curriculum's latent step (with the counterfactual hinge
+    when it is on), the greedy answering loop with the latent prefill hook, and GRPO's update, scoring pass and
+    sampling loop when grpo.steps > 0. The backbone comes from the architecture alone; the prompt length is
+    bounded by data.seq_len. The SMILES encoder's pre-training (a small model, its vocabulary built from the
+    data) is not compiled here."""
+    from jaxsuite.core.loop import training_programs
+    from jaxsuite.generate import generate_program
+    from jaxsuite.hf import architecture_of
+    from jaxsuite.latent.head import latent_hook
+    from jaxsuite.latent.training import latent_loss, plain_loss, stage_config
+    from jaxsuite.models import CausalLM
+    from jaxsuite.rl.policy import PolicyLossConfig, policy_programs
+
+    tokens = LatentTokens.after(int(config.latent.first_token_id))
+    queries = int(config.mol.num_queries)
+    mol_len, mol_dim = _feature_shape(config) if queries > 0 else (0, 0)
+    arch = (architecture_of(config.model.init_from) if config.model.get("init_from")
+            else arch_from_config(config.model.arch))
+
+    def model():
+        backbone = CausalLM(arch, rngs=nnx.Rngs(0))
+        return LatentReasoner(backbone, tokens, mol_feature_dim=mol_dim, num_queries=queries,
+                              use_updater=bool(config.mol.use_updater), rngs=nnx.Rngs(1))
+
+    d, tc = config.data, config.train
+    max_latents = int(config.latent.stages) * int(config.latent.per_step)
+
+    def batch(rows: int, width: int, slots: int) -> dict:
+        out = {k: jax.ShapeDtypeStruct((rows, width), jnp.int32)
+               for k in ("inputs", "targets", "positions", "segment_ids")}
+        out["loss_mask"] = jax.ShapeDtypeStruct((rows, width), jnp.float32)
+        out["latent_slots"] = jax.ShapeDtypeStruct((rows, max(slots, 1)), jnp.int32)
+        out.update(_mol_inputs(rows, mol_len, mol_dim) if queries > 0 else {})
+        return out
+
+    width, rows = int(d.seq_len) - 1, int(d.batch_size)
+    sft_cfg = stage_config(config, tc.sft_cot, int(d.seq_len))
+    out = training_programs(sft_cfg, nnx.eval_shape(model), mesh=mesh, rules=rules, loss_fn=plain_loss,
+                            batch=batch(rows, width, 0), prefix="sft/")
+    hinge = functools.partial(latent_loss, hinge_weight=float(config.latent.hinge_weight),
+                              margin=float(config.latent.hinge_margin))
+    out += training_programs(stage_config(config, tc.stage, int(d.seq_len)), nnx.eval_shape(model), mesh=mesh,
+                             rules=rules, loss_fn=hinge, batch=batch(rows, width, max_latents), prefix="latent/")
+    abstract_model = nnx.eval_shape(model)
+    hook_batch = int(config.eval.batch_size)
+    hook_in = _mol_inputs(hook_batch, mol_len, mol_dim) if queries > 0 else {}
+    sample = dict(mesh=mesh, rules=rules, stop_tokens=(), pad_token_id=0, extra_cache_slots=max_latents + 1,
+                  prefill_hook=latent_hook(max_latents, bool(config.mol.use_updater)))
+    out.append(generate_program(abstract_model, hook_batch, int(d.seq_len), int(config.eval.max_new_tokens),
+                                greedy=True, hook_inputs=_on(hook_in, mesh, rules), name="latent/answer", **sample))
+    g = config.grpo
+    if int(g.steps) > 0:
+        n = int(g.questions_per_step) * int(g.num_generations)
+        loss = PolicyLossConfig(clip_low=float(g.clip), clip_high=float(g.clip), kl_coef=0.0,
+                                temperature=float(g.temperature))
+        extra = {"latent_slots": jax.ShapeDtypeStruct((n, max(max_latents, 1)), jnp.int32),
+                 **(_mol_inputs(n, mol_len, mol_dim) if queries > 0 else {})}
+        progs, _ = policy_programs(nnx.eval_shape(model), optim={**dict(g.optim), "steps": max(int(g.steps), 1)},
+                                   loss=loss, mesh=mesh, rules=rules, rows=n, seq_len=int(d.seq_len) - 1,
+                                   accum_steps=int(g.get("accum_steps", 1)),
+                                   compute_dtype=str(g.get("compute_dtype", "float32")),
+                                   remat=str(g.get("remat", "none")), extra_batch=extra, prefix="grpo/")
+        out += progs
+        grpo_in = _mol_inputs(n, mol_len, mol_dim) if queries > 0 else {}
+        out.append(generate_program(abstract_model, n, int(d.seq_len), int(g.max_new_tokens),
+                                    hook_inputs=_on(grpo_in, mesh, rules), name="grpo/rollout", **sample))
+    return out
+
+
+def _mol_inputs(rows: int, length: int, dim: int) -> dict:
+    return {"mol_features": jax.ShapeDtypeStruct((rows, length, dim), jnp.float32),
+            "mol_mask": jax.ShapeDtypeStruct((rows, length), jnp.bool_)}
+
+
+def _on(tree: dict, mesh, rules) -> dict:
+    """Hook inputs placed as a batch is: rows over the data axes."""
+    from jaxsuite.core import train as tr
+    sharding = tr.batch_sharding(mesh, rules)
+    return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=sharding) for k, v in tree.items()}
+
+
 def run(config, workdir: str) -> dict[str, Any]:
     wd = Workdir.start(workdir)
     train, test = load_examples(config)
@@ -137,13 +235,17 @@ def run(config, workdir: str) -> dict[str, Any]:
 
     model = build_model(config, tokens, feature_dim, mesh, rules)
     stages: dict[str, Any] = {}
+    # Each stage's train state copies the model it starts from; drop every reference to a model no later step
+    # needs, so that a pod holds one set of weights (plus the one being trained) rather than one per stage.
     out = run_stage(config, wd, "sft_answer", model, batches("answer", offset=1), tc.sft_answer, latent=False,
                     mesh=mesh, rules=rules)
+    del model
     stages["sft_answer"] = describe(out)
     out = run_stage(config, wd, "sft_cot", out.model, batches("cot", offset=2), tc.sft_cot, latent=False,
                     mesh=mesh, rules=rules)
     stages["sft_cot"] = describe(out)
     cot_start = out.model
+    del out
     extra = ml_collections.ConfigDict(dict(tc.sft_cot))
     extra.steps = int(tc.stage.steps) * max_k               # the same budget as the whole curriculum
     cot = run_stage(config, wd, "cot_baseline", cot_start, batches("cot", offset=3), extra, latent=False,
@@ -153,9 +255,11 @@ def run(config, workdir: str) -> dict[str, Any]:
     eval_kw = dict(max_new_tokens=int(config.eval.max_new_tokens), max_latent_steps=max_latents,
                    batch_size=int(config.eval.batch_size), features=features)
     cot_summary = ev.summary(test, ev.answer_all(cot.model, test, tokenizer, fmt, latent=False, **eval_kw))
+    del cot
     log.info("CoT baseline: accuracy %.3f, %.2f steps", cot_summary["accuracy"], cot_summary["mean_text_steps"])
 
     curve, latent_model = [], cot_start
+    del cot_start
     for k in curriculum_stages(max_k):
         res = run_stage(config, wd, f"latent_stage{k}", latent_model, batches("latent", k, offset=10 + k),
                         tc.stage, latent=True, mesh=mesh, rules=rules, hinge_weight=float(config.latent.hinge_weight),
@@ -197,3 +301,6 @@ def run(config, workdir: str) -> dict[str, Any]:
     log.info("latent %.3f vs CoT %.3f; non-tie win rate %s; speed-up %.2fx", latent_summary["accuracy"],
              cot_summary["accuracy"], results["win_rate"]["non_tie_win_rate"], results["wall_clock_speedup"])
     return results
+
+
+run.programs = programs      # what `--compile_only` compiles for this job

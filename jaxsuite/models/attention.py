@@ -22,7 +22,7 @@ from flax import nnx
 
 from jaxsuite.core.sharding import constrain
 from jaxsuite.models.context import LayerContext
-from jaxsuite.models.fused_attention import splash_attention
+from jaxsuite.models.fused_attention import cudnn_attention, splash_attention
 from jaxsuite.models.layers import Einsum, RMSNorm, apply_rope
 from jaxsuite.models.mixer_specs import MixerSpec
 
@@ -176,10 +176,12 @@ class Attention(nnx.Module):
         return self.o_proj(o)
 
     def __call__(self, x: jax.Array, ctx: LayerContext) -> jax.Array:
-        """x [B, T, D] -> [B, T, D] over the whole sequence (ctx.mask [B, T, T], or the splash kernel)."""
+        """x [B, T, D] -> [B, T, D] over the whole sequence (ctx.mask [B, T, T], or the splash / cuDNN kernel)."""
         q, k, v = self._qkv(x, ctx)
         if ctx.attention_impl == "splash":
             return self._out(x, splash_attention(q, k, v, ctx.segment_ids, self.scale))
+        if ctx.attention_impl == "cudnn":
+            return self._out(x, cudnn_attention(q, k, v, ctx.segment_ids, self.scale))
         return self._out(x, dot_product_attention(q, k, v, ctx.mask, self.scale))
 
     def decode(self, x: jax.Array, ctx: LayerContext, layer_cache: dict[str, jax.Array]
@@ -188,8 +190,11 @@ class Attention(nnx.Module):
         slots [index, index + T) for the calls after it."""
         q, k, v = self._qkv(x, ctx)
         cached_mask, new_mask = ctx.mask
-        o = cached_attention(q, layer_cache["k"].astype(q.dtype), layer_cache["v"].astype(q.dtype), k, v,
-                             cached_mask, new_mask, self.scale)
+        if ctx.fresh:        # nothing cached yet: this call's own tokens are all there is to attend to
+            o = dot_product_attention(q, k, v, new_mask, self.scale)
+        else:
+            o = cached_attention(q, layer_cache["k"].astype(q.dtype), layer_cache["v"].astype(q.dtype), k, v,
+                                 cached_mask, new_mask, self.scale)
         zero = jnp.zeros((), jnp.int32)
         start = (zero, zero, ctx.index, zero)
         k_new = _after(jnp.swapaxes(k, 1, 2).astype(layer_cache["k"].dtype), o)     # [B, Kv, T, Hd]

@@ -26,7 +26,9 @@ class LayerContext:
                  before this call [B, T, S], this call's tokens causally among themselves [B, T, T]).
     segment_ids: [B, T] packing ids (0 = padding) or None; linear mixers reset their state at segment starts.
     Decode only: index (int32 scalar, first slot written), valid ([B, S] bool after this call's tokens were
-    marked), token_mask ([B, T] bool, False for left-padding that must not touch any state).
+    marked), token_mask ([B, T] bool, False for left-padding that must not touch any state), fresh (static: the
+    cache held nothing before this call, a first prefill, so attention covers this call's T tokens only instead
+    of all S slots).
     """
     positions: jax.Array
     ropes: dict[int, tuple[jax.Array, jax.Array]]
@@ -35,7 +37,8 @@ class LayerContext:
     index: jax.Array | None = None
     valid: jax.Array | None = None
     token_mask: jax.Array | None = None
-    attention_impl: str = "xla"       # full forward: "xla" or "splash" (jaxsuite.models.fused_attention)
+    attention_impl: str = "xla"       # full forward: "xla", "splash" or "cudnn" (jaxsuite.models.fused_attention)
+    fresh: bool = False
 
     @property
     def decoding(self) -> bool:

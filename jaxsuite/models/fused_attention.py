@@ -1,19 +1,24 @@
-"""Attention without [T, T] scores for the full forward on TPU: the splash-attention Pallas kernel JAX ships in
+"""Attention without [T, T] scores for the full forward: on TPU the splash-attention Pallas kernel JAX ships in
 `jax.experimental.pallas.ops.tpu.splash_attention` (a flash-attention kernel that also skips fully masked
-blocks). `attention.dot_product_attention` stays the reference and the CPU path.
+blocks), on NVIDIA GPUs cuDNN's fused flash attention through `jax.nn.dot_product_attention(implementation=
+"cudnn")`. `attention.dot_product_attention` stays the reference and the CPU path.
 
 Which implementation a model uses is its static `attention_impl` attribute (part of the graphdef, like `remat`;
 the training loop sets it from `train.attention`), resolved per call by `choose_attention`:
   xla     attention.dot_product_attention: float32 [B, Kv, G, T, T] scores per layer (the reference)
   splash  the TPU kernel; needs T a multiple of 128 (its block size). Off TPU it runs in Pallas interpret mode,
           which is how the tests check it against the reference on CPU.
-  auto    splash when the mesh's devices are TPUs and T divides into its blocks, else xla. The mesh decides, not
-          the machine running the code, so a deviceless compile for a TPU target gets the TPU kernel.
+  cudnn   cuDNN's flash attention (GPU only; bfloat16 or float16 activations, head dim a multiple of 8 up to
+          128). Packed rows (segment ids) pass a [B, 1, T, T] same-segment mask, which cuDNN adds as a bias.
+  auto    splash when the mesh's devices are TPUs and T divides into its blocks; cudnn when they are GPUs and the
+          compute dtype is half precision; else xla. The mesh decides, not the machine running the code, so a
+          deviceless compile for a TPU or GPU target gets that target's kernel.
 
 Semantics match `dot_product_attention` with a causal (+ same segment) mask: queries are pre-scaled by
 1/sqrt(Hd) (the kernel does not scale), padding tokens (segment 0) attend to earlier padding, and GQA maps
-query head h to kv head h // (N / Kv) inside the kernel. Under a mesh the kernel runs in `shard_map` over the
-batch and head axes the activations are sharded on (each device attends its own rows and heads).
+query head h to kv head h // (N / Kv) inside the kernel. Under a mesh the splash kernel runs in `shard_map` over
+the batch and head axes the activations are sharded on (each device attends its own rows and heads); the cuDNN
+call partitions itself (jax gives it a custom partitioning over batch and heads).
 """
 from __future__ import annotations
 
@@ -25,28 +30,30 @@ from jax.sharding import PartitionSpec
 
 from jaxsuite.core import sharding as shd
 
-IMPLS = ("auto", "xla", "splash")
+IMPLS = ("auto", "xla", "splash", "cudnn")
+HALF = (jnp.bfloat16, jnp.float16)     # the dtypes cuDNN's flash attention takes
 SPLASH_BLOCK = 128          # the kernel's default block along q and kv: the sequence must divide into it
 
 
-def _mesh_platform() -> str:
-    """The platform of the mesh in context (the compile target), or of the default backend without one."""
-    context = shd.current_sharding()
-    return context[0].devices.flat[0].platform if context else jax.default_backend()
-
-
-def choose_attention(name: str, seq_len: int) -> str:
-    """The implementation `name` means for a full forward over `seq_len` tokens, traced now: "auto" is splash when
-    the mesh in context (or, without one, the default backend) is TPUs and seq_len divides into its blocks, else
-    xla. The mesh decides, not the machine tracing, so a deviceless compile for a TPU target gets the kernel."""
+def choose_attention(name: str, seq_len: int, dtype=jnp.float32) -> str:
+    """The implementation `name` means for a full forward over `seq_len` tokens of `dtype` activations, traced
+    now: "auto" is splash when the mesh in context (or, without one, the default backend) is TPUs and seq_len
+    divides into its blocks, cudnn when it is GPUs and dtype is bfloat16 / float16, else xla. The mesh decides,
+    not the machine tracing, so a deviceless compile for a TPU or GPU target gets that target's kernel."""
     if name not in IMPLS:
         raise ValueError(f"attention_impl={name!r}: use one of {IMPLS}")
     if name == "splash" and seq_len % SPLASH_BLOCK:
         raise ValueError(f"splash attention needs a sequence length divisible by {SPLASH_BLOCK}, got {seq_len}; "
                          f"set train.attention='auto' or 'xla'")
+    platform = shd.mesh_platform()
+    if name == "cudnn" and (platform != "gpu" or jnp.dtype(dtype) not in HALF):
+        raise ValueError(f"cudnn attention needs a GPU mesh and bfloat16/float16 activations (here: {platform}, "
+                         f"{jnp.dtype(dtype).name}); set train.attention='auto' or 'xla'")
     if name != "auto":
         return name
-    return "splash" if _mesh_platform() == "tpu" and seq_len % SPLASH_BLOCK == 0 else "xla"
+    if platform == "tpu" and seq_len % SPLASH_BLOCK == 0:
+        return "splash"
+    return "cudnn" if platform == "gpu" and jnp.dtype(dtype) in HALF else "xla"
 
 
 def _splash_one_shard(q, k, v, segment_ids, *, interpret: bool):
@@ -70,7 +77,7 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
     qh = jnp.swapaxes(q * jnp.asarray(scale, q.dtype), 1, 2)                 # [B, N, T, Hd]
     kh, vh = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)                    # [B, Kv, T, Hd]
     context = shd.current_sharding()
-    one = functools.partial(_splash_one_shard, interpret=_mesh_platform() != "tpu")
+    one = functools.partial(_splash_one_shard, interpret=shd.mesh_platform() != "tpu")
     if context is None:
         out = one(qh, kh, vh, segment_ids)
     else:
@@ -88,3 +95,18 @@ def splash_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.
                                 in_specs=(q_spec, kv_spec, kv_spec, PartitionSpec(q_spec[0], None)),
                                 out_specs=q_spec)(qh, kh, vh, segment_ids)
     return jnp.swapaxes(out, 1, 2)                                            # [B, T, N, Hd]
+
+
+def cudnn_attention(q: jax.Array, k: jax.Array, v: jax.Array, segment_ids: jax.Array | None,
+                    scale: float) -> jax.Array:
+    """Causal GQA attention by cuDNN's fused kernel: q [B, T, N, Hd], k/v [B, T, Kv, Hd] (bfloat16 / float16),
+    segment_ids [B, T] (0 = padding) or None -> [B, T, N, Hd], equal to `dot_product_attention` with the causal
+    (+ segment) mask. Only a GPU runs it; a CPU host can compile it for a GPU target (jaxsuite.core.aot)."""
+    hd = q.shape[-1]
+    if hd % 8 or hd > 128:
+        raise ValueError(f"cudnn attention takes head dims that are multiples of 8 up to 128, got {hd}; "
+                         f"set train.attention='xla'")
+    mask = None
+    if segment_ids is not None:
+        mask = segment_ids[:, None, :, None] == segment_ids[:, None, None, :]          # [B, 1, T, T]
+    return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=scale, is_causal=True, implementation="cudnn")

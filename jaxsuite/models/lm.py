@@ -86,7 +86,7 @@ class CausalLM(nnx.Module):
         self.arch = arch = config.architecture()
         self.param_dtype = jnp.dtype(param_dtype)
         self.remat = "none"      # a static attribute (part of the graphdef): set before nnx.split to train with it
-        self.attention_impl = "auto"  # static too: the full forward's attention, "auto" / "xla" / "splash"
+        self.attention_impl = "auto"  # static too: the full forward's attention, "auto" / "xla" / "splash" / "cudnn"
                                       # (models.fused_attention; "auto" is XLA's off TPU)
         self.embed_tokens = Embed(arch.vocab_size, arch.hidden_size, rngs=rngs, param_dtype=param_dtype)
         self.layers = nnx.List([Block(arch, spec, rngs=rngs, param_dtype=param_dtype) for spec in arch.mixers])
@@ -129,8 +129,8 @@ class CausalLM(nnx.Module):
         b, t = positions.shape
         impl = "xla"
         if mask is None:
-            mask = make_attention_mask(segment_ids, b, t)                  # [B, T, T] (unused, so dropped, by splash)
-            impl = choose_attention(self.attention_impl, t)
+            mask = make_attention_mask(segment_ids, b, t)                  # [B, T, T] (unused, so dropped, by kernels)
+            impl = choose_attention(self.attention_impl, t, dtype)
         return LayerContext(positions=positions, ropes=self.rope_tables(positions, dtype), mask=mask,
                             segment_ids=segment_ids, attention_impl=impl, **decode)
 
@@ -199,12 +199,14 @@ class CausalLM(nnx.Module):
                        valid=jnp.zeros((batch_size, max_length), jnp.bool_))
 
     def decode(self, input_ids, positions, cache: KVCache, *, token_mask=None, inputs_embeds=None,
-               return_hidden: bool = False):
+               return_hidden: bool = False, fresh: bool = False):
         """Runs T new tokens against the cache: (float32 logits [B, T, V], new cache[, final-normed hidden]).
 
         Writes slots [index, index + T), marks them valid where token_mask (default all True), attends causally
         by slot over valid slots, and advances index by T. `return_hidden=True` also returns the final-normed
-        hidden [B, T, D] (latent-reasoning loops feed it back as inputs_embeds).
+        hidden [B, T, D] (latent-reasoning loops feed it back as inputs_embeds). `fresh=True` promises the cache
+        is new (index 0, nothing valid): a first prefill then attends over its own T tokens, not all S slots,
+        whose [T, S] scores dominate a long generation's prefill.
         """
         x = self._inputs(input_ids, inputs_embeds)        # [B, T, D]
         b, t = x.shape[:2]
@@ -212,7 +214,7 @@ class CausalLM(nnx.Module):
         index = jnp.asarray(cache.index, jnp.int32)
         valid = jax.lax.dynamic_update_slice(cache.valid, token_mask, (jnp.zeros((), jnp.int32), index))  # [B, S]
         ctx = self.layer_context(positions, x.dtype, mask=decode_masks(index, t, valid), index=index, valid=valid,
-                                 token_mask=token_mask)
+                                 token_mask=token_mask, fresh=bool(fresh))
         x, layers = self._run_layers(x, ctx, caches=cache.layers)
         hidden = self.norm(x)
         new_cache = KVCache(layers=layers, index=index + t, valid=valid)

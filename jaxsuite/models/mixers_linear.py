@@ -29,7 +29,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 import kernels_pallas as kp
-from jaxsuite.core.sharding import constrain
+from jax.sharding import PartitionSpec as P
+
+from jaxsuite.core.sharding import activation_spec, constrain, current_sharding, mesh_platform
 from jaxsuite.models.context import LayerContext
 from jaxsuite.models.layers import Einsum, RMSNorm, apply_rope
 from jaxsuite.models.mixer_specs import GATED_DELTA, GLA, SIMPLE_GLA, MixerSpec
@@ -59,6 +61,10 @@ class LinearMixer(nnx.Module):
     def __init__(self, spec: MixerSpec, hidden_size: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
         d, n, kv, hd = hidden_size, spec.num_heads, spec.num_kv_heads, spec.head_dim
         self.spec = spec
+        # Static (part of the graphdef): the kernels_pallas implementation of the chunked recurrence. It starts
+        # as the architecture's; the training loop replaces it with train.linear_kernel when that is set, so a
+        # pod config can ask for its target's kernel ("auto") without changing the saved architecture.
+        self.implementation = spec.implementation
         self.scale = spec.scale if spec.scale is not None else hd ** -0.5
         kw = dict(rngs=rngs, param_dtype=param_dtype)
         self.q_proj = Einsum("btd,dnh->btnh", (d, n, hd), ("embed", "q_heads", "head_dim"), **kw)
@@ -138,17 +144,42 @@ class LinearMixer(nnx.Module):
         return self.o_proj(o)
 
     def _recurrence(self, q, k, v, g, beta, *, initial_state=None, segment_ids=None, final_state=False):
-        """The chunked kernel of this kind over T tokens: (o [B, T, H, V] float32, final state or None)."""
-        kw = dict(scale=self.scale, initial_state=initial_state, output_final_state=final_state,
-                  segment_ids=segment_ids, implementation=self.spec.implementation)
+        """The chunked kernel of this kind over T tokens: (o [B, T, H, V] float32, final state or None).
+
+        Under a mesh it runs per shard in `shard_map` over the batch and head axes the activations are sharded
+        on (each row and head is its own recurrence; T is kept whole). The Pallas kernels need this: a custom
+        call cannot be partitioned by XLA (Mosaic refuses; a Triton call would be gathered onto every device)."""
+        # The platform is the mesh's (the compile target), not this host's: a deviceless compile for a TPU
+        # topology traces here on a CPU and must still get the TPU kernel when the config asks for one.
+        kw = dict(scale=self.scale, output_final_state=final_state, implementation=self.implementation,
+                  platform=mesh_platform())
         kind = self.spec.kind
-        if kind == GLA:
-            return kp.gla(q, k, v, g, **kw)
-        if kind == GATED_DELTA:
-            return kp.gated_delta_rule(q, k, v, g, beta, **kw)
-        if g is None:                                       # Lightning: the fixed decay
-            return kp.simple_gla(q, k, v, g_gamma=self.g_gamma, **kw)
-        return kp.simple_gla(q, k, v, g=g, **kw)
+        args = dict(q=q, k=k, v=v, g=g, beta=beta, initial_state=initial_state, segment_ids=segment_ids,
+                    g_gamma=self.g_gamma if g is None else None)      # Lightning's fixed decay, unless given per token
+        args = {name: x for name, x in args.items() if x is not None}
+
+        def run(a):
+            common = dict(initial_state=a.get("initial_state"), segment_ids=a.get("segment_ids"), **kw)
+            if kind == GLA:
+                return kp.gla(a["q"], a["k"], a["v"], a["g"], **common)
+            if kind == GATED_DELTA:
+                return kp.gated_delta_rule(a["q"], a["k"], a["v"], a["g"], a["beta"], **common)
+            if "g_gamma" in a:
+                return kp.simple_gla(a["q"], a["k"], a["v"], g_gamma=a["g_gamma"], **common)
+            return kp.simple_gla(a["q"], a["k"], a["v"], g=a["g"], **common)
+
+        context = current_sharding()
+        if context is None:
+            return run(args)
+        mesh, rules = context
+        tokens = activation_spec(q.shape, ("act_batch", None, "act_heads", None), mesh, rules)   # [B, T, H, K]
+        b, h = tokens[0], tokens[2]
+        g_spec = P(b, None, h, None) if g is not None and g.ndim == 4 else P(b, None, h)    # gla: [B, T, H, K]
+        specs = dict(q=tokens, k=tokens, v=P(b, None, h, None), g=g_spec, beta=P(b, None, h),
+                     initial_state=P(b, h, None, None), segment_ids=P(b, None), g_gamma=P(h))
+        out_specs = (P(b, None, h, None), P(b, h, None, None) if final_state else None)
+        return jax.shard_map(run, mesh=mesh, in_specs=({name: specs[name] for name in args},),
+                             out_specs=out_specs, check_vma=False)(args)
 
     def _step(self, q, k, v, g, beta, state):
         """One token: q, k [B, H, K], v [B, H, V], g [B, H] (gla [B, H, K]) -> (o [B, H, V], new state)."""

@@ -43,5 +43,5 @@ class LanguageModel(Protocol):
 
     def decode(self, input_ids: jax.Array | None, positions: jax.Array, cache: KVCache, *,
                token_mask: jax.Array | None = None, inputs_embeds: jax.Array | None = None,
-               return_hidden: bool = False) -> tuple:
+               return_hidden: bool = False, fresh: bool = False) -> tuple:
         """T new tokens against the cache -> (logits [B, T, V], new cache[, final-normed hidden [B, T, D]])."""

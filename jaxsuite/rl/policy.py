@@ -26,7 +26,7 @@ from jax.sharding import NamedSharding
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.core import train as tr
-from jaxsuite.core.loop import pad_batch, padded_rows
+from jaxsuite.core.loop import apply_model_options, pad_batch, padded_rows
 from jaxsuite.rl import objectives as obj
 
 RL_BATCH_KEYS = ("inputs", "targets", "positions", "loss_mask", "advantages")
@@ -100,6 +100,73 @@ def _global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
 
+def score_rows(rows: int, batch_shards: int, accum_steps: int) -> int:
+    """Rows per scoring call: one accumulation micro-batch of the update on `rows` (a multiple of the shards)."""
+    return padded_rows(rows, batch_shards * accum_steps) // accum_steps
+
+
+def _policy_steps(graphdef, shardings, optimizer, loss: PolicyLossConfig, mesh, rules, *, accum_steps: int,
+                  compute_dtype, ref_graphdef, ref_shardings):
+    """(update, score): the jitted optimizer step of the policy loss (the reference, when kl_coef > 0, a frozen
+    argument sharded like the policy) and the jitted scoring pass (log-probs and entropy per position)."""
+    update = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
+                                accum_steps=accum_steps, compute_dtype=compute_dtype,
+                                loss_fn=make_policy_loss(loss, ref_graphdef), frozen_shardings=ref_shardings)
+    batch_sharding = tr.batch_sharding(mesh, rules)
+
+    def score(params, model_state, batch):
+        with shd.use_sharding(mesh, rules):
+            model = nnx.merge(graphdef, params, model_state)
+            logits, logp = _forward_logprobs(model, batch, loss.temperature)
+            return logp, obj.entropy_from_logits(logits)
+
+    score = jax.jit(score, in_shardings=(shardings.params, shardings.model_state, batch_sharding),
+                    out_shardings=(batch_sharding, batch_sharding))
+    return update, score
+
+
+def policy_programs(model: nnx.Module, *, optim: Any, loss: PolicyLossConfig, mesh: jax.sharding.Mesh,
+                    rules: shd.Rules, rows: int, seq_len: int, accum_steps: int = 1, compute_dtype: Any = jnp.float32,
+                    remat: str = "none", extra_batch: dict | None = None, prefix: str = "") -> tuple[list, dict]:
+    """The programs a `Policy` of this model compiles, with abstract arguments, for `--compile_only`: the update on
+    a rollout batch of `rows` x `seq_len` (accumulated over `accum_steps` micro-batches) and the scoring pass that
+    recomputes the old log-probs. `model` may be abstract (nnx.eval_shape); the reference (kl_coef > 0) is the
+    model itself, as a Policy's default. `extra_batch`: model inputs beyond the tokens (name -> ShapeDtypeStruct
+    with the batch dimension first). Returns (programs, {"state": the abstract train state, "reference": the
+    abstract reference or None}) so a caller can count what stays resident."""
+    from jaxsuite.core.aot import Program, abstract
+
+    optimizer = tr.make_optimizer(optim)
+    apply_model_options(model, remat=remat)
+    ref_graphdef, reference, ref_shardings = None, None, None
+    if loss.kl_coef > 0:
+        ref_graphdef, ref_params, ref_rest = nnx.split(model, nnx.Param, ...)
+        ref_shardings = (tr._leaf_shardings(ref_params, mesh, rules), tr._leaf_shardings(ref_rest, mesh, rules))
+        reference = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                                 (ref_params, ref_rest), ref_shardings)
+    graphdef, state, shardings = tr.abstract_train_state(model, optimizer, mesh, rules)
+    update, score = _policy_steps(graphdef, shardings, optimizer, loss, mesh, rules, accum_steps=accum_steps,
+                                  compute_dtype=compute_dtype, ref_graphdef=ref_graphdef, ref_shardings=ref_shardings)
+    sharding = tr.batch_sharding(mesh, rules)
+    rows = padded_rows(rows, accum_steps * tr.batch_shards(sharding))
+    batch = {k: jax.ShapeDtypeStruct((rows, seq_len), jnp.int32) for k in ("inputs", "targets", "positions")}
+    batch.update({k: jax.ShapeDtypeStruct((rows, seq_len), jnp.float32)
+                  for k in ("loss_mask", "advantages", "old_logprobs")})
+    batch.update(extra_batch or {})
+    batch = abstract(batch, jax.tree.map(lambda _: sharding, batch))
+    what = (f"rollout batch {rows} x {seq_len}, accum_steps {accum_steps}, {jnp.dtype(compute_dtype).name} "
+            f"compute, remat {remat}")
+    args = (state, batch) if reference is None else (state, batch, reference)
+    per_call = score_rows(rows, tr.batch_shards(sharding), accum_steps)
+    scored = {k: jax.ShapeDtypeStruct((per_call,) + v.shape[1:], v.dtype, sharding=v.sharding)
+              for k, v in batch.items() if k not in ("loss_mask", "advantages", "old_logprobs")}
+    programs = [Program(prefix + "update", update, args, "one policy-gradient update" +
+                        (" with the frozen reference" if reference is not None else "") + "; " + what),
+                Program(prefix + "score", score, (state.params, state.model_state, scored),
+                        f"old log-probs and entropy, {per_call} rows per call; " + what)]
+    return programs, {"state": state, "reference": reference}
+
+
 class Policy:
     """One trainable LM with its optimizer state on the mesh, and (if kl_coef > 0) its frozen reference.
 
@@ -111,18 +178,20 @@ class Policy:
       reference: the frozen reference model (default: a copy of `model` as given, i.e. the initial policy).
       mini_batch_size: rows per optimizer update (default: the whole rollout batch in one update);
       epochs: passes over the rollout batch (PPO epochs); accum_steps: micro-batches per update.
+      remat: per-layer rematerialisation of the update's forward ("none" / "minimal" / "full"), set on `model`.
     """
 
     def __init__(self, model: nnx.Module, *, optim: Any, loss: PolicyLossConfig, mesh: jax.sharding.Mesh,
                  rules: shd.Rules = shd.DEFAULT_RULES, reference: nnx.Module | None = None,
                  mini_batch_size: int | None = None, epochs: int = 1, accum_steps: int = 1,
-                 compute_dtype: Any = jnp.float32):
+                 compute_dtype: Any = jnp.float32, remat: str = "none"):
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         self.loss_cfg, self.mesh, self.rules = loss, mesh, rules
         self.mini_batch_size, self.epochs, self.accum_steps = mini_batch_size, int(epochs), int(accum_steps)
         self.optimizer = tr.make_optimizer(optim)
         self.batch_sharding = tr.batch_sharding(mesh, rules)
+        apply_model_options(model, remat=remat)
         ref_graphdef, self.reference, ref_shardings = None, None, None
         if loss.kl_coef > 0:
             ref_graphdef, ref_params, ref_rest = nnx.split(reference if reference is not None else model,
@@ -131,22 +200,9 @@ class Policy:
             # a copy on the mesh: the caller's module keeps its own arrays
             self.reference = jax.jit(lambda t: t, out_shardings=ref_shardings)((ref_params, ref_rest))
         self.graphdef, self.state, self.shardings = tr.create_train_state(model, self.optimizer, mesh, rules)
-        self._update = tr.make_train_step(self.graphdef, self.optimizer, mesh=mesh, rules=rules,
-                                          state_shardings=self.shardings, accum_steps=accum_steps,
-                                          compute_dtype=compute_dtype,
-                                          loss_fn=make_policy_loss(loss, ref_graphdef),
-                                          frozen_shardings=ref_shardings)
-        temperature, graphdef = loss.temperature, self.graphdef
-
-        def score(params, model_state, batch):
-            with shd.use_sharding(mesh, rules):
-                model = nnx.merge(graphdef, params, model_state)
-                logits, logp = _forward_logprobs(model, batch, temperature)
-                return logp, obj.entropy_from_logits(logits)
-
-        self._score = jax.jit(score, in_shardings=(self.shardings.params, self.shardings.model_state,
-                                                   self.batch_sharding),
-                              out_shardings=(self.batch_sharding, self.batch_sharding))
+        self._update, self._score = _policy_steps(self.graphdef, self.shardings, self.optimizer, loss, mesh, rules,
+                                                  accum_steps=accum_steps, compute_dtype=compute_dtype,
+                                                  ref_graphdef=ref_graphdef, ref_shardings=ref_shardings)
 
     # -- reading the policy
     def module(self) -> nnx.Module:
@@ -171,12 +227,21 @@ class Policy:
         return pad_batch(batch, padded_rows(next(iter(batch.values())).shape[0], multiple))
 
     def score(self, batch: dict) -> tuple[np.ndarray, np.ndarray]:
-        """(log p(target), entropy) per position [B, T] under the current policy, at the loss temperature."""
+        """(log p(target), entropy) per position [B, T] under the current policy, at the loss temperature.
+
+        Scored in calls of one accumulation micro-batch each (`score_rows`): the pass holds float32
+        full-vocabulary logits for the rows it scores, which for a whole rollout batch would not fit a device."""
         rows = batch["inputs"].shape[0]
         keys = [k for k in batch if k not in ("loss_mask", "advantages", "old_logprobs")]
-        part = self._pad_rows({k: np.asarray(batch[k]) for k in keys}, self.batch_shards)
-        logp, ent = self._score(self.state.params, self.state.model_state, self._device_batch(part))
-        return np.asarray(logp)[:rows], np.asarray(ent)[:rows]
+        per_call = score_rows(rows, self.batch_shards, self.accum_steps)
+        part = self._pad_rows({k: np.asarray(batch[k]) for k in keys}, per_call)
+        logp, ent = [], []
+        for start in range(0, part["inputs"].shape[0], per_call):
+            chunk = self._device_batch({k: v[start:start + per_call] for k, v in part.items()})
+            out = self._score(self.state.params, self.state.model_state, chunk)
+            logp.append(np.asarray(out[0]))
+            ent.append(np.asarray(out[1]))
+        return np.concatenate(logp)[:rows], np.concatenate(ent)[:rows]
 
     # -- training
     def update(self, batch: dict) -> dict[str, float]:

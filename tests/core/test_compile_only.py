@@ -2,6 +2,7 @@
 compile_report.json, the exit status. The CPU target (8 forced host devices) needs nothing extra; the TPU
 targets compile deviceless with libtpu (the `aot` extra)."""
 import json
+import re
 
 import pytest
 
@@ -42,7 +43,7 @@ def test_compile_only_arguments_are_checked(tmp_path, capsys):
              (["--topology", "cpu:8"], "add --compile_only"),
              (["--compile_only", "--topology", "v9x:2x2"], "not a known target"),
              (["--compile_only", "--topology", "cpu:99"], "force_host_platform_device_count=99"),
-             (["--compile_only", "--topology", "cpu:8", "--config", "configs/ldl_tiny.py"],
+             (["--compile_only", "--topology", "cpu:8", "--config.job=jaxsuite.launch:main"],
               "does not support --compile_only")]
     for extra, message in cases:
         argv = ["--config", TINY, "--workdir", str(tmp_path), *extra]
@@ -86,6 +87,36 @@ def test_a_step_over_the_chip_memory_is_reported_and_exits_1(tmp_path, capsys):
     assert ("RESOURCE_EXHAUSTED" in train.get("error", "")) or train["peak_bytes"] > 16 * aot.GiB
 
 
+def test_cpmobius_programs_count_the_other_role_as_resident(tmp_path):
+    """CPMobius at its test size on 8 devices: the coach's and the player's update, scoring pass and sampling loop
+    and the player's validation all compile; while one role runs, the other's train state and frozen reference
+    stay alive, counted as resident: float32 parameters + Adam's two moments + the float32 reference, 16 bytes
+    per parameter on every device (the tiny config replicates parameters), plus Adam's step counters."""
+    from jaxsuite.core.config_utils import load_config
+    config = "configs/cpmobius_tiny.py:test"
+    report = launch.main(["--config", config, "--compile_only", "--topology", "cpu:8", "--workdir", str(tmp_path)])
+    rows = {r["program"]: r for r in report["programs"]}
+    assert {f"{role}/{p}" for role in ("coach", "player") for p in ("update", "score", "rollout")} | {
+        "player/validation"} <= set(rows) and report["all_fit"]
+    n = count_params(arch_from_config(load_config(config).model.arch))
+    for name in ("player/update", "coach/update"):
+        assert 16 * n <= rows[name]["resident_bytes"] <= 16 * n + 64, (name, rows[name]["resident_bytes"], n)
+    # a sampling loop takes only its role's parameters: the rest of both roles' states is resident
+    assert rows["player/rollout"]["resident_bytes"] >= 16 * n + 12 * n
+
+
+@pytest.mark.parametrize("config", ["configs/latentchem_tiny.py:test", "configs/ldl_m5.py"])
+def test_latentchem_and_ldl_programs_compile_for_eight_devices(config, tmp_path):
+    """LatentChem (SFT and latent steps, the latent answering loop, GRPO) and LDL (each variant's step and
+    forecast, on one device of the eight) compile from their configs alone: no data, features or tokenizer."""
+    report = launch.main(["--config", config, "--compile_only", "--topology", "cpu:8", "--workdir", str(tmp_path)])
+    names = [r["program"] for r in report["programs"]]
+    expected = ({"sft/train_step", "latent/train_step", "latent/answer", "grpo/update", "grpo/score",
+                 "grpo/rollout"} if "latentchem" in config else
+                {f"ldl_{v}/{p}" for v in ("continuous", "discrete", "pattern") for p in ("train_step", "forecast")})
+    assert set(names) == expected and report["all_fit"], names
+
+
 def test_the_main_job_compiles_every_stage_for_eight_devices(tmp_path):
     """The HALO pipeline (the default config): the teacher's pre-training and stages 1-3, built from the
     architecture alone; stage 3's global batch of 4 is padded to 8 rows as the loop pads it on 8 devices."""
@@ -118,3 +149,63 @@ def test_qwen3_0p6b_layers_fit_a_v5e_at_full_width(tmp_path):
     state = 12 * count_params(arch_from_config(arch)) // 4
     assert train["fits"] and state <= train["argument_bytes"] <= state + 2 ** 20, (train, state)
     assert train["temp_bytes"] < 3 * aot.GiB, train
+
+
+NEEDS_CUDA_PLUGIN = "GPU targets need the CUDA compile plugin: pip install 'jaxsuite[aot]'"
+
+
+def test_gpu_targets():
+    """h100:N / h200:HxN are NVIDIA nodes from the CUDA plugin's deviceless topology; the memory a program may use
+    is what JAX's allocator takes by default, 75% of the card (XLA_PYTHON_CLIENT_MEM_FRACTION)."""
+    pytest.importorskip("jax_plugins.xla_cuda12", reason=NEEDS_CUDA_PLUGIN)
+    node = aot.resolve_target("h100:8")
+    assert node.platform == "gpu" and len(node.devices) == 8
+    assert node.devices[0].device_kind == "NVIDIA H100 80GB HBM3"
+    assert node.memory_per_device == int(84_942_979_072 * 0.75)
+    pod = aot.resolve_target("h200:2x8")
+    assert len(pod.devices) == 16 and sorted({d.process_index for d in pod.devices}) == [0, 1]
+    with pytest.raises(ValueError, match="h100:8, h200:8"):
+        aot.resolve_target("h100")
+
+
+@pytest.mark.parametrize("topology", ["v5e:2x2", "h100:8"])
+def test_halo_stage_compiles_with_the_targets_linear_kernel(topology, tmp_path):
+    """HALO stage 3 of the main job, with train.linear_kernel='auto': the Lightning layers lower to the target's
+    Pallas kernel (Mosaic on the TPU, Triton on the GPU; forward and backward), each shard running its own rows
+    and heads (Mosaic refuses to be partitioned by XLA), and the step compiles and fits; with the default ('':
+    the model's own, XLA) no kernel is in the program."""
+    pytest.importorskip("libtpu" if topology.startswith("v") else "jax_plugins.xla_cuda12",
+                        reason="needs jaxsuite[aot]")
+    from jaxsuite.core.build import mesh_and_rules
+    from jaxsuite.core.config_utils import import_programs, load_config
+    target = aot.resolve_target(topology)
+    kernels = {}
+    for choice in ("auto", ""):
+        config = load_config("configs/halo_tiny.py")
+        config.stage3.train.linear_kernel = choice
+        mesh, rules = mesh_and_rules(config, target.devices)
+        (step,) = [p for p in import_programs(config.job)(config, mesh, rules) if p.name == "stage3/train_step"]
+        with target.tracing():
+            text = step.fn.lower(*step.args, **step.kwargs).as_text()
+        kernels[choice] = set(re.findall(r"\bsimple_gla_(?:fwd|bwd)\b", text))
+        if choice == "auto":
+            row = aot.compile_program(step, target)
+    assert kernels == {"auto": {"simple_gla_fwd", "simple_gla_bwd"}, "": set()}
+    assert row["fits"], row
+
+
+def test_qwen3_0p6b_layers_fit_an_h100_node_with_cudnn_attention(tmp_path):
+    """The 0.6B step at full width and 4096 tokens (2 of its layers), FSDP over 8 H100s, bfloat16 compute: with
+    train.attention 'auto' the GPU target gets cuDNN's flash attention. Its temporaries measured 1.33 GiB per GPU,
+    against 3.14 GiB with XLA's attention, whose float32 [1 row, 16 heads, 4096, 4096] scores alone are 1 GiB."""
+    pytest.importorskip("jax_plugins.xla_cuda12", reason=NEEDS_CUDA_PLUGIN)
+    temps = {}
+    for attention in ("auto", "xla"):
+        report = launch.main(["--config", "configs/qwen3_pretrain.py:0.6b", "--compile_only", "--topology", "h100:8",
+                              "--workdir", str(tmp_path / attention), "--config.model.arch.num_hidden_layers=2",
+                              "--config.data.batch_size=8", "--config.train.accum_steps=1",
+                              "--config.sample.num_samples=0", f"--config.train.attention={attention}"])
+        (train,) = report["programs"]
+        assert train["fits"] and report["platform"] == "gpu", train
+        temps[attention] = train["temp_bytes"]
+    assert temps["auto"] < 2 * aot.GiB < temps["xla"], temps

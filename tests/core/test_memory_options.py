@@ -70,3 +70,30 @@ def test_bad_settings_name_the_key():
         _loss_and_grads(CFG, "none", 5)
     with pytest.raises(ValueError, match="remat must be one of"):
         _loss_and_grads(CFG, "everything", 0)
+
+
+def test_the_loop_and_the_model_know_the_same_attention_names():
+    from jaxsuite.core.loop import ATTENTION_NAMES
+    from jaxsuite.models.fused_attention import IMPLS
+    assert set(ATTENTION_NAMES) == set(IMPLS)
+
+
+def test_train_linear_kernel_sets_every_linear_mixer_and_keeps_the_loss():
+    """train.linear_kernel replaces the linear-attention layers' kernels_pallas implementation ('' keeps the
+    model's own): 'reference' (the naive per-token recurrence) gives the loss of the default chunked XLA kernel."""
+    import ml_collections
+    from jaxsuite.core.config_utils import train_block
+    from jaxsuite.core.loop import _training_setup
+    from jaxsuite.models.mixers_linear import LinearMixer
+
+    def loss_with(kernel):
+        model = CausalLM(HYPENET, rngs=nnx.Rngs(0))
+        config = ml_collections.ConfigDict(dict(train=train_block(linear_kernel=kernel)))
+        loss_fn, _ = _training_setup(config, model, train.next_token_loss, None)
+        mixers = [m for _, m in nnx.iter_modules(model) if isinstance(m, LinearMixer)]
+        assert mixers and {m.implementation for m in mixers} == {kernel or HYPENET.implementation}
+        loss_sum, tokens = loss_fn(model, _batch())
+        return float(loss_sum / tokens)
+    np.testing.assert_allclose(loss_with("reference"), loss_with(""), rtol=1e-5)
+    with pytest.raises(ValueError, match="train.linear_kernel='triton'"):
+        loss_with("triton")

@@ -258,3 +258,25 @@ def test_kernels_compile_for_tpu_chips(monkeypatch, topology, dtypes):
                 return jnp.sum(_call(op, q, k, v, g, implementation="pallas", platform="tpu")[0].astype(jnp.float32))
             compiled = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).lower(q, q, q, g).compile()
             assert "tpu_custom_call" in compiled.as_text(), (topology, dtype, op)
+
+
+# Every op in bfloat16, and float32 for the two GLA ops (the gated delta rule's float32 Triton compile alone takes
+# ~45 s on 2 cores; its bfloat16 one, ~25 s, is kept).
+@pytest.mark.parametrize("op, dtype", [(op, "bfloat16") for op in OPS] + [(op, "float32") for op in OPS[:2]])
+def test_kernels_compile_for_an_h100(op, dtype):
+    """XLA's GPU compiler (the CUDA plugin, deviceless: no driver or GPU) builds the Triton forward and backward
+    kernels of the op for an H100; grad includes forward."""
+    pytest.importorskip("jax_plugins.xla_cuda12", reason="GPU targets need the CUDA plugin: pip install 'jaxsuite[aot]'")
+    from jaxsuite.core.aot import resolve_target
+    target = resolve_target("h100:1")
+    on_gpu = jax.sharding.SingleDeviceSharding(target.devices[0])
+    b, t, h, d = 1, 128, 2, 64
+    q = jax.ShapeDtypeStruct((b, t, h, d), jnp.dtype(dtype), sharding=on_gpu)
+    g = jax.ShapeDtypeStruct((b, t, h), jnp.float32, sharding=on_gpu)
+
+    def loss(q, k, v, g):
+        return jnp.sum(_call(op, q, k, v, g, implementation="pallas", platform="gpu")[0].astype(jnp.float32))
+    with target.tracing():
+        compiled = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3))).lower(q, q, q, g).compile()
+    names = set(re.findall(rf"\b{op}_(?:fwd|bwd)\b", compiled.as_text()))
+    assert names == {f"{op}_fwd", f"{op}_bwd"}, names

@@ -181,3 +181,32 @@ def test_left_pad_and_input_errors(pair):
         jaxsuite.generate(jmodel, [[1, 100000]], 2)
     with pytest.raises(ValueError, match="max_new_tokens"):
         jaxsuite.generate(jmodel, PROMPTS, 0)
+
+
+def test_sharded_generation_splits_rows_over_the_mesh_and_equals_one_device(pair):
+    """A model whose parameters live on an 8-device mesh generates with its rows (and so its KV cache) split
+    over the mesh's batch axes, and the tokens equal the one-device run; the first prefill attends over the
+    prompt only (`fresh`), and its logits equal attention over the whole cache."""
+    import jax
+    from flax import nnx
+    from jaxsuite.core import sharding as shd
+    from jaxsuite.generate import _mesh_of
+    _, model = pair
+    prompts = [[5, 9, 17, 3], [4, 4], [11, 12, 13], [7], [8, 1, 2], [6, 6, 6, 6], [3, 2], [9]]
+    want = jaxsuite.generate(model, prompts, 6).tokens
+    mesh = shd.make_mesh({"data": -1}, jax.devices()[:8])
+    graphdef, state = nnx.split(model)
+    placed = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    assert _mesh_of(placed)[0] is mesh
+    got = jaxsuite.generate(model, prompts, 6, split=(graphdef, placed))
+    np.testing.assert_array_equal(got.tokens, want)
+    from jaxsuite.generate import generate_program
+    program = generate_program(model, 8, 4, 6, mesh=mesh)
+    compiled = program.fn.lower(*program.args, **program.kwargs).compile()
+    tokens_sharding = jax.tree.leaves(compiled.output_shardings)[0]
+    assert tokens_sharding.spec[0] in ("data", ("data",), ("data", "fsdp")), tokens_sharding    # rows split
+    ids = jnp.asarray([[5, 9, 17, 3]], jnp.int32)
+    pos = jnp.arange(4)[None]
+    fresh, _ = model.decode(ids, pos, model.init_cache(1, 16), fresh=True)
+    full, _ = model.decode(ids, pos, model.init_cache(1, 16))
+    np.testing.assert_allclose(np.asarray(fresh), np.asarray(full), atol=1e-5, rtol=0)

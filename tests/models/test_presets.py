@@ -37,3 +37,22 @@ def test_hand_counted_tiny_model():
     cfg = arch_from_config(load_config("configs/qwen3_pretrain.py", "tiny").model.arch)
     per_layer = 4096 + 4096 + 4096 + 32 + 24576 + 128
     assert abstract_param_count(cfg) == 2 * per_layer + 260 * 64 + 64
+
+
+@pytest.mark.parametrize("size", ["1.5b", "7b"])
+def test_qwen2p5_math_sizes_match_published_counts(size):
+    """CPMobius's models (Qwen2 architecture with q/k/v biases): the Qwen2.5 report's total and non-embedding
+    counts, and the hub ids resolve to them (Instruct or base) without downloading."""
+    from jaxsuite.models.presets import (QWEN2P5_MATH_PRESETS, QWEN2P5_PUBLISHED_BILLIONS,
+                                         QWEN2P5_PUBLISHED_NON_EMBEDDING_BILLIONS, preset_of_hub_id)
+    cfg = QWEN2P5_MATH_PRESETS[size]
+    n = abstract_param_count(cfg)
+    assert n == count_params(cfg)
+    embed = cfg.vocab_size * cfg.hidden_size * (1 if cfg.tie_word_embeddings else 2)
+    # within the cards' last digit (7B: 7.6156B counted, "7.61B" published; 6.5256B non-embedding, "6.53B")
+    assert abs(n / 1e9 - QWEN2P5_PUBLISHED_BILLIONS[size]) < 0.01
+    assert abs((n - embed) / 1e9 - QWEN2P5_PUBLISHED_NON_EMBEDDING_BILLIONS[size]) < 0.01
+    name = size.upper()
+    assert preset_of_hub_id(f"Qwen/Qwen2.5-Math-{name}") is cfg
+    assert preset_of_hub_id(f"Qwen/Qwen2.5-Math-{name}-Instruct") is cfg
+    assert preset_of_hub_id("Qwen/Qwen2.5-Math-72B") is None

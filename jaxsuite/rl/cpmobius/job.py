@@ -201,6 +201,66 @@ def plot_results(results: dict[str, Any], wd: Workdir) -> list[str]:
     return written
 
 
+# --- compile only ------------------------------------------------------------------------------------------------
+def programs(config, mesh, rules) -> list:
+    """Every program a CPMobius run compiles, abstract, for `--compile_only` (jaxsuite.core.aot): the base model's
+    SFT step (when it trains one), and for the coach and the player each its policy update and scoring pass and its
+    sampling loop, plus the player's greedy validation. The coach and the player train at once, so each program
+    is reported with the other role's train state and reference resident beside it. Prompt lengths are bounded by
+    their UTF-8 bytes (no tokenizer is loaded); a player prompt may hold a coach problem of coach.max_new_tokens.
+    The shapes are the cpmobius method's (R-Zero and RENT batch differently)."""
+    from jaxsuite.core import aot
+    from jaxsuite.core.loop import training_programs
+    from jaxsuite.generate import generate_program
+    from jaxsuite.hf import abstract_model
+    from jaxsuite.rl.policy import policy_programs
+    from jaxsuite.rl.rollout import repetition_processor
+    from jaxsuite.rl.cpmobius.selfplay import policy_loss_config
+
+    out: list[aot.Program] = []
+    if not config.model.init_from and int(config.sft.train.steps) > 0:
+        sft_cfg = ml_collections.ConfigDict({"seed": int(config.seed), "train": config.sft.train,
+                                             "data": {"seq_len": int(config.sft.seq_len),
+                                                      "batch_size": int(config.sft.batch_size)}})
+        out += training_programs(sft_cfg, abstract_model(config), mesh=mesh, rules=rules, prefix="sft/")
+    rl, steps = config.rl, max(1, int(config.rl.steps))
+    per_step = int(rl.problems_per_step)
+    rows = {"coach": per_step, "player": per_step * int(rl.n)}
+    player_prompt = len(math_env.format_player_prompt("", config.prompts.player_template).encode()) + 1 + int(
+        config.coach.max_new_tokens)
+    prompts = {"coach": len(config.prompts.coach.encode()) + 1, "player": player_prompt}
+    roles, live = {}, {}
+    for role in ("coach", "player"):
+        block = config[role]
+        model = abstract_model(config)           # the coach's own checkpoint has the same architecture
+        stop = model.config.eos_token_id
+        progs, state = policy_programs(
+            model, optim={**dict(block.optim), "steps": steps}, loss=policy_loss_config(block), mesh=mesh,
+            rules=rules, rows=rows[role], seq_len=int(rl.seq_len), accum_steps=int(block.get("accum_steps", 1)),
+            compute_dtype=block.get("compute_dtype", "float32"), remat=str(block.get("remat", "none")),
+            prefix=role + "/")
+        penalty = float(block.repetition_penalty)
+        processor = repetition_processor(penalty) if penalty != 1.0 else None
+        sample = dict(mesh=mesh, rules=rules, stop_tokens=() if stop is None else (int(stop),), top_k=0,
+                      logits_processor=processor)
+        progs.append(generate_program(model, rows[role], prompts[role], int(block.max_new_tokens), with_logprobs=True,
+                                      name=role + "/rollout", **sample))
+        if role == "player":
+            progs.append(generate_program(model, int(config.validation.batch_size), prompts[role],
+                                          int(block.max_new_tokens), greedy=True, name="player/validation", **sample))
+        roles[role] = progs
+        live[role] = aot.per_device_bytes(state["state"]) + aot.per_device_bytes(state["reference"])
+        params = aot.per_device_bytes(state["state"].params)
+        for p in progs:     # the other role's state stays alive; only the update takes this role's whole state
+            own = live[role] if p.name.endswith("update") else params
+            p.resident_bytes = -own      # completed below, once both roles are counted
+    for progs in roles.values():
+        for p in progs:
+            p.resident_bytes += sum(live.values())
+            out.append(p)
+    return out
+
+
 # --- the job -----------------------------------------------------------------------------------------------------
 def run_selfplay(config, run_wd: Workdir, method: str, seed: int, **trainer_kwargs) -> None:
     """One method x seed in its own folder: skipped when it finished with this config, else run or resumed."""
@@ -255,3 +315,6 @@ def run(config, workdir: str) -> dict[str, Any]:
         log.info("%s: test accuracy %.3f -> %.3f (mean over %d seeds), %d improved", method,
                  res["test_acc_initial_mean"], res["test_acc_final_mean"], len(config.seeds), res["seeds_improved"])
     return results
+
+
+run.programs = programs      # what `--compile_only` compiles for this job

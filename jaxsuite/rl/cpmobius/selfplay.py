@@ -59,7 +59,7 @@ def make_policy(model, role_cfg, *, total_steps: int, mesh, rules) -> Policy:
     return Policy(model, optim=optim, loss=policy_loss_config(role_cfg), mesh=mesh, rules=rules,
                   mini_batch_size=int(role_cfg.mini_batch_size) or None, epochs=int(role_cfg.epochs),
                   accum_steps=int(role_cfg.get("accum_steps", 1)),
-                  compute_dtype=str(role_cfg.get("compute_dtype", "float32")))
+                  compute_dtype=str(role_cfg.get("compute_dtype", "float32")), remat=str(role_cfg.get("remat", "none")))
 
 
 def step_seed(seed: int, step: int, round_: int, role: int) -> int:
