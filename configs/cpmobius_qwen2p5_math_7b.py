@@ -19,6 +19,11 @@ validation.path / test.path elsewhere); a missing file stops the job at start wi
 The model and tokenizer load from the hub id (or a local folder: --config.model.init_from=/path).
 
 Variant "1.5b": Qwen2.5-Math-1.5B (the paper's 23.3 -> 28.8 setting; that script samples during validation).
+
+Target: `topology` = v5p:2x2x2 (8 chips of 95 GiB, FSDP over all 8; the paper trains on 8 GPUs). Compiled there
+without the hardware (`python -m jaxsuite.launch --config configs/cpmobius_qwen2p5_math_7b.py --compile_only`),
+every program of the 7b variant fits: the player's update is the largest, 87.8 GiB per chip with the coach's
+state resident beside it; rollouts need 34-46 GiB (benchmarks/RESULTS.md). Both roles update with full remat.
 """
 import ml_collections
 

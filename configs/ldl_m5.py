@@ -9,6 +9,10 @@ Commands:
 
 Default: the 154 aggregated series of levels 1-9 (total, states, stores, categories, departments and their
 crossings), context 112 days, three rolling origins ending at the last day of the evaluation file, three seeds.
+
+Target: `topology` = v5e:2x2. The job trains on one device (the models are small; seeds and origins run one
+after another), so one chip of it is used. `--compile_only` compiles each LDL variant's step and forecast
+there: at most 1.1 GiB of the chip's 16 (benchmarks/RESULTS.md). The baselines are not compiled.
 """
 import ml_collections
 

@@ -58,7 +58,15 @@ def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
     target = aot.resolve_target(args.topology)
     mesh, rules = mesh_and_rules(args.config, target.devices)
     log.info("compile only: job %s for %s, mesh %s", args.config.job, target.name, dict(mesh.shape))
-    report = aot.compile_report(programs(args.config, mesh, rules), target, log=log.info)
+    selected = programs(args.config, mesh, rules)
+    if args.programs:
+        import fnmatch
+        names = [p.name for p in selected]
+        selected = [p for p in selected if any(fnmatch.fnmatchcase(p.name, pat) for pat in args.programs)]
+        if not selected:
+            raise config_utils.ConfigError(f"--programs {','.join(args.programs)} matches none of the job's "
+                                           f"programs: {', '.join(names)}")
+    report = aot.compile_report(selected, target, log=log.info)
     report["config"] = str(args.config_path) + (f":{args.config_arg}" if args.config_arg else "")
     report["mesh"] = dict(mesh.shape)
     path = aot.write_report(report, args.workdir)

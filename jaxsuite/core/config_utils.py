@@ -397,6 +397,7 @@ class LaunchArgs:
     process_id: int | None = None
     compile_only: bool = False
     topology: str | None = None
+    programs: tuple[str, ...] = ()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -421,7 +422,11 @@ def _arg_parser() -> argparse.ArgumentParser:
                         "workdir/compile_report.json and exits non-zero if a program does not fit")
     p.add_argument("--topology", default=None,
                    help="the --compile_only target: a TPU topology (v5e:2x2, v5e:16x16, v6e:2x4, v5p:2x2x1, "
-                        "v4:2x2x1; needs jaxsuite[aot]) or cpu:N (default: the config's `topology`)")
+                        "v4:2x2x1), a GPU node (h100:8, h200:8, h100:4x8; both need jaxsuite[aot]) or cpu:N "
+                        "(default: the config's `topology`)")
+    p.add_argument("--programs", default="",
+                   help="with --compile_only: compile only the programs whose names match these comma-separated "
+                        "shell patterns (e.g. 'stage3/*,sample')")
     return p
 
 
@@ -488,7 +493,10 @@ def parse_launch_args(argv: Sequence[str]) -> LaunchArgs:
                           "theirs in config.topology")
     if ns.topology and not ns.compile_only:
         raise ConfigError("--topology is the target of --compile_only; add --compile_only")
+    if ns.programs and not ns.compile_only:
+        raise ConfigError("--programs selects what --compile_only compiles; add --compile_only")
     return LaunchArgs(config=config, config_path=config_path, config_arg=arg, workdir=workdir,
                       overrides=overrides, coordinator_address=ns.coordinator_address,
                       num_processes=ns.num_processes, process_id=ns.process_id,
-                      compile_only=bool(ns.compile_only), topology=topology)
+                      compile_only=bool(ns.compile_only), topology=topology,
+                      programs=tuple(p.strip() for p in ns.programs.split(",") if p.strip()))

@@ -255,23 +255,30 @@ def latent_forward(model: LatentReasoner, ids: jax.Array, positions: jax.Array, 
     embeds, soft0 = model.prompt_embeds(ids, mol_features, mol_mask)              # [B, T, D]
     b, t, d = embeds.shape
     k = latent_slots.shape[1]
-    latents = jnp.zeros((b, k, d), embeds.dtype)
     arange_t = jnp.arange(t)
-    for j in range(k):
+
+    # One loop body, not K unrolled forwards: the program then holds the model once, which is what lets the
+    # 8B config's step compile (unrolled, its 15 forwards of 36 layers needed over 21 GB of host memory).
+    def fill_slot(j, carry):
+        embeds, latents = carry
         hidden = model.hidden_states(inputs_embeds=embeds, positions=positions, segment_ids=segment_ids)
-        slot = latent_slots[:, j]                                                   # [B]
+        slot = jax.lax.dynamic_index_in_dim(latent_slots, j, axis=1, keepdims=False)   # [B]
         valid = slot >= 0
         prev = jnp.take_along_axis(hidden, jnp.maximum(slot - 1, 0)[:, None, None], axis=1)[:, 0]   # [B, D]
         z = model.projector(prev)
         if corrupt != "none":
             z = corrupt_latents(z, corrupt, None if rng is None else jax.random.fold_in(rng, j))
         z = jnp.where(valid[:, None], z, 0.0).astype(embeds.dtype)
-        latents = latents.at[:, j].set(z)
+        latents = jax.lax.dynamic_update_index_in_dim(latents, z, j, axis=1)
         at_slot = (arange_t[None, :] == slot[:, None]) & valid[:, None]             # [B, T]
         embeds = jnp.where(at_slot[..., None], z[:, None, :], embeds)
         if model.updater is not None and soft0 is not None:
             mask = (jnp.arange(k)[None, :] <= j) & (latent_slots >= 0)              # latents so far
             embeds = model.place_soft_tokens(embeds, ids, model.updater(soft0, latents, mask))
+        return embeds, latents
+
+    latents = jnp.zeros((b, k, d), embeds.dtype)
+    embeds, latents = jax.lax.fori_loop(0, k, fill_slot, (embeds, latents))
     hidden = model.hidden_states(inputs_embeds=embeds, positions=positions, segment_ids=segment_ids)
     return model.logits(hidden), latents
 

@@ -44,7 +44,9 @@ def test_compile_only_arguments_are_checked(tmp_path, capsys):
              (["--compile_only", "--topology", "v9x:2x2"], "not a known target"),
              (["--compile_only", "--topology", "cpu:99"], "force_host_platform_device_count=99"),
              (["--compile_only", "--topology", "cpu:8", "--config.job=jaxsuite.launch:main"],
-              "does not support --compile_only")]
+              "does not support --compile_only"),
+             (["--programs", "train_step"], "add --compile_only"),
+             (["--compile_only", "--topology", "cpu:8", "--programs", "stage9/*"], "matches none of the job's")]
     for extra, message in cases:
         argv = ["--config", TINY, "--workdir", str(tmp_path), *extra]
         with pytest.raises(SystemExit) as exit_info:
@@ -204,7 +206,8 @@ def test_qwen3_0p6b_layers_fit_an_h100_node_with_cudnn_attention(tmp_path):
         report = launch.main(["--config", "configs/qwen3_pretrain.py:0.6b", "--compile_only", "--topology", "h100:8",
                               "--workdir", str(tmp_path / attention), "--config.model.arch.num_hidden_layers=2",
                               "--config.data.batch_size=8", "--config.train.accum_steps=1",
-                              "--config.sample.num_samples=0", f"--config.train.attention={attention}"])
+                              "--config.sample.num_samples=0", f"--config.train.attention={attention}",
+                              "--programs", "train_*"])
         (train,) = report["programs"]
         assert train["fits"] and report["platform"] == "gpu", train
         temps[attention] = train["temp_bytes"]
