@@ -13,9 +13,14 @@ counts (jaxsuite/halo/recipes.py explains each number). Data: FineWeb-Edu parque
 Each stage can also be run alone: configs/halo_stage.py.
 
 Target: `topology` = v5p:2x2x2 (8 chips of 95 GiB, the paper's 8 devices). Compiled there without the hardware
-(`python -m jaxsuite.launch --config configs/halo_qwen3.py:2b --compile_only`), the 2b recipe fits every stage:
-peak per chip 6.2 GiB in stage 1, 31.1 GiB in stage 2 and 71.6 GiB in stage 3 (benchmarks/RESULTS.md). The 5b
-and 9b recipes have not been compiled yet, so treat their fit as unchecked.
+(`python -m jaxsuite.launch --config configs/halo_qwen3.py:<size> --compile_only`; benchmarks/RESULTS.md), with
+the Lightning layers on the TPU kernel (train.linear_kernel "auto") and stage 3 with full remat and 1024-token
+loss chunks. Total per chip (arguments + outputs + temporaries - aliased):
+  2b: 6.0 / 32.0 / 41.4 GiB in stages 1 / 2 / 3: fits.
+  5b: 14.2 / 61.0 / 83.7 GiB: fits.
+  9b: 18.0 / 80.3 / 95.7 GiB: stage 3 is 0.7 GiB over the chip's 95 GiB by that measure, although the
+      compiler's own peak is 85.5 GiB and it accepts the program. Not yet shown to fit; a v5p:2x2x4 with
+      accum_steps 8 in stage 3 is the next thing to try.
 """
 import ml_collections
 

@@ -77,7 +77,7 @@ def paper_stage(size: str, stage: int) -> ml_collections.ConfigDict:
     else:
         data.seq_len, data.batch_size = 16384, 16 * PAPER_DEVICES
         # 16K tokens a row: rematerialise each layer and never hold a row's full-vocabulary logits at once (the
-        # 5b and 9b recipes do not fit a v5p-16 without, benchmarks/RESULTS.md)
+        # 5b recipe's stage 3 does not fit a v5p-16 without; benchmarks/RESULTS.md)
         train = stage_train_block(steps=500, lr=1e-5, accum_steps=16, remat="full", loss_chunk=1024,
                                   **{**log, "checkpoint_every": 100})
     student_init = {1: "", 2: f"runs/halo-{size}/stage1/hf", 3: f"runs/halo-{size}/stage2/hf"}[stage]

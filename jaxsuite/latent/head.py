@@ -259,8 +259,10 @@ def latent_forward(model: LatentReasoner, ids: jax.Array, positions: jax.Array, 
 
     # One loop body, not K unrolled forwards: the program then holds the model once, which is what lets the
     # 8B config's step compile (unrolled, its 15 forwards of 36 layers needed over 21 GB of host memory).
+    # nnx.fori_loop, with the module in the carry: NNX transforms inside the body (per-layer nnx.remat) may not
+    # touch Variables the loop's trace did not create.
     def fill_slot(j, carry):
-        embeds, latents = carry
+        model, embeds, latents = carry
         hidden = model.hidden_states(inputs_embeds=embeds, positions=positions, segment_ids=segment_ids)
         slot = jax.lax.dynamic_index_in_dim(latent_slots, j, axis=1, keepdims=False)   # [B]
         valid = slot >= 0
@@ -275,10 +277,10 @@ def latent_forward(model: LatentReasoner, ids: jax.Array, positions: jax.Array, 
         if model.updater is not None and soft0 is not None:
             mask = (jnp.arange(k)[None, :] <= j) & (latent_slots >= 0)              # latents so far
             embeds = model.place_soft_tokens(embeds, ids, model.updater(soft0, latents, mask))
-        return embeds, latents
+        return model, embeds, latents
 
     latents = jnp.zeros((b, k, d), embeds.dtype)
-    embeds, latents = jax.lax.fori_loop(0, k, fill_slot, (embeds, latents))
+    model, embeds, latents = nnx.fori_loop(0, k, fill_slot, (model, embeds, latents))
     hidden = model.hidden_states(inputs_embeds=embeds, positions=positions, segment_ids=segment_ids)
     return model.logits(hidden), latents
 

@@ -138,3 +138,28 @@ def test_corrupted_latents_change_the_answer_logits_and_bad_inputs_are_named():
         latent_forward(model, ids, pos, slots, corrupt="shuffle")
     with pytest.raises(ValueError, match="inside the model's vocabulary"):
         LatentReasoner(init_model(DecoderConfig(**{**ARCH, "vocab_size": 260})), TOK, rngs=nnx.Rngs(0))
+
+
+def test_training_forward_under_remat_has_the_same_loss_and_gradients():
+    """latent_forward's slot loop runs the backbone inside a loop body; with per-layer remat (nnx.remat, what the
+    pod configs train with) the loss and the gradients are those without it."""
+    model = _reasoner(seed=3)
+    seq = [1, 40, 41, TOK.start_latent, TOK.latent, TOK.latent, TOK.end_latent, 42, 43]
+    ids, pos = jnp.asarray([seq, seq]), jnp.arange(len(seq))[None].repeat(2, 0)
+    slots = jnp.asarray([[4, 5], [4, -1]], jnp.int32)
+
+    def loss_and_grads(remat):
+        model.backbone.remat = remat
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+        @jax.jit
+        def loss(p):
+            logits, _ = latent_forward(nnx.merge(graphdef, p, rest), ids, pos, slots)
+            return jnp.mean(jax.nn.log_softmax(logits)[..., 7])
+        return jax.value_and_grad(loss)(params)
+    ref_loss, ref_grads = loss_and_grads("none")
+    got_loss, got_grads = loss_and_grads("full")
+    model.backbone.remat = "none"
+    np.testing.assert_allclose(float(got_loss), float(ref_loss), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(got_grads), jax.tree.leaves(ref_grads)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-7)
