@@ -17,6 +17,10 @@ jaxsuite.latent.mol_encoder.save_precomputed) at mol.features_path. A missing fi
 Differences from the paper: full fine-tuning instead of LoRA (r16, alpha 32), and steps instead of epochs
 (set the stage steps to 3 epochs of your data: 3 * rows / data.batch_size). The special tokens use ids from
 151669, rows of Qwen3's embedding that its tokenizer leaves unused.
+
+Target: `topology` = v5p:2x2x2 (8 chips, FSDP over all 8), with full remat in every stage and GRPO. Its fit has not
+been shown yet: `python -m jaxsuite.launch --config configs/latentchem_qwen3_8b.py --compile_only` has not
+finished on the 23 GB machine this was written on (benchmarks/RESULTS.md).
 """
 import ml_collections
 
