@@ -124,14 +124,15 @@ class LoopResult:
                 "resumed_from_step": self.start_step}
 
 
-def apply_model_options(model: nnx.Module, *, remat: str = "none", attention: str = "auto",
+def apply_model_options(model: nnx.Module, *, remat: str = "none", attention: str | None = None,
                         linear_kernel: str = "") -> None:
     """Sets the static memory and kernel options on every LM and linear-attention mixer inside `model` (in place;
     a HALO stage holds a teacher and students, an RL policy one LM): per-layer rematerialisation, the full
-    forward's attention, and the linear-attention kernel ('' keeps the model's own). Set before `nnx.split`."""
+    forward's attention (None keeps the model's own), and the linear-attention kernel ('' keeps the model's own).
+    Set before `nnx.split`."""
     if remat not in REMAT_NAMES:
         raise ValueError(f"train.remat={remat!r}: use one of {REMAT_NAMES}")
-    if attention not in ATTENTION_NAMES:
+    if attention is not None and attention not in ATTENTION_NAMES:
         raise ValueError(f"train.attention={attention!r}: use one of {ATTENTION_NAMES}")
     if linear_kernel:
         import kernels_pallas as kp     # only here: importing the core loads no kernel library
@@ -141,7 +142,7 @@ def apply_model_options(model: nnx.Module, *, remat: str = "none", attention: st
     for _, module in nnx.iter_modules(model):
         if hasattr(module, "remat"):
             module.remat = remat
-        if hasattr(module, "attention_impl"):
+        if attention is not None and hasattr(module, "attention_impl"):
             module.attention_impl = attention
         if linear_kernel and hasattr(module, "spec") and hasattr(module, "implementation"):
             module.implementation = linear_kernel      # a linear-attention mixer's kernels_pallas implementation
@@ -191,6 +192,7 @@ def training_programs(config, model: nnx.Module, *, mesh: jax.sharding.Mesh, rul
         dtypes = dict(inputs="int32", targets="int32", segment_ids="int32", positions="int32", loss_mask="float32")
         batch = {k: jax.ShapeDtypeStruct((rows, seq), jnp.dtype(d)) for k, d in dtypes.items()}
     batch = abstract(batch, jax.tree.map(lambda _: sharding, batch))
+    rows, seq = batch["inputs"].shape      # a caller's batch may be narrower than data.seq_len (LatentChem's)
     what = (f"global batch {rows} x {seq}, accum_steps {accum}, {tc.compute_dtype} compute, "
             f"remat {tc.get('remat', 'none')}, loss_chunk {tc.get('loss_chunk', 0)}")
     programs = [Program(prefix + "train_step", train_step, (state, batch), "one optimizer step; " + what)]

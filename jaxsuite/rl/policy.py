@@ -105,6 +105,15 @@ def score_rows(rows: int, batch_shards: int, accum_steps: int) -> int:
     return padded_rows(rows, batch_shards * accum_steps) // accum_steps
 
 
+def _split_reference(model: nnx.Module, loss: PolicyLossConfig, mesh, rules):
+    """(graphdef, (params, rest), their shardings) of the frozen reference when the loss has a KL term (kl_coef >
+    0), else (None, None, None). `model` may be abstract; the arrays are the module's own (not yet copied)."""
+    if loss.kl_coef <= 0:
+        return None, None, None
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, (params, rest), (tr._leaf_shardings(params, mesh, rules), tr._leaf_shardings(rest, mesh, rules))
+
+
 def _policy_steps(graphdef, shardings, optimizer, loss: PolicyLossConfig, mesh, rules, *, accum_steps: int,
                   compute_dtype, ref_graphdef, ref_shardings):
     """(update, score): the jitted optimizer step of the policy loss (the reference, when kl_coef > 0, a frozen
@@ -138,12 +147,10 @@ def policy_programs(model: nnx.Module, *, optim: Any, loss: PolicyLossConfig, me
 
     optimizer = tr.make_optimizer(optim)
     apply_model_options(model, remat=remat)
-    ref_graphdef, reference, ref_shardings = None, None, None
-    if loss.kl_coef > 0:
-        ref_graphdef, ref_params, ref_rest = nnx.split(model, nnx.Param, ...)
-        ref_shardings = (tr._leaf_shardings(ref_params, mesh, rules), tr._leaf_shardings(ref_rest, mesh, rules))
+    ref_graphdef, reference, ref_shardings = _split_reference(model, loss, mesh, rules)
+    if reference is not None:
         reference = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                                 (ref_params, ref_rest), ref_shardings)
+                                 reference, ref_shardings)
     graphdef, state, shardings = tr.abstract_train_state(model, optimizer, mesh, rules)
     update, score = _policy_steps(graphdef, shardings, optimizer, loss, mesh, rules, accum_steps=accum_steps,
                                   compute_dtype=compute_dtype, ref_graphdef=ref_graphdef, ref_shardings=ref_shardings)
@@ -192,13 +199,10 @@ class Policy:
         self.optimizer = tr.make_optimizer(optim)
         self.batch_sharding = tr.batch_sharding(mesh, rules)
         apply_model_options(model, remat=remat)
-        ref_graphdef, self.reference, ref_shardings = None, None, None
-        if loss.kl_coef > 0:
-            ref_graphdef, ref_params, ref_rest = nnx.split(reference if reference is not None else model,
-                                                           nnx.Param, ...)
-            ref_shardings = (tr._leaf_shardings(ref_params, mesh, rules), tr._leaf_shardings(ref_rest, mesh, rules))
-            # a copy on the mesh: the caller's module keeps its own arrays
-            self.reference = jax.jit(lambda t: t, out_shardings=ref_shardings)((ref_params, ref_rest))
+        ref_graphdef, self.reference, ref_shardings = _split_reference(
+            reference if reference is not None else model, loss, mesh, rules)
+        if self.reference is not None:     # a copy on the mesh: the caller's module keeps its own arrays
+            self.reference = jax.jit(lambda t: t, out_shardings=ref_shardings)(self.reference)
         self.graphdef, self.state, self.shardings = tr.create_train_state(model, self.optimizer, mesh, rules)
         self._update, self._score = _policy_steps(self.graphdef, self.shardings, self.optimizer, loss, mesh, rules,
                                                   accum_steps=accum_steps, compute_dtype=compute_dtype,

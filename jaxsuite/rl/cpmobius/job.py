@@ -229,7 +229,7 @@ def programs(config, mesh, rules) -> list:
     player_prompt = len(math_env.format_player_prompt("", config.prompts.player_template).encode()) + 1 + int(
         config.coach.max_new_tokens)
     prompts = {"coach": len(config.prompts.coach.encode()) + 1, "player": player_prompt}
-    roles, live = {}, {}
+    roles, live, taken = {}, {}, {}
     for role in ("coach", "player"):
         block = config[role]
         model = abstract_model(config)           # the coach's own checkpoint has the same architecture
@@ -250,13 +250,13 @@ def programs(config, mesh, rules) -> list:
                                           int(block.max_new_tokens), greedy=True, name="player/validation", **sample))
         roles[role] = progs
         live[role] = aot.per_device_bytes(state["state"]) + aot.per_device_bytes(state["reference"])
-        params = aot.per_device_bytes(state["state"].params)
-        for p in progs:     # the other role's state stays alive; only the update takes this role's whole state
-            own = live[role] if p.name.endswith("update") else params
-            p.resident_bytes = -own      # completed below, once both roles are counted
-    for progs in roles.values():
-        for p in progs:
-            p.resident_bytes += sum(live.values())
+        # what this role's own programs take as arguments out of its live state: the update the whole train state
+        # and reference, the others the parameters only
+        taken[role] = {"update": live[role], "other": aot.per_device_bytes(state["state"].params)}
+    total_live = sum(live.values())
+    for role, progs in roles.items():
+        for p in progs:     # resident: both roles' states, less the part this program holds as its arguments
+            p.resident_bytes = total_live - taken[role]["update" if p.name.endswith("update") else "other"]
             out.append(p)
     return out
 
