@@ -18,9 +18,11 @@ Differences from the paper: full fine-tuning instead of LoRA (r16, alpha 32), an
 (set the stage steps to 3 epochs of your data: 3 * rows / data.batch_size). The special tokens use ids from
 151669, rows of Qwen3's embedding that its tokenizer leaves unused.
 
-Target: `topology` = v5p:2x2x2 (8 chips, FSDP over all 8), with full remat in every stage and GRPO. Its fit has not
-been shown yet: `python -m jaxsuite.launch --config configs/latentchem_qwen3_8b.py --compile_only` has not
-finished on the 23 GB machine this was written on (benchmarks/RESULTS.md).
+Target: `topology` = v5p:2x2x2 (8 chips of 95 GiB, FSDP over all 8), with full remat in every stage and GRPO. It
+fits: `python -m jaxsuite.launch --config configs/latentchem_qwen3_8b.py --compile_only` compiles all six
+programs (SFT step, latent step, answering loop, GRPO update, scoring and rollout); the largest, the latent step
+and the GRPO update, total 82.0 GiB per chip (benchmarks/RESULTS.md). Allow 40 minutes and 22 GB of host memory
+for the compile.
 """
 import ml_collections
 

@@ -66,10 +66,16 @@ def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
         if not selected:
             raise config_utils.ConfigError(f"--programs {','.join(args.programs)} matches none of the job's "
                                            f"programs: {', '.join(names)}")
-    report = aot.compile_report(selected, target, log=log.info)
-    report["config"] = str(args.config_path) + (f":{args.config_arg}" if args.config_arg else "")
-    report["mesh"] = dict(mesh.shape)
-    path = aot.write_report(report, args.workdir)
+    about = {"config": str(args.config_path) + (f":{args.config_arg}" if args.config_arg else ""),
+             "mesh": dict(mesh.shape)}
+
+    def save(report):     # after every program: a run stopped part-way keeps the rows it finished
+        return aot.write_report({**report, **about, "complete": len(report["programs"]) == len(selected)},
+                                args.workdir)
+
+    report = aot.compile_report(selected, target, log=log.info, on_row=save)
+    report.update(about, complete=True)
+    path = save(report)
     print(aot.format_table(report), flush=True)
     print(f"report: {path}", flush=True)
     if not report["all_fit"]:

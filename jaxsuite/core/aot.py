@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -247,19 +248,27 @@ def compile_program(program: Program, target: Target) -> dict[str, Any]:
     return row
 
 
-def compile_report(programs: Sequence[Program], target: Target, log: Callable[[str], None] = print
-                   ) -> dict[str, Any]:
+def compile_report(programs: Sequence[Program], target: Target, log: Callable[[str], None] = print,
+                   on_row: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Compiles every program for `target`; {"target", "platform", "devices", "memory_per_device_bytes",
     "programs": rows, "all_fit"}. A row: program, note, compile_seconds, fits, per-device argument / output /
     alias / temp / code / peak / total bytes, gflops; a program the compiler rejected has `error` (and, when the
-    message states them, temp_bytes and the compiler's limit_bytes) instead."""
-    rows = []
-    for program in programs:
-        log(f"compiling {program.name} for {target.name} ({len(target.devices)} devices) ...")
-        rows.append(compile_program(program, target))
-    return {"target": target.name, "platform": target.platform, "devices": len(target.devices),
-            "memory_per_device_bytes": target.memory_per_device, "programs": rows,
-            "all_fit": all(r["fits"] is not False for r in rows)}
+    message states them, temp_bytes and the compiler's limit_bytes) instead. `on_row(report so far)` runs after
+    each program (a full-size job's compiles take tens of minutes: the launcher saves what is done)."""
+    report = {"target": target.name, "platform": target.platform, "devices": len(target.devices),
+              "memory_per_device_bytes": target.memory_per_device, "programs": [], "all_fit": True}
+    for i, program in enumerate(programs):
+        log(f"compiling {program.name} for {target.name} ({len(target.devices)} devices, "
+            f"{i + 1}/{len(programs)}) ...")
+        row = compile_program(program, target)
+        report["programs"].append(row)
+        report["all_fit"] = report["all_fit"] and row["fits"] is not False
+        # the compiler's working set of a full-size program is gigabytes of host memory: release it before the
+        # next one rather than whenever the collector runs
+        gc.collect()
+        if on_row is not None:
+            on_row(report)
+    return report
 
 
 FITS = {True: "yes", False: "**no**", None: "unknown"}

@@ -28,7 +28,7 @@ import ml_collections
 from flax import nnx
 
 from jaxsuite.core import files
-from jaxsuite.core.build import build_tokenizer
+from jaxsuite.core.build import build_tokenizer, mesh_and_rules
 from jaxsuite.core.config_utils import config_hash, import_job
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.halo import evaluation as ev
@@ -65,8 +65,9 @@ def prepare_teacher(config, workdir: str | Workdir) -> str:
 
 def _stage_config(config, n: int, teacher: str, student_init: str, attention_layers) -> ml_collections.ConfigDict:
     block = getattr(config, f"stage{n}")
+    mesh = block.mesh if "mesh" in block else config.mesh      # a stage may have its own (recipes.py)
     c = stage_config(n, teacher=teacher, tokenizer=config.tokenizer, data=block.data, train=block.train,
-                     attention_layers=attention_layers, student_init=student_init, mesh=config.mesh.to_dict(),
+                     attention_layers=attention_layers, student_init=student_init, mesh=mesh.to_dict(),
                      seed=int(config.seed))
     c.sharding_rules = [list(r) for r in config.sharding_rules]
     return c
@@ -221,7 +222,9 @@ def programs(config, mesh, rules) -> list:
         out += [dataclasses.replace(p, name="teacher/" + p.name) for p in import_programs(pre.job)(pre, mesh, rules)]
     layers = [int(i) for i in config.student.attention_layers] or list(range(int(config.student.num_attention_layers)))
     for n in (1, 2, 3):
-        out += stage_programs(_stage_config(config, n, "", "", layers), n, arch, mesh, rules, prefix=f"stage{n}/")
+        c = _stage_config(config, n, "", "", layers)
+        stage_mesh = mesh_and_rules(c, list(mesh.devices.flat))[0] if "mesh" in config[f"stage{n}"] else mesh
+        out += stage_programs(c, n, arch, stage_mesh, rules, prefix=f"stage{n}/")
     return out
 
 

@@ -14,7 +14,9 @@ global batches here assume 8 devices (32, 96 and 128 = 8 x 16 micro-batches); se
 Weight decay and the final learning-rate ratio are not in the reference; we use 0.0 and 0.0 (cosine to zero).
 
 The blocks are the core's (jaxsuite.core.config_utils.train_block / data_block), so every wing's configs have
-one shape; `config.tokenizer` is the only place a config names its tokenizer.
+one shape; `config.tokenizer` is the only place a config names its tokenizer. A pipeline's stage block may carry
+its own `mesh` (else the pipeline's `mesh` applies): the 9b recipe's stage 3 splits each layer over 2 chips
+(STAGE_TENSOR_PARALLEL).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ PAPER_MODELS = {
     "5b": ("Qwen/Qwen3-4B", "hypenet-5b", 5e-5, 500.0),
     "9b": ("Qwen/Qwen3-8B", "hypenet-9b", 3e-5, 500.0),
 }
+# (size, stage) -> tensor-parallel degree where one row per device does not fit a v5p chip (benchmarks/RESULTS.md)
+STAGE_TENSOR_PARALLEL = {("9b", 3): 2}
 FINEWEB_EDU = "data/fineweb-edu/sample/10BT/*.parquet"   # huggingface-cli download HuggingFaceFW/fineweb-edu
 
 
@@ -80,9 +84,16 @@ def paper_stage(size: str, stage: int) -> ml_collections.ConfigDict:
         # 5b recipe's stage 3 does not fit a v5p-16 without; benchmarks/RESULTS.md)
         train = stage_train_block(steps=500, lr=1e-5, accum_steps=16, remat="full", loss_chunk=1024,
                                   **{**log, "checkpoint_every": 100})
+    mesh = dict(data=1, fsdp=-1, tensor=1)
+    if (size, stage) in STAGE_TENSOR_PARALLEL:
+        # one 16K-token row per device is still too much for the 9b's 4096-wide, 12288-deep layers on a 95 GiB
+        # chip; splitting heads and MLP columns over 2 chips halves every activation of the row (and fewer batch
+        # shards take more micro-batches for the same global batch)
+        mesh["tensor"] = STAGE_TENSOR_PARALLEL[size, stage]
+        train.accum_steps *= mesh["tensor"]
     student_init = {1: "", 2: f"runs/halo-{size}/stage1/hf", 3: f"runs/halo-{size}/stage2/hf"}[stage]
     return stage_config(stage, teacher=teacher, tokenizer=teacher, data=data, train=train, student_init=student_init,
-                        attention_layers=PAPER_ATTENTION_LAYERS[name], mesh=dict(data=1, fsdp=-1, tensor=1))
+                        attention_layers=PAPER_ATTENTION_LAYERS[name], mesh=mesh)
 
 
 def _paper(size: str):
@@ -118,7 +129,10 @@ def pipeline_config(*, tokenizer: str, teacher_init: str, teacher_pretrain,
     c.sharding_rules = [list(r) for r in DEFAULT_RULES]
     for n in (1, 2, 3):
         s = stages[n]
-        setattr(c, f"stage{n}", ml_collections.ConfigDict(dict(data=s.data.to_dict(), train=s.train.to_dict())))
+        block = dict(data=s.data.to_dict(), train=s.train.to_dict())
+        if s.mesh.to_dict() != c.mesh.to_dict():     # a stage with its own mesh (the 9b recipe's stage 3)
+            block["mesh"] = s.mesh.to_dict()
+        setattr(c, f"stage{n}", ml_collections.ConfigDict(block))
     c.eval = evaluation
     return c
 

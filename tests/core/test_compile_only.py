@@ -18,12 +18,19 @@ def _report(workdir) -> dict:
     return json.loads((workdir / "compile_report.json").read_text())
 
 
-def test_pretrain_programs_compile_for_eight_cpu_devices(tmp_path, capsys):
+def test_pretrain_programs_compile_for_eight_cpu_devices(tmp_path, capsys, monkeypatch):
+    saved = []      # what compile_report.json held after each write: rows so far, and whether complete
+    write = aot.write_report
+    monkeypatch.setattr(aot, "write_report", lambda r, wd: saved.append(
+        ([p["program"] for p in r["programs"]], r["complete"])) or write(r, wd))
     report = launch.main(["--config", TINY, "--compile_only", "--topology", "cpu:8", "--workdir", str(tmp_path)])
     assert report == _report(tmp_path)
     assert (report["target"], report["devices"], report["all_fit"]) == ("cpu:8", 8, True)
     rows = {r["program"]: r for r in report["programs"]}
     assert sorted(rows) == ["eval_step", "sample", "train_step"]
+    # the report is on disk after every program (a long compile stopped part-way keeps what it finished)
+    names = [r["program"] for r in report["programs"]]
+    assert saved[:3] == [(names[:1], False), (names[:2], False), (names, True)] and saved[-1] == (names, True)
     # The tiny mesh is data-parallel over 8 devices, so every device holds the whole float32 train state,
     # parameters + Adam's two moments = 3 x 4 bytes per parameter (plus a few scalar counters), and an eighth
     # of the batch: 5 int32/float32 arrays of 8 x 32.

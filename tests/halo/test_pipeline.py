@@ -113,7 +113,12 @@ def test_stage_and_paper_configs():
         assert pipe.stage1.data.seq_len == 512 and pipe.stage1.train.lr == 1e-3
         assert pipe.stage2.train.lr == {"2b": 1e-4, "5b": 5e-5, "9b": 3e-5}[size]
         assert pipe.stage3.data.seq_len == 16384 and pipe.stage3.train.steps == 500
-        assert pipe.stage3.train.accum_steps == 16
+        # the 9b's stage 3 splits each layer over 2 chips: half the batch shards, twice the micro-batches, so
+        # still one 16K row per device per micro-batch
+        tensor = 2 if size == "9b" else 1
+        assert ("mesh" in pipe.stage3) == (size == "9b") and "mesh" not in pipe.stage2
+        assert pipe.stage3.get("mesh", pipe.mesh).tensor == tensor
+        assert pipe.stage3.train.accum_steps == 16 * tensor
         # 8 devices: 20k*512*(32+96) + 500*16384*128 tokens ~ the paper's 2.3B
         tokens = sum(getattr(pipe, f"stage{n}").train.steps * getattr(pipe, f"stage{n}").data.seq_len
                      * getattr(pipe, f"stage{n}").data.batch_size for n in (1, 2, 3))
@@ -125,6 +130,25 @@ def test_stage_and_paper_configs():
         load_config("configs/halo_stage.py", "2b")
     with pytest.raises(ValueError, match="unknown size"):
         load_config("configs/halo_stage.py", "3b,1")
+
+
+def test_a_stage_with_its_own_mesh_runs_and_compiles_on_it():
+    """A stage block's `mesh` (the 9b recipe's stage 3) is the mesh its job runs on and its programs are built on;
+    the other stages keep the pipeline's."""
+    import jax
+    import ml_collections
+    from jaxsuite.core.build import mesh_and_rules
+    from jaxsuite.halo import pipeline
+    config = load_config("configs/halo_tiny.py")
+    config.stage3.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=2))
+    assert pipeline._stage_config(config, 3, "", "", [1]).mesh.tensor == 2
+    assert pipeline._stage_config(config, 2, "", "", [1]).mesh.to_dict() == config.mesh.to_dict()
+    mesh, rules = mesh_and_rules(config, jax.devices()[:8])
+    step = {p.name: p for p in pipeline.programs(config, mesh, rules)}
+    def mesh_shape(name):
+        return dict(jax.tree.leaves(step[name].args[0])[0].sharding.mesh.shape)
+    assert mesh_shape("stage3/train_step") == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert mesh_shape("stage2/train_step") == dict(mesh.shape)
 
 
 def test_stage_job_names_a_missing_teacher(tmp_path):
