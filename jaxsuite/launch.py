@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from typing import Any, Sequence
 
@@ -85,6 +86,17 @@ def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
     return report
 
 
+def _exit_now(plan, code: int) -> None:
+    """Exits with `code`; a multi-process run skips jax.distributed's shutdown barrier (the others may be
+    stopping at another point)."""
+    if plan.multi_process:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    raise SystemExit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> Any:
     """Parses `argv` (default sys.argv[1:]), initialises jax.distributed if needed and runs the job.
 
@@ -110,13 +122,36 @@ def main(argv: Sequence[str] | None = None) -> Any:
     except config_utils.ConfigError as e:
         print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
+    from jaxsuite.core.lock import WorkdirLock, WorkdirLocked
+    lock = WorkdirLock(args.workdir, primary=jax.process_index() == 0)
+    try:
+        lock.acquire()     # one run per workdir: a second one stops here, before it touches anything
+    except WorkdirLocked as e:
+        print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)
+        if plan.multi_process:      # the other processes would otherwise wait for this one in a barrier
+            logging.shutdown()
+            os._exit(2)
+        raise SystemExit(2) from None
     if jax.process_index() == 0:
         config_utils.dump_config(args.config, args.workdir)
     log.info("job %s | workdir %s | process %d/%d | %d devices (%s)", args.config.job, args.workdir,
              jax.process_index(), jax.process_count(), jax.device_count(), jax.default_backend())
+    from jaxsuite.core import interrupt
+    interrupt.install()
+    resume = "python -m jaxsuite.launch " + shlex.join(argv)
     try:
         return job(args.config, args.workdir)
+    except interrupt.Stopped as e:       # a clean stop: the checkpoint is saved, no traceback
+        lock.release()
+        print(f"python -m jaxsuite.launch: {e}. Resume with:\n  {resume}", file=sys.stderr, flush=True)
+        _exit_now(plan, 128 + e.signum)
+    except KeyboardInterrupt:            # Ctrl-C outside a training loop's step boundary
+        lock.release()
+        print(f"python -m jaxsuite.launch: interrupted; a run resumes from its last checkpoint in {args.workdir}. "
+              f"Resume with:\n  {resume}", file=sys.stderr, flush=True)
+        _exit_now(plan, 130)
     except BaseException as e:
+        lock.release()
         if not plan.multi_process or (isinstance(e, SystemExit) and e.code in (0, None)):
             raise
         # A failed process must exit now: at interpreter exit jax.distributed.shutdown() waits in a barrier
@@ -129,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> Any:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(1)
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

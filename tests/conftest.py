@@ -1,7 +1,8 @@
 """Suite-wide test set-up, shared by every folder under tests/.
 
-- The environment: 8 forced CPU devices for the mesh tests, offline Hugging Face, no tokenizer threads. XLA_FLAGS
-  must be set before JAX is imported anywhere, so it happens at import of this conftest.
+- The environment: 8 forced CPU devices for the mesh tests, offline Hugging Face, no tokenizer threads, and a
+  persistent compilation cache for the run. XLA_FLAGS must be set before JAX is imported anywhere, so it happens
+  at import of this conftest.
 - The `accelerator` marker's skip on CPU-only machines (the markers themselves are registered in pytest.ini).
 - `hf_checkpoints(name)`: tiny random transformers checkpoints (Qwen3 / Qwen2 / Llama), each built and saved once
   per session. The fixture skips its test cleanly where torch or transformers is not installed, so the core
@@ -17,6 +18,14 @@ if "--xla_force_host_platform_device_count" not in os.environ["XLA_FLAGS"]:
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded in tests
+# One persistent XLA compilation cache for this run, shared by both xdist workers and every subprocess they start
+# (notebook kernels, multi-process and launcher tests): many tests compile the same tiny programs, and on 2 cores
+# compiling is most of the suite's time. A fresh folder per run (the controller makes it before the workers
+# start, and they inherit it), so no test can pass on a program compiled by an earlier checkout.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxsuite-tests-xla-cache-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import copy  # noqa: E402
 

@@ -12,11 +12,12 @@ pytestmark = pytest.mark.slow
 
 
 def run_notebook(name: str, monkeypatch, env: dict[str, str]) -> str:
-    """Executes notebooks/<name> with `env` set (2 forced CPU devices, the repo importable); returns its text."""
+    """Executes notebooks/<name> with `env` set (the repo importable); returns its text. The kernel sees the
+    suite's 8 forced CPU devices, an 8-device host, and shares its compilation cache: the jobs' tests compile the
+    same programs for the same configs."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    for key, value in {**env, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
-                       "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}.items():
+    for key, value in {**env, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}.items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(os.path.join(REPO, "notebooks", name), as_version=4)
     nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",

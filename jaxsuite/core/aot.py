@@ -214,13 +214,29 @@ def total_bytes(row: dict[str, Any]) -> int:
             + row.get("resident_bytes", 0))
 
 
+@contextlib.contextmanager
+def _no_persistent_cache(target: Target):
+    """A deviceless TPU or GPU executable cannot be loaded back from JAX's persistent compilation cache (that
+    needs a client of the platform), so writing it there (where a user has the cache on) only costs disk and a
+    warning at the next compile. CPU targets keep the cache."""
+    if target.platform == "cpu":
+        yield
+        return
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
+
+
 def compile_program(program: Program, target: Target) -> dict[str, Any]:
     """Lowers and compiles one program; its per-device memory, FLOPs and compile seconds as a report row."""
     row: dict[str, Any] = {"program": program.name, "note": program.note,
                            "resident_bytes": int(program.resident_bytes)}
     t0 = time.perf_counter()
     try:
-        with target.tracing():
+        with target.tracing(), _no_persistent_cache(target):
             compiled = program.fn.lower(*program.args, **program.kwargs).compile()
     except Exception as e:   # noqa: BLE001 - the compiler's own error is the finding; keep it in the report
         message = str(e).strip().splitlines()[0][:500]

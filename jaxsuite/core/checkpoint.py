@@ -159,6 +159,12 @@ def check_compatible(saved_tree_metadata: Any, abstract_state: Any, where: str =
         raise CheckpointMismatchError(f"{where} does not match the restore target:\n  " + "\n  ".join(problems))
 
 
+def _first_line(e: BaseException, limit: int = 300) -> str:
+    """An exception's first non-empty line, shortened: orbax and TensorStore errors run to many lines."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return (lines[0] if lines else "")[:limit]
+
+
 # --- the checkpointer -------------------------------------------------------------------------------------
 class Checkpointer:
     """Saves and restores (state, data-iterator state, RNG key, metadata) under workdir/checkpoints.
@@ -237,12 +243,13 @@ class Checkpointer:
         step_dir = self.directory / str(step)
         has_data = (step_dir / DATA).exists()
         items = {STATE: ocp.args.StandardRestore(abstract_state), META: ocp.args.JsonRestore()}
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        # the iterator only after the state restored: a checkpoint that fails leaves the iterator untouched
         if data_iterator is not None and has_data:
-            items[DATA] = IteratorStateRestore(data_iterator)
+            self._manager.restore(step, args=ocp.args.Composite(**{DATA: IteratorStateRestore(data_iterator)}))
         elif data_iterator is not None:
             log.warning("%s holds no data-iterator state; the data iterator starts from its current position",
                         where)
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
         meta = restored[META] or {}
         if self.config_hash and meta.get("config_hash") and meta["config_hash"] != self.config_hash:
             log.warning("%s was written with a different config (hash %s, now %s)", where,
@@ -254,12 +261,38 @@ class Checkpointer:
         return step, restored[STATE], extra
 
     def restore_latest(self, abstract_state: Any, data_iterator: Any = None) -> tuple[int, Any, dict] | None:
-        """Restores the newest complete checkpoint, or returns None when there is none (fresh start)."""
+        """Restores the newest checkpoint that restores, or returns None when there is none (fresh start).
+
+        A checkpoint that fails to restore (a truncated or deleted file, unreadable metadata) is reported in one
+        line, moved aside to `<checkpoints>.unreadable/<step>`, and the next older one is tried. A checkpoint of
+        another model (CheckpointMismatchError: wrong shapes) stops the run instead: it is intact, and the
+        workdir or the config is what is wrong."""
         self._manager.reload()   # another process/run may have written since this manager was created
-        step = self._manager.latest_step()
-        if step is None:
-            return None
-        return self.restore(step, abstract_state, data_iterator)
+        for step in sorted(self._manager.all_steps(), reverse=True):
+            try:
+                return self.restore(step, abstract_state, data_iterator)
+            except CheckpointMismatchError:
+                raise
+            except Exception as e:    # noqa: BLE001 - any failure to read it makes this checkpoint unusable
+                aside = self._move_aside(step)
+                log.warning("checkpoint step %d does not restore (%s: %s); moved to %s, trying the one before",
+                            step, type(e).__name__, _first_line(e), aside)
+        self._manager.reload()
+        return None
+
+    def _move_aside(self, step: int) -> str:
+        """Moves checkpoint `step` out of the manager's folder (primary process only); returns where to."""
+        src = self.directory / str(step)
+        dst_root = self.directory.parent / (self.directory.name + ".unreadable")
+        dst = dst_root / f"{step}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if jax.process_index() == 0 and src.exists():
+            dst_root.mkdir(parents=True, exist_ok=True)
+            src.rename(dst)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+            multihost_utils.sync_global_devices(f"jaxsuite checkpoint {step} moved aside")
+        self._manager.reload()
+        return str(dst)
 
     # -- lifetime
     def wait_until_finished(self) -> None:

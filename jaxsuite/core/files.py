@@ -96,6 +96,13 @@ def atomic_write_text(path: PathLike, text: str) -> str:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove(path: PathLike) -> None:
+    """Deletes a file (local or bucket); a missing one is not an error."""
+    p = as_path(path)
+    if p.exists():
+        p.unlink()
+
+
 def copy_file(src: PathLike, dst: PathLike) -> str:
     """Copies one file (either side local or in a bucket), atomically at the destination."""
     return atomic_write_bytes(dst, read_bytes(src))

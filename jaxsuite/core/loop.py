@@ -25,7 +25,7 @@ from flax import nnx
 
 from jaxsuite.core import sharding as shd
 from jaxsuite.core import train as tr
-from jaxsuite.core import files
+from jaxsuite.core import files, interrupt
 from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.metrics import Progress, plot_curves
 from jaxsuite.core.workdir import METRICS, Workdir
@@ -193,8 +193,9 @@ def training_programs(config, model: nnx.Module, *, mesh: jax.sharding.Mesh, rul
         batch = {k: jax.ShapeDtypeStruct((rows, seq), jnp.dtype(d)) for k, d in dtypes.items()}
     batch = abstract(batch, jax.tree.map(lambda _: sharding, batch))
     rows, seq = batch["inputs"].shape      # a caller's batch may be narrower than data.seq_len (LatentChem's)
+    axes = " x ".join(f"{name} {size}" for name, size in mesh.shape.items() if size > 1) or "one device"
     what = (f"global batch {rows} x {seq}, accum_steps {accum}, {tc.compute_dtype} compute, "
-            f"remat {tc.get('remat', 'none')}, loss_chunk {tc.get('loss_chunk', 0)}")
+            f"remat {tc.get('remat', 'none')}, loss_chunk {tc.get('loss_chunk', 0)}, mesh {axes}")
     programs = [Program(prefix + "train_step", train_step, (state, batch), "one optimizer step; " + what)]
     if config.data.get("eval_source") and int(tc.eval_every) > 0:
         programs.append(Program(prefix + "eval_step", eval_step, (state.params, batch), "one eval batch; " + what))
@@ -242,29 +243,37 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     tokens_per_step = int(config.data.batch_size) * int(config.data.seq_len)
     progress = Progress(total_steps, start_step=start, every=int(tc.log_every), tokens_per_step=tokens_per_step)
     final_train_loss, last_eval, train_seconds = None, {}, 0.0
-    for step in range(start + 1, total_steps + 1):
-        t0 = time.perf_counter()
-        try:
-            local = next(train_iter)
-        except StopIteration:
-            raise ValueError(f"the training data ran out at step {step}; lower train.steps or add data") from None
-        state, metrics = train_step(state, place(local))
-        if step % int(tc.log_every) == 0 or step == total_steps:
-            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            final_train_loss = metrics["loss"]
-            record = {f"train/{k}": v for k, v in metrics.items()}
-            if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
-                                                                   or step == total_steps):
-                last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches))
-                record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
-            writer.write(step, record)
-            progress.update(step, loss=metrics["loss"], lr=metrics["lr"],
-                            **({"eval_loss": last_eval["eval_loss"]} if "eval/loss" in record else {}))
-        else:
-            progress.update(step)
-        if step % int(tc.checkpoint_every) == 0 or step == total_steps:
-            ckpt.save(step, state, data_iterator=train_iter, rng=rng)
-        train_seconds += time.perf_counter() - t0
+    # Ctrl-C / SIGTERM (a preemption) inside this block: a checkpoint at the step boundary, then Stopped
+    with interrupt.listening():
+        for step in range(start + 1, total_steps + 1):
+            t0 = time.perf_counter()
+            try:
+                local = next(train_iter)
+            except StopIteration:
+                raise ValueError(f"the training data ran out at step {step}; lower train.steps or add data"
+                                 ) from None
+            state, metrics = train_step(state, place(local))
+            if step % int(tc.log_every) == 0 or step == total_steps:
+                metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                final_train_loss = metrics["loss"]
+                record = {f"train/{k}": v for k, v in metrics.items()}
+                if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
+                                                                       or step == total_steps):
+                    last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches))
+                    record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
+                writer.write(step, record)
+                progress.update(step, loss=metrics["loss"], lr=metrics["lr"],
+                                **({"eval_loss": last_eval["eval_loss"]} if "eval/loss" in record else {}))
+            else:
+                progress.update(step)
+            if step % int(tc.checkpoint_every) == 0 or step == total_steps:
+                ckpt.save(step, state, data_iterator=train_iter, rng=rng)
+            train_seconds += time.perf_counter() - t0
+            if interrupt.should_stop(every=int(tc.log_every)):
+                ckpt.save(step, state, data_iterator=train_iter, rng=rng)    # skipped when this step is saved
+                ckpt.close()
+                writer.close()
+                raise interrupt.Stopped(step, wd.root, interrupt.requested())
     ckpt.close()
     writer.close()
 

@@ -148,6 +148,7 @@ def test_a_stage_with_its_own_mesh_runs_and_compiles_on_it():
     def mesh_shape(name):
         return dict(jax.tree.leaves(step[name].args[0])[0].sharding.mesh.shape)
     assert mesh_shape("stage3/train_step") == {"data": 4, "fsdp": 1, "tensor": 2}
+    assert "mesh data 4 x tensor 2" in step["stage3/train_step"].note     # what the report's table shows
     assert mesh_shape("stage2/train_step") == dict(mesh.shape)
 
 

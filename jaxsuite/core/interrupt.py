@@ -1,0 +1,92 @@
+"""Graceful stops: Ctrl-C (SIGINT) or a preemption notice (SIGTERM: what a TPU VM or Slurm sends) asks the
+running training loop to save a checkpoint at the next step boundary and stop; the launcher then says where
+the run stopped and the command that resumes it, and exits 128 + the signal number, without a traceback.
+
+    interrupt.install()                        # the launcher, once, in the main thread
+    with interrupt.listening():                # a loop that can stop cleanly (jaxsuite.core.loop.train_loop)
+        for step in ...:
+            ...
+            if interrupt.should_stop():        # at a step boundary
+                save; raise interrupt.Stopped(step, workdir)
+
+Outside `listening()` (a job's evaluation, an RL loop that has no step boundary to stop at) a signal stops
+the process at once, as Python's default would, and the launcher reports the last checkpoint instead. A second
+Ctrl-C while a stop is pending also stops at once. In a multi-process run every process must stop at the same
+step (the next one is a collective): `should_stop` agrees across processes, every `every` calls.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+
+log = logging.getLogger("jaxsuite.interrupt")
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_state = {"requested": None, "listeners": 0, "installed": False, "calls": 0}
+
+
+class Stopped(Exception):
+    """A loop stopped on request after saving its checkpoint at `step` in `workdir`."""
+
+    def __init__(self, step: int, workdir: str, signum: int):
+        self.step, self.workdir, self.signum = int(step), str(workdir), int(signum)
+        super().__init__(f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint saved in {workdir}")
+
+
+def _handler(signum, frame):
+    if _state["listeners"] > 0 and _state["requested"] is None:
+        _state["requested"] = signum
+        log.warning("%s received: saving a checkpoint at the end of this step, then stopping%s",
+                    signal.Signals(signum).name, " (Ctrl-C again stops at once)" if signum == signal.SIGINT else "")
+        return
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise SystemExit(128 + signum)
+
+
+def install() -> None:
+    """Routes SIGINT and SIGTERM to this module (main thread only; elsewhere a no-op)."""
+    if _state["installed"] or threading.current_thread() is not threading.main_thread():
+        return
+    for s in SIGNALS:
+        signal.signal(s, _handler)
+    _state["installed"] = True
+
+
+def requested() -> int | None:
+    """The signal that asked for a stop, or None."""
+    return _state["requested"]
+
+
+def clear() -> None:
+    _state["requested"] = None
+
+
+@contextlib.contextmanager
+def listening():
+    """While inside, a signal asks for a stop instead of stopping the process."""
+    _state["listeners"] += 1
+    try:
+        yield
+    finally:
+        _state["listeners"] -= 1
+
+
+def should_stop(every: int = 1) -> bool:
+    """True when a stop was asked for (on any process of a multi-process run; they are asked every `every`
+    calls, a host synchronisation, so that all of them stop at the same step)."""
+    import jax
+    if jax.process_count() == 1:
+        return _state["requested"] is not None
+    _state["calls"] += 1
+    if _state["calls"] % max(1, int(every)):
+        return False
+    import numpy as np
+    from jax.experimental import multihost_utils
+    flags = multihost_utils.process_allgather(np.int32(_state["requested"] or 0))
+    signum = int(np.max(flags))
+    if signum and _state["requested"] is None:
+        _state["requested"] = signum
+    return bool(signum)
