@@ -35,6 +35,11 @@ _SYSTEM = ("<|im_start|>system\nPlease reason step by step, and put your final a
            "<|im_end|>\n")
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"7b": "the paper's Qwen2.5-Math-7B-Instruct coach and player, a v5p:2x2x2",
+            "1.5b": "Qwen2.5-Math-1.5B, the paper's smaller setting, on the same target"}
+
+
 def _chat(user: str) -> str:
     return f"{_SYSTEM}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
 
@@ -74,5 +79,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.init_from = c.tokenizer = "Qwen/Qwen2.5-Math-1.5B"
         c.rollback.start_step = 100
     else:
-        raise ValueError(f"unknown variant {arg!r} of configs/cpmobius_qwen2p5_math_7b.py; choose one of: 7b, 1.5b")
+        raise ValueError(f"unknown variant {arg!r} of configs/cpmobius_qwen2p5_math_7b.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     return c

@@ -21,6 +21,11 @@ from jaxsuite.core.config_utils import train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"cpu": "every method (CPMobius, R-Zero, RENT) x 3 seeds on a tiny model: CPU minutes",
+            "test": "one seed, 3 RL steps: seconds, for tests and the notebook"}
+
+
 def _role(*, lr, kl_coef, entropy_coef, temperature, top_p, max_new_tokens, **kw) -> dict:
     """A coach or player block: sampling, loss (veRL sign conventions) and optimizer."""
     block = dict(temperature=temperature, top_p=top_p, repetition_penalty=1.05, max_new_tokens=max_new_tokens,
@@ -87,5 +92,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.validation.update(size=8, batch_size=8)
         c.test.size = 8
     else:
-        raise ValueError(f"unknown variant {arg!r} of configs/cpmobius_tiny.py; choose one of: cpu, test")
+        raise ValueError(f"unknown variant {arg!r} of configs/cpmobius_tiny.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     return c

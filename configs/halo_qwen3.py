@@ -27,10 +27,17 @@ from jaxsuite.halo.recipes import PAPER_MODELS, eval_block, paper_stage, pipelin
 from jaxsuite.halo.transfer import PAPER_ATTENTION_LAYERS
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"2b": "Qwen3-1.7B -> HypeNet-2B, the paper's recipe on a v5p:2x2x2",
+            "5b": "Qwen3-4B -> HypeNet-5B",
+            "9b": "Qwen3-8B -> HypeNet-9B (stage 3 tensor-parallel over 2 chips)"}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     size = (arg or "2b").lower()
     if size not in PAPER_MODELS:
-        raise ValueError(f"unknown variant {arg!r} of configs/halo_qwen3.py; choose one of: {sorted(PAPER_MODELS)}")
+        raise ValueError(f"unknown variant {arg!r} of configs/halo_qwen3.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     teacher, name, _, hype_base = PAPER_MODELS[size]
     stages = {n: paper_stage(size, n) for n in (1, 2, 3)}
     layers = PAPER_ATTENTION_LAYERS[name]

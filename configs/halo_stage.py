@@ -20,6 +20,12 @@ from jaxsuite.core.config_utils import load_config
 from jaxsuite.halo.recipes import PAPER_MODELS, paper_stage, stage_config
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {f"{size},{stage}": (f"stage {stage} of the HypeNet-{size.upper()} recipe" if size != "tiny"
+                                else f"stage {stage} with the quickstart's settings")
+            for size in (*PAPER_MODELS, "tiny") for stage in (1, 2, 3)}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     parts = (arg or "2b,1").lower().split(",")
     if len(parts) != 2 or parts[1] not in ("1", "2", "3"):

@@ -25,6 +25,12 @@ from jaxsuite.core.config_utils import data_block, load_config
 from jaxsuite.halo.recipes import eval_block, pipeline_config, stage_config, stage_train_block
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"cpu": "the main job: pre-train a 4.5M teacher, HALO stages 0-3, teacher vs HypeNet (CPU minutes)",
+            "passkey": "the retrieval probe: a teacher trained to recall passkeys, then HALO",
+            "test": "the smoke test: seconds, for tests and the notebook"}
+
+
 def _cpu_stages(data: dict, long_source: str) -> dict:
     """The quickstart's three stage blocks: 128-token stages 1-2, then 40 steps at 512 tokens on `long_source`."""
     log = dict(log_every=10, eval_batches=2)
@@ -80,7 +86,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         selection = dict(recall_lengths=[128], num_samples=2, lm_rows=2, lm_length=64)
         num_attention, hype_base = 1, 500.0
     else:
-        raise ValueError(f"unknown variant {arg!r} of configs/halo_tiny.py; choose one of: cpu, passkey, test")
+        raise ValueError(f"unknown variant {arg!r} of configs/halo_tiny.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     stage_cfgs = {n: stage_config(n, teacher="", tokenizer=tokenizer, data=d, train=t) for n, (d, t) in stages.items()}
     return pipeline_config(tokenizer=tokenizer, teacher_init="", teacher_pretrain=teacher, stages=stage_cfgs,
                            attention_layers=[], num_attention_layers=num_attention, hype_base=hype_base,

@@ -29,6 +29,10 @@ import ml_collections
 from jaxsuite.core.config_utils import load_config, train_block
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"8b": "Qwen3-8B-Base with the paper's curriculum and GRPO, a v5p:2x2x2"}
+
+
 def _train(steps: int, lr: float) -> ml_collections.ConfigDict:
     return train_block(steps=steps, lr=lr, warmup_steps=100, accum_steps=8, compute_dtype="bfloat16",
                        eval_every=0, eval_batches=0, checkpoint_every=500, remat="full")
@@ -36,7 +40,8 @@ def _train(steps: int, lr: float) -> ml_collections.ConfigDict:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg not in (None, "8b"):
-        raise ValueError(f"unknown variant {arg!r} of configs/latentchem_qwen3_8b.py; choose: 8b")
+        raise ValueError(f"unknown variant {arg!r} of configs/latentchem_qwen3_8b.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     c = load_config("configs/latentchem_tiny.py", "cpu")
     c.model.init_from = "Qwen/Qwen3-8B-Base"
     c.tokenizer = c.model.init_from

@@ -19,6 +19,11 @@ from jaxsuite.core.config_utils import train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"cpu": "a CoT baseline and a latent model side by side on RDKit-labelled tasks: CPU minutes",
+            "test": "2 curriculum stages, 2 GRPO steps: seconds, for tests and the notebook"}
+
+
 def _train(steps: int, lr: float, every: int) -> ml_collections.ConfigDict:
     """A stage's train block: no evaluation (the job evaluates by answering), a checkpoint half-way."""
     return train_block(steps=steps, lr=lr, warmup_steps=min(20, steps // 5), log_every=every, eval_every=0,
@@ -66,5 +71,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.eval.update(max_new_tokens=24, batch_size=8)
         c.grpo.update(steps=2, questions_per_step=4, max_new_tokens=12, checkpoint_every=1, log_every=1)
     else:
-        raise ValueError(f"unknown variant {arg!r} of configs/latentchem_tiny.py; choose one of: cpu, test")
+        raise ValueError(f"unknown variant {arg!r} of configs/latentchem_tiny.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     return c

@@ -17,6 +17,11 @@ there: at most 1.1 GiB of the chip's 16 (benchmarks/RESULTS.md). The baselines a
 import ml_collections
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"aggregated": "the paper's aggregated M5 series (the Kaggle files in data.folder)",
+            "all_levels": "all 42,840 M5 series (about 40 GB of RAM)"}
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     variant = (arg or "aggregated").lower()
     c = ml_collections.ConfigDict()
@@ -45,5 +50,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.data.levels = list(range(1, 13))
         c.data.window_stride = 28
     else:
-        raise ValueError(f"unknown variant {arg!r} of configs/ldl_m5.py; choose one of: aggregated, all_levels")
+        raise ValueError(f"unknown variant {arg!r} of configs/ldl_m5.py; "
+                         f"choose one of: {', '.join(VARIANTS)}")
     return c

@@ -26,6 +26,15 @@ from jaxsuite.core.config_utils import data_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
+# `python -m jaxsuite.launch --list` shows these; the first is the default
+VARIANTS = {"cpu": "a 4.5M-parameter Qwen3 on the Python stdlib's source: a few CPU minutes",
+            "tiny": "a toy model: seconds, for tests",
+            "0.6b": "Qwen3-0.6B architecture, a v5p:2x2x1",
+            "1.7b": "Qwen3-1.7B architecture, a v5p:2x2x1",
+            "4b": "Qwen3-4B architecture, a v5p:2x2x1",
+            "8b": "Qwen3-8B architecture, a v5p:2x2x1"}
+
+
 # The target each pod variant is sized for (a v5p-8: 4 chips of 95 GiB) and the gradient accumulation that fits
 # a global batch of 256 sequences there.
 POD_TOPOLOGY = {"0.6b": "v5p:2x2x1", "1.7b": "v5p:2x2x1", "4b": "v5p:2x2x1", "8b": "v5p:2x2x1"}
@@ -114,5 +123,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.train.keep_checkpoints = 3
     else:
         raise ValueError(f"unknown variant {arg!r} of configs/qwen3_pretrain.py; "
-                         "choose one of: cpu, tiny, 0.6b, 1.7b, 4b, 8b")
+                         f"choose one of: {', '.join(VARIANTS)}")
     return c

@@ -86,6 +86,18 @@ def compile_only(args: config_utils.LaunchArgs) -> dict[str, Any]:
     return report
 
 
+# What a user's input causes (config values, data files, checkpoints, paths): reported in one line. ValueError
+# covers ConfigError, CheckpointMismatchError, JSON and data errors; the messages name the key, file or tensor.
+INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def _one_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    text = " ".join(lines[:3])[:1000]
+    return text if isinstance(e, ValueError) and type(e).__name__ in ("ValueError", "ConfigError") \
+        else f"{type(e).__name__}: {text}"
+
+
 def _exit_now(plan, code: int) -> None:
     """Exits with `code`; a multi-process run skips jax.distributed's shutdown barrier (the others may be
     stopping at another point)."""
@@ -104,6 +116,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
         print(config_utils.launch_help())
+        return None
+    if "--list" in argv:      # every config with its variants, one line each
+        print(config_utils.format_config_list(config_utils.list_configs()))
         return None
     _setup_logging()
     try:
@@ -145,6 +160,14 @@ def main(argv: Sequence[str] | None = None) -> Any:
         lock.release()
         print(f"python -m jaxsuite.launch: {e}. Resume with:\n  {resume}", file=sys.stderr, flush=True)
         _exit_now(plan, 128 + e.signum)
+    except INPUT_ERRORS as e:            # a bad value, a missing or corrupt file: one line, unless --debug
+        lock.release()
+        if args.debug:
+            raise
+        log.debug("input error", exc_info=True)
+        print(f"python -m jaxsuite.launch: error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr,
+              flush=True)
+        _exit_now(plan, 1)
     except KeyboardInterrupt:            # Ctrl-C outside a training loop's step boundary
         lock.release()
         print(f"python -m jaxsuite.launch: interrupted; a run resumes from its last checkpoint in {args.workdir}. "

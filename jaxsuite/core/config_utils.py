@@ -83,16 +83,7 @@ def load_config(spec: str | os.PathLike, arg: str | None = None) -> ml_collectio
         raise ConfigError(f"config argument given twice: {spec!r} and arg={arg!r}")
     arg = spec_arg if arg is None else arg
     path = resolve_config_path(path_str)
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-    module_name = f"_jaxsuite_config_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(module_spec)
-    sys.modules[module_name] = module   # dataclasses / pickling inside the config need a registered module
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as e:
-        sys.modules.pop(module_name, None)
-        raise ConfigError(f"config file {path} failed to import: {type(e).__name__}: {e}") from e
+    module = _import_config_file(path)
     get_config = getattr(module, "get_config", None)
     if not callable(get_config):
         raise ConfigError(f"config file {path} has no get_config() function")
@@ -112,6 +103,55 @@ def load_config(spec: str | os.PathLike, arg: str | None = None) -> ml_collectio
     if not isinstance(config, ml_collections.ConfigDict):
         raise ConfigError(f"get_config() in {path} returned {type(config).__name__}, expected a ConfigDict")
     return config
+
+
+def _import_config_file(path: Path):
+    """Imports a config file as a fresh module (registered: dataclasses and pickling inside need that)."""
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:8]
+    module_name = f"_jaxsuite_config_{re.sub(r'[^0-9A-Za-z_]', '_', path.stem)}_{digest}"
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:
+        sys.modules.pop(module_name, None)
+        raise ConfigError(f"config file {path} failed to import: {type(e).__name__}: {e}") from e
+    return module
+
+
+def list_configs(folder: str | os.PathLike = "configs") -> list[dict[str, Any]]:
+    """Every config file in `folder` (relative paths: the CWD's, then the repo's): [{"path", "summary" (its
+    docstring's first sentence), "variants" ({name: one line}, the file's VARIANTS; the first is the default)}],
+    sorted by file name. A file that fails to import is listed with its error as the summary."""
+    where = Path(folder).expanduser()
+    if not where.is_absolute():
+        where = next((c for c in (Path.cwd() / where, REPO_ROOT / where) if c.is_dir()), REPO_ROOT / where)
+    if not where.is_dir():
+        raise ConfigError(f"no config folder {str(folder)!r} (tried {Path.cwd() / folder}, {REPO_ROOT / folder})")
+    out = []
+    for path in sorted(where.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        try:
+            module = _import_config_file(path.resolve())
+        except ConfigError as e:
+            out.append({"path": str(path), "summary": f"(does not import: {e})", "variants": {}})
+            continue
+        doc = (module.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        out.append({"path": f"{folder}/{path.name}" if not Path(folder).is_absolute() else str(path),
+                    "summary": doc, "variants": dict(getattr(module, "VARIANTS", {}) or {})})
+    return out
+
+
+def format_config_list(entries: list[dict[str, Any]]) -> str:
+    """The `--list` text: each config with its summary, then one line per variant (the default marked)."""
+    lines = []
+    for entry in entries:
+        lines.append(f"{entry['path']}: {entry['summary']}")
+        for i, (name, about) in enumerate(entry["variants"].items()):
+            lines.append(f"    :{name:<10} {about}{'  (default)' if i == 0 else ''}")
+    return "\n".join(lines)
 
 
 def _has_default(fn: Callable) -> bool:
@@ -398,6 +438,7 @@ class LaunchArgs:
     compile_only: bool = False
     topology: str | None = None
     programs: tuple[str, ...] = ()
+    debug: bool = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -409,6 +450,9 @@ def _arg_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m jaxsuite.launch", allow_abbrev=False, add_help=False,
                 description="Run the job a config names: config.job(config, workdir).")
     p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    p.add_argument("--list", action="store_true", help="list every config in configs/ with its variants and exit")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of a configuration or input error (by default: one line)")
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help=f"config file[:arg] (default {DEFAULT_CONFIG}); found relative to the CWD, then the "
                         "repository root. Override fields with --config.key=value.")
@@ -499,4 +543,5 @@ def parse_launch_args(argv: Sequence[str]) -> LaunchArgs:
                       overrides=overrides, coordinator_address=ns.coordinator_address,
                       num_processes=ns.num_processes, process_id=ns.process_id,
                       compile_only=bool(ns.compile_only), topology=topology,
-                      programs=tuple(p.strip() for p in ns.programs.split(",") if p.strip()))
+                      programs=tuple(p.strip() for p in ns.programs.split(",") if p.strip()),
+                      debug=bool(ns.debug))

@@ -158,3 +158,28 @@ def test_ctrl_c_and_sigterm_save_a_checkpoint_and_say_how_to_resume(tmp_path):
     assert f"resumed from step {first}" in out
     second = int(re.search(r"stopped by SIGTERM at step (\d+)", out).group(1))
     assert second > first and (tmp_path / "checkpoints" / str(second)).is_dir()
+
+
+@pytest.mark.parametrize("case", ["negative seq_len", "malformed config.json", "missing init_from"])
+def test_input_errors_end_in_one_line_without_a_traceback(tmp_path, capsys, case):
+    """The table's bad inputs, through the launcher: exit 1, the last line names the key or file, no traceback
+    (`--debug` gives it back)."""
+    from jaxsuite import launch
+    bad = tmp_path / "ckpt"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "qwen3", "hidden_size": ')
+    extra, expected = {
+        "negative seq_len": (["--config.data.seq_len=-4"], "seq_len"),
+        "malformed config.json": ([f"--config.model.init_from={bad}"], f"{bad / 'config.json'} is not valid JSON"),
+        "missing init_from": ([f"--config.model.init_from={tmp_path / 'nowhere'}"], str(tmp_path / "nowhere")),
+    }[case]
+    argv = ["--config", "configs/qwen3_pretrain.py:tiny", "--workdir", str(tmp_path / "run"), *extra]
+    with pytest.raises(SystemExit) as e:
+        launch.main(argv)
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert e.value.code in (1, 2) and "Traceback" not in err, err[-2000:]
+    assert last.startswith("python -m jaxsuite.launch: error: ") and expected in last, last
+    if e.value.code == 1:            # failed inside the job: --debug re-raises with the traceback
+        with pytest.raises((ValueError, FileNotFoundError)):
+            launch.main(argv + ["--debug"])

@@ -145,6 +145,27 @@ def test_launcher_subprocess_fails_at_start_on_an_unknown_key(cfg_file, tmp_path
 
 
 # --- multi-process planning (pure: reads only the env dict it is given) ----------------------------------
+def test_list_shows_every_config_and_each_listed_variant_loads(capsys):
+    """`--list`: every file in configs/ with its summary and variants (the first marked default); every variant
+    it lists builds, with the job it names importable, and the default is what the bare file gives."""
+    assert launch.main(["--list"]) is None
+    text = capsys.readouterr().out
+    files = sorted(p.name for p in (REPO / "configs").glob("*.py"))
+    assert [line.split(":")[0] for line in text.splitlines() if not line.startswith(" ")] == [
+        f"configs/{f}" for f in files]
+    for entry in config_utils.list_configs():
+        assert entry["variants"] and not entry["summary"].startswith("(does not"), entry
+        for i, name in enumerate(entry["variants"]):
+            assert f"    :{name:<10} " in text and (i > 0 or f":{name:<10} " in text)
+            config = config_utils.load_config(entry["path"], name)
+            if i == 0:
+                assert config.to_dict() == config_utils.load_config(entry["path"]).to_dict(), entry["path"]
+            module, _, function = config.job.partition(":")
+            assert callable(getattr(__import__(module, fromlist=[function]), function))
+    with pytest.raises(ValueError, match=r"choose one of: cpu, tiny, 0\.6b, 1\.7b, 4b, 8b"):
+        config_utils.load_config("configs/qwen3_pretrain.py", "13b")
+
+
 def test_plan_distributed_sources():
     single = distributed.plan_distributed(env={})
     assert single.mode == "single" and not single.multi_process
