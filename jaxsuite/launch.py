@@ -94,8 +94,9 @@ INPUT_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryE
 def _one_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     text = " ".join(lines[:3])[:1000]
-    return text if isinstance(e, ValueError) and type(e).__name__ in ("ValueError", "ConfigError") \
-        else f"{type(e).__name__}: {text}"
+    # a ValueError's message is written to be read alone (it names the key, file or tensor); an OS error's needs
+    # its kind
+    return text if isinstance(e, ValueError) else f"{type(e).__name__}: {text}"
 
 
 def _exit_now(plan, code: int) -> None:

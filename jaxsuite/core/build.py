@@ -55,7 +55,8 @@ def build_datasets(config, tokenizer: Tokenizer) -> tuple[Any, Any]:
     from jaxsuite.core import data   # grain: only jobs that read text need it
 
     d = config.data
-    common = dict(tokenizer=tokenizer, seq_len=int(d.seq_len), batch_size=int(d.batch_size), text_key=d.text_key)
+    common = dict(tokenizer=tokenizer, seq_len=int(d.seq_len), batch_size=int(d.batch_size), text_key=d.text_key,
+                  on_bad_record=str(d.get("on_bad_record", "error")))
     train = data.make_lm_dataset(d.source, seed=int(d.shuffle_seed), shuffle=True,
                                  shuffle_window=int(d.shuffle_window), **common)
     evals = None

@@ -313,6 +313,7 @@ TRAIN_DEFAULTS: dict[str, Any] = dict(
 DATA_DEFAULTS: dict[str, Any] = dict(
     source="stdlib", eval_source="stdlib:eval", text_key="text", seq_len=128, batch_size=16, shuffle_seed=0,
     shuffle_window=1024,
+    on_bad_record="error",     # a malformed record: "error" stops naming file and line, "skip" leaves it out
 )
 
 

@@ -469,6 +469,8 @@ class _Tokenize:
         self.tokenizer, self.prepend_bos, self.append_eos = tokenizer, prepend_bos, append_eos
 
     def __call__(self, text: str) -> np.ndarray:
+        if not text:          # an empty document (or a malformed record skipped): nothing, not a lone EOS
+            return np.zeros(0, np.int32)
         ids = self.tokenizer.encode(text)
         ids = ([self.tokenizer.bos_id] if self.prepend_bos else []) + ids
         ids = ids + ([self.tokenizer.eos_id] if self.append_eos else [])
@@ -521,6 +523,8 @@ def make_lm_dataset(
     data_dir: str | os.PathLike | None = None,
     read_threads: int = 4,
     shuffle_window: int = 1024,
+    on_bad_record: str = "error",
+    check: bool = True,
 ) -> grain.IterDataset:
     """Packed LM batches of this process's share: dicts of numpy [batch_size // shard_count, seq_len].
 
@@ -533,15 +537,27 @@ def make_lm_dataset(
     With
     num_epochs=None the stream is infinite; otherwise the last window is padded and, with
     drop_remainder=False, the last batch may be smaller.
+
+    With `check` (the default) the source is checked first (jaxsuite.core.data_checks): malformed records
+    (`on_bad_record` "error" raises naming file and line, "skip" leaves them out), no text at all, and, for an
+    infinite stream, fewer tokens than one batch are errors before anything trains.
     """
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     if batch_size % shard_count:
         raise ValueError(f"global batch_size {batch_size} is not divisible by the process count {shard_count}")
     tokenizer = load_tokenizer(tokenizer)
+    from jaxsuite.core.data_checks import GuardedSource, check_enough_tokens, check_source
+    name = source if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    opened = open_source(source, text_key=text_key, format=format, per_line=per_line, data_dir=data_dir)
+    if check:
+        check_source(opened, str(name), on_bad_record=on_bad_record)
+        if num_epochs is None:
+            check_enough_tokens(opened, tokenizer, needed=batch_size * seq_len, name=str(name), bos=prepend_bos,
+                                eos=append_eos)
     docs = document_dataset(
-        source, seed=seed, shuffle=shuffle, num_epochs=num_epochs, shard_index=shard_index,
-        shard_count=shard_count, text_key=text_key, format=format, per_line=per_line, data_dir=data_dir,
+        GuardedSource(opened, on_bad_record), seed=seed, shuffle=shuffle, num_epochs=num_epochs,
+        shard_index=shard_index, shard_count=shard_count,
     )
     tokens = docs.map(_Tokenize(tokenizer, prepend_bos, append_eos)).to_iter_dataset(
         grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(16, 8 * read_threads))

@@ -222,8 +222,10 @@ def test_reader_errors_name_the_file_and_line(tmp_path):
         src[2]
     with pytest.raises(ValueError, match=r"bad\.jsonl: line 4: no text_key 'text' \(found \['other'\]\)"):
         src[3]
-    ds = data.make_lm_dataset(bad, ByteTokenizer(), seq_len=8, batch_size=1, seed=0, shuffle=False,
-                              num_epochs=1, shard_index=0, shard_count=1)
+    kw = dict(seq_len=8, batch_size=1, seed=0, shuffle=False, num_epochs=1, shard_index=0, shard_count=1)
+    with pytest.raises(ValueError, match=r"line 3: invalid JSON"):       # checked when the dataset is made
+        data.make_lm_dataset(bad, ByteTokenizer(), **kw)
+    ds = data.make_lm_dataset(bad, ByteTokenizer(), check=False, **kw)  # unchecked: when the pipeline gets there
     with pytest.raises(ValueError, match=r"line 3: invalid JSON"):
         list(ds)
     with pytest.raises(FileNotFoundError, match=r"nothing_here_\*\.jsonl"):
