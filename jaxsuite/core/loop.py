@@ -87,9 +87,11 @@ def batch_placer(config, sharding: jax.sharding.NamedSharding, accum_steps: int)
     return lambda local: global_batch(pad_batch(local, target // procs), sharding)
 
 
-def evaluate(eval_step, params, eval_dataset, place, max_batches: int, prefix: str = "eval_") -> dict:
-    """Mean loss (and its exp, the perplexity for a CE loss) over up to `max_batches` batches of a fresh pass
-    over the eval data. Keys: {prefix}loss, {prefix}perplexity, {prefix}tokens."""
+def evaluate(eval_step, params, eval_dataset, place, max_batches: int, prefix: str = "eval_",
+             perplexity: bool = True) -> dict:
+    """Mean loss over up to `max_batches` batches of a fresh pass over the eval data, and with `perplexity`
+    (a next-token cross-entropy; the exp of an MSE or a KL means nothing) its exp. Keys: {prefix}loss,
+    [{prefix}perplexity,] {prefix}tokens."""
     if eval_dataset is None:
         return {}
     loss_sum, tokens, batches = 0.0, 0.0, 0
@@ -104,7 +106,10 @@ def evaluate(eval_step, params, eval_dataset, place, max_batches: int, prefix: s
         raise ValueError("the eval data (data.eval_source) produced no full batch: use a larger eval set or a "
                          "smaller data.batch_size / data.seq_len")
     loss = loss_sum / tokens
-    return {f"{prefix}loss": loss, f"{prefix}perplexity": math.exp(min(loss, 50.0)), f"{prefix}tokens": tokens}
+    out = {f"{prefix}loss": loss, f"{prefix}tokens": tokens}
+    if perplexity:
+        out[f"{prefix}perplexity"] = math.exp(min(loss, 50.0))
+    return out
 
 
 @dataclasses.dataclass
@@ -222,7 +227,7 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
                rules: shd.Rules,
                train_ds, eval_ds=None, loss_fn: tr.LossFn = tr.next_token_loss,
                trainable: Callable[[tuple[str, ...]], bool] | None = None,
-               curve_title: str = "loss") -> LoopResult:
+               curve_title: str = "loss", loss_name: str | None = None) -> LoopResult:
     """Trains `model` for `config.train.steps` steps on `train_ds`, resuming from workdir/checkpoints.
 
     Reads config.train (the block config_utils.train_block builds: steps, lr, warmup_steps, min_lr_ratio,
@@ -231,9 +236,13 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     config.data (seq_len, batch_size: the global batch) and config.seed. `loss_fn(model, batch) -> (loss_sum,
     tokens)` is used for training and evaluation; `trainable(path names)` freezes the rest. Writes
     metrics.jsonl, checkpoints/ and loss.png into `workdir` (a path or the job's Workdir); results.json and
-    the finished-marker are the job's to write, after its own exports.
+    the finished-marker are the job's to write, after its own exports. `loss_name`: "CE" when a custom loss is
+    a next-token cross-entropy (then the eval reports a perplexity, as for the default loss).
     """
     tc = config.train
+    # what the loss is, for the names of the figures: the default loss is a next-token cross-entropy (its eval
+    # reports a perplexity); a custom one is named by the caller ("per-layer MSE", "KL"), with no perplexity
+    is_ce = loss_fn is tr.next_token_loss if loss_name is None else loss_name == "CE"
     wd = workdir if isinstance(workdir, Workdir) else Workdir(workdir)
     if wd.primary:
         files.makedirs(wd.root)
@@ -275,7 +284,8 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
                 record = {f"train/{k}": v for k, v in metrics.items()}
                 if eval_ds is not None and int(tc.eval_every) > 0 and (step % int(tc.eval_every) == 0
                                                                        or step == total_steps):
-                    last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches))
+                    last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches),
+                                         perplexity=is_ce)
                     record.update({f"eval/{k[5:]}": v for k, v in last_eval.items()})
                 writer.write(step, record)
                 progress.update(step, loss=metrics["loss"], lr=metrics["lr"],
@@ -294,7 +304,7 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     writer.close()
 
     if not last_eval and eval_ds is not None:
-        last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches))
+        last_eval = evaluate(eval_step, state.params, eval_ds, place, int(tc.eval_batches), perplexity=is_ce)
     # The trained module keeps the train state's sharding: an 8B model replicated on every chip would not fit.
     final = nnx.merge(graphdef, state.params, state.model_state)
     if wd.primary:

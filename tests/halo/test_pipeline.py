@@ -53,6 +53,9 @@ def test_pipeline_writes_every_artefact_and_a_loadable_hypenet(pipeline_run, che
     for n in (1, 2, 3):
         stage = json.loads((workdir / f"stage{n}" / "results.json").read_text())
         assert stage["steps"] == int(getattr(config, f"stage{n}").train.steps) and stage["stage"] == n
+        # each stage's figures say what its loss is; only stage 3's next-token CE has a perplexity
+        assert stage["loss"] == {1: "per-layer MSE", 2: "KL(teacher||student)", 3: "next-token CE"}[n]
+        assert ("eval_perplexity" in stage) == (n == 3) and "eval_loss" in stage
         check_png(workdir / f"stage{n}" / "loss.png", size=(770, 462))
     selection = json.loads((workdir / "layer_selection.json").read_text())
     assert results["attention_layers"] == selection["keep"] and len(selection["keep"]) == 1
