@@ -41,12 +41,33 @@ class LayerSelection:
     importance: dict[int, float]
     ranking: list[int]                 # layers by importance, most important first (ties: lower index first)
     keep: list[int]                    # the attention layers to keep, sorted ascending
+    tied: list[int] = dataclasses.field(default_factory=list)   # layers tied across the keep boundary
+    note: str = ""                     # why the choice is a tie, when it is one ("" otherwise)
 
     def to_json(self) -> str:
         as_str = lambda d: {str(k): v for k, v in d.items()}   # noqa: E731
         return json.dumps({"layers": self.layers, "recall": as_str(self.recall),
                            "commonsense": as_str(self.commonsense), "importance": as_str(self.importance),
-                           "ranking": self.ranking, "keep": self.keep}, indent=2)
+                           "ranking": self.ranking, "keep": self.keep, "tied": self.tied, "note": self.note},
+                          indent=2)
+
+
+def boundary_tie(importance: Mapping[int, float], ranking: Sequence[int], keep: int) -> tuple[list[int], str]:
+    """(the layers tied with the last kept one when the tie straddles the keep boundary, so that the layer index
+    decided which were kept; a sentence saying so), or ([], "") when the scores decide."""
+    if not 0 < keep < len(ranking):
+        return [], ""
+    boundary = importance[ranking[keep - 1]]
+    tied = sorted(i for i in ranking if importance[i] == boundary)
+    if all(i in ranking[:keep] for i in tied):
+        return [], ""
+    if all(v == 0 for v in importance.values()):
+        why = ("every layer's importance is 0: replacing any single layer by its student did not lower the "
+               "recall suite below its best (too easy, or too hard, for this model)")
+    else:
+        why = f"layers {tied} tie at importance {boundary:.4g}"
+    kept = sorted(i for i in tied if i in ranking[:keep])
+    return tied, f"{why}; of those, {kept} are kept only for having the lowest indices, not by a measurement"
 
 
 def importance_scores(recall: Mapping[int, float], commonsense: Mapping[int, float] | None = None, *,
@@ -106,7 +127,10 @@ def select_layers(evaluate: VariantEvaluator, layers: Sequence[int], *, recall_t
                 + (f", commonsense {common[int(i)]:.4f}" if commonsense_tasks else ""))
     imp = importance_scores(recall, common if commonsense_tasks else None, cap=cap, mode=mode)
     ranking, kept = rank_layers(imp, keep)
-    return LayerSelection(list(map(int, layers)), recall, common, imp, ranking, kept)
+    tied, note = boundary_tie(imp, ranking, keep)
+    if note and log:
+        log(f"layer selection is a tie: {note}")
+    return LayerSelection(list(map(int, layers)), recall, common, imp, ranking, kept, tied, note)
 
 
 def plot_importance(selection: LayerSelection, out_png: str, title: str = "HALO layer importance") -> str:
@@ -118,10 +142,24 @@ def plot_importance(selection: LayerSelection, out_png: str, title: str = "HALO 
     values = [selection.importance[i] for i in layers]
     colors = ["tab:red" if i in selection.keep else "tab:gray" for i in layers]
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(layers) + 2), 3.5))
-    ax.bar(layers, values, color=colors)
+    bars = ax.bar(layers, values, color=colors)
+    for layer, bar in zip(layers, bars):     # tied across the keep boundary: hatched, and said in the plot
+        if layer in selection.tied:
+            bar.set_hatch("//")
+            bar.set_edgecolor("black")
+    if selection.tied:
+        flat = all(v == 0 for v in values)
+        ax.text(0.5 if flat else 0.98, 0.5 if flat else 0.95,
+                "all importances are 0: a tie, kept by lowest index" if flat
+                else f"tie (hatched) across the keep boundary: {selection.tied}", transform=ax.transAxes,
+                ha="center" if flat else "right", va="center" if flat else "top", fontsize=9,
+                bbox=dict(boxstyle="round", facecolor="white", alpha=0.9))
+        if not flat:
+            ax.set_ylim(0, 1.25 * max(values))         # room for the note above the bars
+    ax.set_xticks(layers)
     ax.set_xlabel("layer replaced by its RNN student")
     ax.set_ylabel("importance (recall drop / commonsense drop)")
-    ax.set_title(f"{title}: kept as attention {selection.keep}")
+    ax.set_title(f"{title}: kept as attention {selection.keep}" + (" (tie)" if selection.tied else ""))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return save_figure(fig, out_png, dpi=120)   # through etils.epath: a gs:// workdir works

@@ -37,3 +37,23 @@ def test_select_layers_averages_suites_and_names_missing_tasks(tmp_path, check_p
                       commonsense_tasks=["hella", "arc"], keep=1)
     with pytest.raises(ValueError, match="keep"):
         rank_layers({0: 1.0}, 2)
+
+
+def test_ties_across_the_keep_boundary_are_reported_and_drawn(tmp_path, check_png):
+    """The main job's report once kept layer 0 of an all-zero sweep without a word: a tie that the layer index
+    decides is now named (which layers, why), logged, saved and hatched in the plot."""
+    from jaxsuite.halo.layer_selection import boundary_tie
+    flat = {0: dict(r=1.0, c=0.5), 1: dict(r=1.0, c=0.5), 2: dict(r=1.0, c=0.5)}
+    said = []
+    sel = select_layers(lambda i: flat[i], [0, 1, 2], recall_tasks=["r"], commonsense_tasks=["c"], keep=1,
+                        log=said.append)
+    assert sel.keep == [0] and sel.tied == [0, 1, 2] and "every layer's importance is 0" in sel.note
+    assert any(s.startswith("layer selection is a tie: every layer's importance is 0") for s in said)
+    assert json.loads(sel.to_json())["tied"] == [0, 1, 2]
+    check_png(plot_importance(sel, str(tmp_path / "flat.png")), size=(720, 420), coloured=False)   # bars of 0
+    # a tie between two of four at the boundary, by hand: 2 kept of {1: 3, 2: 1, 3: 1, 0: 0} -> 1 and 2 (index)
+    ranking, keep = rank_layers({0: 0.0, 1: 3.0, 2: 1.0, 3: 1.0}, 2)
+    assert keep == [1, 2] and boundary_tie({0: 0.0, 1: 3.0, 2: 1.0, 3: 1.0}, ranking, 2)[0] == [2, 3]
+    # a tie inside the kept set, or scores that decide, is no tie to report
+    assert boundary_tie({0: 2.0, 1: 2.0, 2: 1.0}, [0, 1, 2], 2) == ([], "")
+    assert boundary_tie({0: 3.0, 1: 2.0, 2: 1.0}, [0, 1, 2], 1) == ([], "")
