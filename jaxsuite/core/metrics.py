@@ -14,6 +14,7 @@ metrics.jsonl is rewritten whole at every logged step. jaxsuite.core.workdir.Wor
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -179,8 +180,24 @@ def _fmt_rate(x: float) -> str:
     return f"{x:.1f}"
 
 
+_PHASES: list[tuple[str, int]] = []     # (label, training steps of the phases after it), innermost last
+
+
+@contextlib.contextmanager
+def phase(label: str, later_steps: int = 0):
+    """Progress lines inside the block start with `[label]` (a pipeline's "stage 2/3") and, when the later
+    phases' training steps are given, end with an overall ETA: this phase's remaining steps plus those, at the
+    current rate. It is a rough figure (a later phase's step may cost more or less), and says so with "~"."""
+    _PHASES.append((str(label), int(later_steps)))
+    try:
+        yield
+    finally:
+        _PHASES.pop()
+
+
 class Progress:
-    """Periodic one-line progress reports on stderr: step/total, steps/s, tokens/s, scalars, ETA.
+    """Periodic one-line progress reports on stderr: step/total, steps/s, tokens/s, scalars, ETA (with the
+    pipeline phase and an overall ETA inside `phase(...)`).
 
         progress = Progress(cfg.train.steps, start_step=step, every=cfg.train.log_every,
                             tokens_per_step=cfg.data.batch_size * cfg.data.seq_len)
@@ -215,8 +232,9 @@ class Progress:
         dt = max(now - self._last_time, 1e-9)
         steps = step - self._last_step
         rate = steps / dt if steps > 0 else 0.0
-        parts = [f"{self.name} step {step}/{self.total_steps} ({100.0 * step / max(self.total_steps, 1):.0f}%)",
-                 f"{rate:.2f} steps/s"]
+        label = f"[{_PHASES[-1][0]}] " if _PHASES else ""
+        parts = [f"{label}{self.name} step {step}/{self.total_steps} "
+                 f"({100.0 * step / max(self.total_steps, 1):.0f}%)", f"{rate:.2f} steps/s"]
         if self._tokens:
             parts.append(f"{_fmt_rate(self._tokens / dt)} tok/s")
         for k, v in scalars.items():
@@ -225,6 +243,9 @@ class Progress:
         eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
         parts.append(f"elapsed {_fmt_duration(now - self._start_time)}")
         parts.append(f"ETA {_fmt_duration(eta) if step < self.total_steps else 'done'}")
+        later = _PHASES[-1][1] if _PHASES else 0
+        if later and rate > 0:
+            parts.append(f"overall ETA ~{_fmt_duration((self.total_steps - step + later) / rate)}")
         line = " | ".join(parts)
         self._last_time, self._last_step, self._tokens = now, step, 0.0
         if self.enabled:

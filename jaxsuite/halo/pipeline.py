@@ -29,6 +29,7 @@ from flax import nnx
 
 from jaxsuite.core import files
 from jaxsuite.core.build import build_tokenizer, mesh_and_rules
+from jaxsuite.core.metrics import phase
 from jaxsuite.core.config_utils import config_hash, import_job
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.halo import evaluation as ev
@@ -182,16 +183,22 @@ def compare(config, workdir: str | Workdir, teacher_dir: str, hypenet_dir: str, 
 # --- the job -----------------------------------------------------------------------------------------------------
 def run(config, workdir: str) -> dict[str, Any]:
     wd = Workdir.start(workdir)
-    teacher_dir = prepare_teacher(config, wd)
+    steps = {n: int(getattr(config, f"stage{n}").train.steps) for n in (1, 2, 3)}
+    # progress lines name the phase and give an overall ETA (the later phases' steps at the current rate)
+    with phase("teacher", later_steps=sum(steps.values())):
+        teacher_dir = prepare_teacher(config, wd)
     tokenizer = build_tokenizer(config)
-    students_dir = run_stage(config, 1, wd, teacher_dir)
+    with phase("stage 1/3", later_steps=steps[2] + steps[3]):
+        students_dir = run_stage(config, 1, wd, teacher_dir)
     layers = [int(i) for i in config.student.attention_layers]
     selected = not layers
     if selected:
         layers = layer_selection(config, wd, teacher_dir, students_dir, tokenizer)
     log.info("attention layers: %s%s", layers, " (selected)" if selected else "")
-    hybrid_dir = run_stage(config, 2, wd, teacher_dir, students_dir, layers)
-    final_dir = run_stage(config, 3, wd, teacher_dir, hybrid_dir, layers)
+    with phase("stage 2/3", later_steps=steps[3]):
+        hybrid_dir = run_stage(config, 2, wd, teacher_dir, students_dir, layers)
+    with phase("stage 3/3"):
+        final_dir = run_stage(config, 3, wd, teacher_dir, hybrid_dir, layers)
     report = compare(config, wd, teacher_dir, final_dir, tokenizer, train_length=int(config.stage1.data.seq_len))
     stage_results = {}
     for n in (1, 2, 3):   # each stage's headline figures; its config is in this results.json's already

@@ -44,6 +44,22 @@ def test_progress_lines():
     assert stream.getvalue().count("\n") == 2
 
 
+def test_progress_names_the_phase_and_gives_an_overall_eta(monkeypatch):
+    """Inside `phase("stage 2/3", later_steps=30)`: a line starts with the phase and ends with the overall ETA,
+    this phase's remaining steps plus the later ones at the current rate (here 1 step per second, by a fake
+    clock: 10 + 30 steps = 40 s)."""
+    now = [0.0]
+    monkeypatch.setattr(metrics.time, "perf_counter", lambda: now[0])
+    prog = metrics.Progress(20, every=10, stream=io.StringIO(), primary=True)
+    with metrics.phase("stage 2/3", later_steps=30):
+        for step in range(1, 11):
+            now[0] += 1.0                                   # each step takes a second
+            line = prog.update(step)
+    assert line.startswith("[stage 2/3] train step 10/20") and "ETA 10s" in line
+    assert line.endswith("overall ETA ~40s"), line
+    assert not prog.update(20).startswith("[")             # outside the phase: no label, no overall ETA
+
+
 def test_plot_curves(tmp_path, check_png):
     with metrics.MetricsWriter(tmp_path) as w:
         for step in range(1, 41):
