@@ -65,7 +65,11 @@ setup(
     version="0.1.0",
     description="JAX/Flax training systems (HypeNet/HALO, LatentChem, CPMobius, ...) on TPU, GPU and CPU",
     python_requires=">=3.11",
-    packages=find_packages(include=["jaxsuite", "jaxsuite.*", "kernels_pallas", "kernels_pallas.*"]),
+    # configs/ ships inside the package as jaxsuite.configs, so an install outside a checkout (pip install
+    # git+..., Colab) resolves `--config configs/halo_tiny.py` (jaxsuite.core.config_utils.resolve_config_path)
+    packages=find_packages(include=["jaxsuite", "jaxsuite.*", "kernels_pallas", "kernels_pallas.*"])
+    + ["jaxsuite.configs"],
+    package_dir={"jaxsuite.configs": "configs"},
     install_requires=CORE,
     extras_require={**WING_EXTRAS, "all": ALL, "aot": AOT, "test": ALL + AOT + TEST_TOOLS},
 )

@@ -61,10 +61,27 @@ def split_config_spec(spec: str) -> tuple[str, str | None]:
     return spec[:idx + 3], (arg if arg != "" else None)
 
 
+def installed_configs() -> Path | None:
+    """The configs folder that ships inside an installed jaxsuite (jaxsuite.configs), or None."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec("jaxsuite.configs")
+    except (ImportError, ValueError):
+        return None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(locations[0]) if locations else None
+
+
 def resolve_config_path(path: str | os.PathLike) -> Path:
-    """Finds a config file: as given (absolute, or relative to the CWD), then relative to the repo root."""
+    """Finds a config file: as given (absolute, or relative to the CWD), then relative to the repo root, then in
+    the configs that ship with an installed jaxsuite ("configs/x.py", "x.py" or "x" all name configs/x.py)."""
     p = Path(path).expanduser()
     candidates = [p] if p.is_absolute() else [Path.cwd() / p, REPO_ROOT / p]
+    if not p.is_absolute() and (len(p.parts) == 1 or (len(p.parts) == 2 and p.parts[0] == "configs")):
+        name = p.name if p.suffix == ".py" else p.name + ".py"
+        for folder in (REPO_ROOT / "configs", installed_configs()):
+            if folder is not None and folder / name not in candidates:
+                candidates.append(folder / name)
     for c in candidates:
         if c.is_file():
             return c.resolve()
@@ -126,7 +143,9 @@ def list_configs(folder: str | os.PathLike = "configs") -> list[dict[str, Any]]:
     sorted by file name. A file that fails to import is listed with its error as the summary."""
     where = Path(folder).expanduser()
     if not where.is_absolute():
-        where = next((c for c in (Path.cwd() / where, REPO_ROOT / where) if c.is_dir()), REPO_ROOT / where)
+        shipped = installed_configs() if str(folder) == "configs" else None
+        options = [Path.cwd() / where, REPO_ROOT / where] + ([shipped] if shipped is not None else [])
+        where = next((c for c in options if c.is_dir()), REPO_ROOT / where)
     if not where.is_dir():
         raise ConfigError(f"no config folder {str(folder)!r} (tried {Path.cwd() / folder}, {REPO_ROOT / folder})")
     out = []
