@@ -50,12 +50,16 @@ class ConfigError(ValueError):
 
 # --- loading ----------------------------------------------------------------------------------------------
 def split_config_spec(spec: str) -> tuple[str, str | None]:
-    """'configs/x.py:tiny' -> ('configs/x.py', 'tiny'); 'configs/x.py' -> ('configs/x.py', None).
+    """'configs/x.py:tiny' -> ('configs/x.py', 'tiny'); 'configs/x.py' -> ('configs/x.py', None); a bare name
+    'x:tiny' -> ('x', 'tiny').
 
     Splits at the first '.py:' so an argument may itself contain colons ('x.py:tiny:steps=3').
     """
     idx = spec.find(".py:")
     if idx < 0:
+        if ":" in spec and os.sep not in spec and "/" not in spec:    # a bare config name: 'qwen3_pretrain:tiny'
+            name, arg = spec.split(":", 1)
+            return name, (arg if arg != "" else None)
         return spec, None
     arg = spec[idx + 4:]
     return spec[:idx + 3], (arg if arg != "" else None)
