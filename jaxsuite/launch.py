@@ -153,10 +153,10 @@ def main(argv: Sequence[str] | None = None) -> Any:
     log.info("job %s | workdir %s | process %d/%d | %d devices (%s)", args.config.job, args.workdir,
              jax.process_index(), jax.process_count(), jax.device_count(), jax.default_backend())
     from jaxsuite.core import interrupt
-    interrupt.install()
     resume = "python -m jaxsuite.launch " + shlex.join(argv)
     try:
-        return job(args.config, args.workdir)
+        with interrupt.handling_signals():   # Ctrl-C / SIGTERM: a checkpoint at the step boundary, then Stopped
+            return job(args.config, args.workdir)
     except interrupt.Stopped as e:       # a clean stop: the checkpoint is saved, no traceback
         lock.release()
         print(f"python -m jaxsuite.launch: {e}. Resume with:\n  {resume}", file=sys.stderr, flush=True)

@@ -2,12 +2,14 @@
 running training loop to save a checkpoint at the next step boundary and stop; the launcher then says where
 the run stopped and the command that resumes it, and exits 128 + the signal number, without a traceback.
 
-    interrupt.install()                        # the launcher, once, in the main thread
-    with interrupt.listening():                # a loop that can stop cleanly (jaxsuite.core.loop.train_loop)
+    with interrupt.handling_signals():         # the launcher, around the job, in the main thread
+        job(config, workdir)
+
+    with interrupt.listening():                # inside the job, a loop that can stop cleanly (train_loop)
         for step in ...:
             ...
             if interrupt.should_stop():        # at a step boundary
-                save; raise interrupt.Stopped(step, workdir)
+                save; raise interrupt.Stopped(step, workdir, interrupt.requested())
 
 Outside `listening()` (a job's evaluation, an RL loop that has no step boundary to stop at) a signal stops
 the process at once, as Python's default would, and the launcher reports the last checkpoint instead. A second
@@ -46,13 +48,24 @@ def _handler(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def install() -> None:
-    """Routes SIGINT and SIGTERM to this module (main thread only; elsewhere a no-op)."""
+@contextlib.contextmanager
+def handling_signals():
+    """Routes SIGINT and SIGTERM to this module inside the block and restores the previous handlers after it
+    (main thread only; elsewhere, or when already routed, a no-op). A stop request left over from an earlier
+    block is cleared."""
     if _state["installed"] or threading.current_thread() is not threading.main_thread():
+        yield
         return
+    previous = {s: signal.getsignal(s) for s in SIGNALS}
     for s in SIGNALS:
         signal.signal(s, _handler)
-    _state["installed"] = True
+    _state["installed"], _state["requested"] = True, None
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _state["installed"] = False
 
 
 def requested() -> int | None:
