@@ -264,7 +264,8 @@ class Checkpointer:
         """Restores the newest checkpoint that restores, or returns None when there is none (fresh start).
 
         A checkpoint that fails to restore (a truncated or deleted file, unreadable metadata) is reported in one
-        line, moved aside to `<checkpoints>.unreadable/<step>`, and the next older one is tried. A checkpoint of
+        line, moved aside to `<checkpoints>.unreadable/<step>-<time>` (kept, not deleted: a transient read error
+        can be undone by moving it back), and the next older one is tried. A checkpoint of
         another model (CheckpointMismatchError: wrong shapes) stops the run instead: it is intact, and the
         workdir or the config is what is wrong."""
         self._manager.reload()   # another process/run may have written since this manager was created
