@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 log = logging.getLogger("jaxsuite.distributed")
 
@@ -178,7 +178,8 @@ def format_results(results: Sequence[ProcessResult], tail: int = 3000) -> str:
 def spawn_local(num_processes: int, args: Sequence[str], *, devices_per_process: int | None = None,
                 timeout: float = 120.0, env: Mapping[str, str] | None = None, cwd: str | None = None,
                 module: str = "jaxsuite.launch", platform: str | None = "cpu",
-                peer_failure_grace: float = 10.0) -> list[ProcessResult]:
+                peer_failure_grace: float = 10.0,
+                on_start: Callable[[list[subprocess.Popen]], None] | None = None) -> list[ProcessResult]:
     """Runs `python -m <module> *args` as `num_processes` processes on this machine, joined through a
     coordinator on a free loopback port (--coordinator_address/--num_processes/--process_id are appended),
     and waits for all of them.
@@ -186,7 +187,7 @@ def spawn_local(num_processes: int, args: Sequence[str], *, devices_per_process:
     devices_per_process sets --xla_force_host_platform_device_count for each (CPU). When one process fails,
     the others are killed after `peer_failure_grace` seconds (they would otherwise wait for it until jax's
     heartbeat timeout); at `timeout` every process still running is killed. Killed processes report
-    returncode None.
+    returncode None. `on_start(processes)` runs once all have started (a test may signal one of them).
     """
     port = free_port()
     base_env = dict(os.environ)
@@ -207,6 +208,8 @@ def spawn_local(num_processes: int, args: Sequence[str], *, devices_per_process:
                    "--num_processes", str(num_processes), "--process_id", str(pid)]
             procs.append(subprocess.Popen(cmd, stdout=out, stderr=err, env=base_env, cwd=cwd))
             files.append((out, err))
+        if on_start is not None:
+            on_start(procs)
         deadline = time.monotonic() + timeout
         failed_at = None
         killed: set[int] = set()

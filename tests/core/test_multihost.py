@@ -183,3 +183,37 @@ def test_pretrain_job_runs_and_resumes_across_processes(tmp_path):
     assert reloaded.keys() == weights.keys()
     for name, w in weights.items():
         np.testing.assert_array_equal(reloaded[name], w, err_msg=name)
+
+
+@pytest.mark.slow
+def test_a_preemption_notice_to_one_host_stops_every_host_at_the_same_step(tmp_path):
+    """SIGTERM to process 1 only (one host's preemption notice): the processes agree at the next check, save
+    one checkpoint of that step together, and both exit 143; process 0 says where the run stopped."""
+    import re
+    import signal
+    import threading
+    import time
+
+    work = tmp_path / "run"
+    args = ["--config", REPO / "configs" / "qwen3_pretrain.py:tiny", "--workdir", work,
+            "--config.train.steps=3000", "--config.train.checkpoint_every=1000", "--config.train.log_every=1",
+            "--config.mesh.fsdp=4", "--config.model.arch.num_hidden_layers=1", "--config.sample.num_samples=0"]
+
+    def preempt_process_1(procs):
+        def watch():
+            metrics = work / "metrics.jsonl"
+            deadline = time.time() + 200
+            while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+                time.sleep(0.2)
+            procs[1].send_signal(signal.SIGTERM)
+        threading.Thread(target=watch, daemon=True).start()
+
+    results = run_launcher(2, args, timeout=240, on_start=preempt_process_1)
+    assert [r.returncode for r in results] == [143, 143], distributed.format_results(results)
+    said = re.search(r"stopped by SIGTERM at step (\d+); checkpoint saved in (\S+)\. Resume with:", results[0].stderr)
+    assert said and said.group(2) == str(work), results[0].stderr[-2000:]
+    step = int(said.group(1))
+    assert step >= 3 and (work / "checkpoints" / str(step)).is_dir()
+    names = {p.name for p in (work / "checkpoints" / str(step) / "data").iterdir()}
+    assert {"process_0-of-2.json", "process_1-of-2.json"} <= names     # both processes wrote that step
+    assert "Traceback" not in results[0].stderr + results[1].stderr
