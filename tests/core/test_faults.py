@@ -183,3 +183,39 @@ def test_input_errors_end_in_one_line_without_a_traceback(tmp_path, capsys, case
     if e.value.code == 1:            # failed inside the job: --debug re-raises with the traceback
         with pytest.raises((ValueError, FileNotFoundError)):
             launch.main(argv + ["--debug"])
+
+
+def test_a_truncated_safetensors_file_is_named_in_one_line(tmp_path, capsys):
+    """model.init_from pointing at a checkpoint whose weights file was cut short: one line naming the file."""
+    from jaxsuite import launch
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.hf import save_pretrained
+    from jaxsuite.models.factory import arch_from_config, init_model
+    folder = tmp_path / "hf"
+    save_pretrained(init_model(arch_from_config(load_config("configs/qwen3_pretrain.py:tiny").model.arch)), folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(SystemExit) as e:
+        launch.main(["--config", "configs/qwen3_pretrain.py:tiny", "--workdir", str(tmp_path / "run"),
+                     f"--config.model.init_from={folder}"])
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert e.value.code == 1 and "Traceback" not in err
+    assert last.startswith("python -m jaxsuite.launch: error: ") and str(weights) in last and "truncated" in last
+
+
+def test_the_same_command_resumes_past_a_truncated_latest_checkpoint(tmp_path, caplog):
+    """The table's 'latest checkpoint truncated, then the same command': the launcher's run resumes from the
+    checkpoint before it (and finishes), the broken one moved aside."""
+    from jaxsuite import launch
+    argv = ["--config", "configs/qwen3_pretrain.py:tiny", "--workdir", str(tmp_path), "--config.train.steps=6",
+            "--config.train.checkpoint_every=3", "--config.sample.num_samples=0"]
+    launch.main(argv)
+    victim = _largest_file(tmp_path / "checkpoints" / "6" / "state")
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    (tmp_path / "finished.json").unlink()       # as if the run had died after writing its last checkpoint
+    with caplog.at_level(logging.INFO):
+        results = launch.main(argv)
+    assert results["resumed_from_step"] == 3 and results["steps"] == 6
+    assert any("checkpoint step 6 does not restore" in r.getMessage() for r in caplog.records)
+    assert [p.name[:2] for p in (tmp_path / "checkpoints.unreadable").iterdir()] == ["6-"]
