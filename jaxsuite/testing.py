@@ -25,3 +25,33 @@ def randomize_torch_parameters(model, seed: int | None = None):
             else:
                 p.copy_(0.05 * torch.randn_like(p))
     return model
+
+
+def build_wheel(repo, out_dir) -> "Path":
+    """Builds jaxsuite's wheel from the tree at `repo` into `out_dir` (no dependencies, no build isolation:
+    nothing is downloaded); returns its path."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(out_dir), str(repo)], check=True, capture_output=True, text=True, timeout=600)
+    (wheel,) = Path(out_dir).glob("jaxsuite-*.whl")
+    return wheel
+
+
+def borrowing_virtualenv(path, *, with_pip: bool = False) -> tuple["Path", "Path"]:
+    """A fresh virtualenv at `path` that sees this environment's installed packages (a .pth line to its
+    site-packages) but not jaxsuite, which is installed here in editable mode and whose finder that line does
+    not load: what `pip install <wheel>` into a fresh environment gives, without downloading the dependencies.
+    Returns (its python, its site-packages)."""
+    import subprocess
+    import sys
+    import sysconfig
+    from pathlib import Path
+    cmd = [sys.executable, "-m", "venv", str(path)] + ([] if with_pip else ["--without-pip"])
+    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    python = Path(path) / "bin" / "python"
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return python, site

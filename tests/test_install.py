@@ -4,7 +4,6 @@ fresh virtualenv that borrows this environment's packages; the commands run from
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,10 @@ def _run(cmd, **kw):
 
 
 def test_an_installed_wheel_lists_and_runs_the_shipped_configs(tmp_path):
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-          str(tmp_path / "wheel"), str(REPO)])
-    (wheel,) = (tmp_path / "wheel").glob("jaxsuite-*.whl")
-    venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
-    python = venv / "bin" / "python"
+    from jaxsuite.testing import borrowing_virtualenv, build_wheel
+    wheel = build_wheel(REPO, tmp_path / "wheel")
+    python, site = borrowing_virtualenv(tmp_path / "venv")
     _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)])
-    site = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).stdout.strip())
-    # the dependencies come from this environment; jaxsuite itself only from the wheel
-    (site / "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ""}

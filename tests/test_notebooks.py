@@ -54,6 +54,38 @@ def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch, check_png):
     check_png(tmp_path / "run" / "components.png")
 
 
+def test_a_notebook_runs_from_an_installed_wheel_in_a_fresh_virtualenv(tmp_path, monkeypatch, check_png):
+    """notebooks/03_ldl_forecasting.ipynb as Colab runs it: a kernel in a fresh virtualenv where jaxsuite is not
+    importable, started in a folder with no checkout; its install cell installs the wheel built from this tree
+    (JAXSUITE_SOURCE), and every later cell runs on that install and its shipped configs."""
+    import json
+    import sys
+    from jaxsuite.testing import borrowing_virtualenv, build_wheel
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    wheel = build_wheel(REPO, tmp_path / "wheel")
+    python, site = borrowing_virtualenv(tmp_path / "venv", with_pip=True)
+    kernels = tmp_path / "jupyter" / "kernels" / "fresh"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "fresh virtualenv", "language": "python"}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for key, value in {"JUPYTER_PATH": str(tmp_path / "jupyter"), "PYTHONPATH": "", "JAXSUITE_SOURCE": str(wheel),
+                       "LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run"),
+                       "PIP_NO_INDEX": "1"}.items():      # the dependencies are there already: nothing to fetch
+        monkeypatch.setenv(key, value)
+    nb = nbformat.read(os.path.join(REPO, "notebooks", "03_ldl_forecasting.ipynb"), as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="fresh",
+                            resources={"metadata": {"path": str(elsewhere)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert f"jaxsuite from {site / 'jaxsuite'}" in text, text[:2000]          # the wheel's copy, not the tree
+    assert "lowest WSPL:" in text and (tmp_path / "run" / "results.json").is_file()
+    check_png(tmp_path / "run" / "components.png")
+    assert sys.executable != str(python)
+
+
 def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png):
     """notebooks/04_cpmobius.ipynb on the smoke-test CPMobius config (every method, one seed, 3 RL steps)."""
     text = run_notebook("04_cpmobius.ipynb", monkeypatch,
