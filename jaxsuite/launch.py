@@ -99,9 +99,11 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, ValueError) else f"{type(e).__name__}: {text}"
 
 
-def _exit_now(plan, code: int) -> None:
-    """Exits with `code`; a multi-process run skips jax.distributed's shutdown barrier (the others may be
-    stopping at another point)."""
+def _exit_now(plan, code: int, lock=None) -> None:
+    """Releases `lock` and exits with `code`; a multi-process run skips jax.distributed's shutdown barrier (the
+    others may be stopping at another point), and with it any `finally`, hence the release here."""
+    if lock is not None:
+        lock.release()
     if plan.multi_process:
         logging.shutdown()
         sys.stdout.flush()
@@ -142,12 +144,9 @@ def main(argv: Sequence[str] | None = None) -> Any:
     lock = WorkdirLock(args.workdir, primary=jax.process_index() == 0)
     try:
         lock.acquire()     # one run per workdir: a second one stops here, before it touches anything
-    except WorkdirLocked as e:
+    except WorkdirLocked as e:      # (the other processes of a multi-process run would wait in a barrier)
         print(f"python -m jaxsuite.launch: error: {e}", file=sys.stderr, flush=True)
-        if plan.multi_process:      # the other processes would otherwise wait for this one in a barrier
-            logging.shutdown()
-            os._exit(2)
-        raise SystemExit(2) from None
+        _exit_now(plan, 2)
     if jax.process_index() == 0:
         config_utils.dump_config(args.config, args.workdir)
     log.info("job %s | workdir %s | process %d/%d | %d devices (%s)", args.config.job, args.workdir,
@@ -158,22 +157,18 @@ def main(argv: Sequence[str] | None = None) -> Any:
         with interrupt.handling_signals():   # Ctrl-C / SIGTERM: a checkpoint at the step boundary, then Stopped
             return job(args.config, args.workdir)
     except interrupt.Stopped as e:       # a clean stop: the checkpoint is saved, no traceback
-        lock.release()
         print(f"python -m jaxsuite.launch: {e}. Resume with:\n  {resume}", file=sys.stderr, flush=True)
-        _exit_now(plan, 128 + e.signum)
+        _exit_now(plan, 128 + e.signum, lock)
     except INPUT_ERRORS as e:            # a bad value, a missing or corrupt file: one line, unless --debug
-        lock.release()
         if args.debug:
             raise
-        log.debug("input error", exc_info=True)
         print(f"python -m jaxsuite.launch: error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr,
               flush=True)
-        _exit_now(plan, 1)
+        _exit_now(plan, 1, lock)
     except KeyboardInterrupt:            # Ctrl-C outside a training loop's step boundary
-        lock.release()
         print(f"python -m jaxsuite.launch: interrupted; a run resumes from its last checkpoint in {args.workdir}. "
               f"Resume with:\n  {resume}", file=sys.stderr, flush=True)
-        _exit_now(plan, 130)
+        _exit_now(plan, 130, lock)
     except BaseException as e:
         lock.release()
         if not plan.multi_process or (isinstance(e, SystemExit) and e.code in (0, None)):

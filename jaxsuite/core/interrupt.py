@@ -73,10 +73,6 @@ def requested() -> int | None:
     return _state["requested"]
 
 
-def clear() -> None:
-    _state["requested"] = None
-
-
 @contextlib.contextmanager
 def listening():
     """While inside, a signal asks for a stop instead of stopping the process."""

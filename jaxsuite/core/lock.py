@@ -6,8 +6,7 @@
 The lock is `<workdir>/run.lock`, JSON {"host", "pid", "started", "command"}. A second run on the same workdir
 stops at once with a message naming the holder. A lock left by a run that was killed (SIGKILL, a lost VM) is
 taken over with a warning when its holder is provably gone: same host and no such process. A holder on another
-host cannot be checked from here, so that lock stands until it is removed by hand (the message says how); a
-lock older than `stale_after` seconds is taken over regardless (default: never).
+host cannot be checked from here, so that lock stands until it is removed by hand (the message says how).
 
 Local workdirs are locked atomically (O_EXCL). On a bucket there is no exclusive create through epath, so the
 lock is written and read back: two runs started within the same second may both pass. Only the primary
@@ -52,11 +51,10 @@ def describe(holder: dict[str, Any]) -> str:
 class WorkdirLock:
     """The lock on `workdir` for this process (re-entrant within it). `primary=False` makes it a no-op."""
 
-    def __init__(self, workdir: str | os.PathLike, *, primary: bool | None = None, stale_after: float | None = None):
+    def __init__(self, workdir: str | os.PathLike, *, primary: bool | None = None):
         self.workdir = os.fspath(workdir)
         self.path = files.join_path(self.workdir, LOCK)
         self.primary = files.is_primary() if primary is None else bool(primary)
-        self.stale_after = stale_after
         self.held = False
         self._created = False       # this instance wrote the lock (a re-entrant one leaves it to its creator)
         self.me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
@@ -77,8 +75,6 @@ class WorkdirLock:
 
     def _is_stale(self, holder: dict[str, Any]) -> bool:
         if holder.get("unreadable"):
-            return True
-        if self.stale_after is not None and time.time() - float(holder.get("started", 0)) > self.stale_after:
             return True
         return holder.get("host") == self.me["host"] and not _pid_alive(int(holder.get("pid", -1)))
 
