@@ -39,17 +39,19 @@ def build_wheel(repo, out_dir) -> "Path":
     return wheel
 
 
-def borrowing_virtualenv(path, *, with_pip: bool = False) -> tuple["Path", "Path"]:
+def borrowing_virtualenv(path) -> tuple["Path", "Path"]:
     """A fresh virtualenv at `path` that sees this environment's installed packages (a .pth line to its
     site-packages) but not jaxsuite, which is installed here in editable mode and whose finder that line does
     not load: what `pip install <wheel>` into a fresh environment gives, without downloading the dependencies.
-    Returns (its python, its site-packages)."""
+    pip comes borrowed too and installs into this environment (its sys.prefix); a bundled pip would bring an old
+    setuptools that shadows the borrowed one and fails torch's requirement. Returns (its python, its
+    site-packages)."""
     import subprocess
     import sys
     import sysconfig
     from pathlib import Path
-    cmd = [sys.executable, "-m", "venv", str(path)] + ([] if with_pip else ["--without-pip"])
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True, capture_output=True,
+                   timeout=300)
     python = Path(path) / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())

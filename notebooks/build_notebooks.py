@@ -1,4 +1,5 @@
-"""Writes notebooks/*.ipynb from the cell lists below (run: python notebooks/build_notebooks.py).
+"""Writes notebooks/*.ipynb from the cell lists below (run: python notebooks/build_notebooks.py
+[--repository-url https://github.com/<owner>/<name>] once the repository is public, for the Colab badges).
 
 Keeping the cells here makes notebook changes reviewable as plain Python diffs; the .ipynb files are the
 artefacts users open in Colab or Jupyter, and tests/test_notebooks.py executes them top to bottom.
@@ -14,8 +15,7 @@ QUICKSTART = [
 Load a Hugging Face decoder (Qwen3 / Qwen2 / Llama) into Flax NNX, generate, take a few sharded training steps
 and export it back to a folder transformers loads. Runs on CPU, GPU or TPU.
 
-**Colab:** install first with `!pip install -q "jaxsuite @ git+<this repository's URL>"` (add `[test]` to also
-get transformers for the parity check at the end). Set `MODEL` to a hub id such as `Qwen/Qwen3-0.6B` or to
+Set `MODEL` to a hub id such as `Qwen/Qwen3-0.6B` or to
 a local checkpoint folder. The tests run this notebook offline with a tiny random checkpoint instead
 (`JAXSUITE_NOTEBOOK_MODEL`)."""),
     new_code_cell("""import os, tempfile
@@ -86,8 +86,7 @@ time on the tiny CPU config (`configs/halo_tiny.py`): teacher, stage 0 (weight t
 alignment), layer selection, stage 2 (logit distillation), stage 3 (long-context fine-tuning), evaluation.
 
 Each step is the function `python -m jaxsuite.launch` calls, so a stopped notebook resumes where it was.
-`HALO_VARIANT=test` (what the tests use) makes every step a few seconds; the default `cpu` takes a few minutes.
-**Colab:** `!pip install -q "jaxsuite @ git+<this repository's URL>"` first."""),
+`HALO_VARIANT=test` (what the tests use) makes every step a few seconds; the default `cpu` takes a few minutes."""),
     new_code_cell("""import json, os
 import jax, jax.numpy as jnp, numpy as np
 from IPython.display import Image, Markdown, display
@@ -207,7 +206,7 @@ proposing problems the Player learns from. This notebook looks at the verifiable
 formulas, then runs the tiny CPU config (`configs/cpmobius_tiny.py`), which compares CPMobius with two
 data-free baselines, R-Zero and RENT, from the same small base model.
 
-**Colab:** `!pip install -q "jaxsuite @ git+<this repository's URL>"` first. The tests run this notebook with
+The tests run this notebook with
 the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from `JAXSUITE_NOTEBOOK_VARIANT` (default
 `cpu`)."""),
     new_code_cell("""import json, os
@@ -323,7 +322,7 @@ format, answer-type and RDKit-checked correctness rewards. This notebook looks a
 and the latent loop, then runs the tiny config (`configs/latentchem_tiny.py`): a CoT baseline and a latent
 model trained side by side.
 
-**Colab:** `!pip install -q "jaxsuite @ git+<this repository's URL>"` first. The tests run this notebook with
+The tests run this notebook with
 the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from `JAXSUITE_NOTEBOOK_VARIANT` (default
 `cpu`)."""),
     new_code_cell("""import os
@@ -462,6 +461,52 @@ print("GRPO:", results["grpo"])
 display(Image(os.path.join(WORKDIR, "stages.png")))"""),
 ]
 
+INSTALL_TEXT = """## Running it in Colab or any fresh runtime
+The next cell installs jaxsuite when it is not importable (in a checkout or the tests it does nothing). Set \
+`JAXSUITE_SOURCE` there (or in the environment) to this repository's git URL, `git+https://<host>/<owner>/jaxsuite`, \
+or to a built wheel. The configs ship inside the package, so the notebook runs from any folder.
+
+Runtime: the default settings here run on a CPU runtime in minutes. On a TPU runtime install `jax[tpu]` as well, on \
+a GPU runtime `jax[cuda12]` (Runtime > Change runtime type, then run the install cell): jax then uses the \
+accelerator and the same cells run unchanged, the meshes taking every device it sees."""
+
+INSTALL_CODE = """# Install jaxsuite where it is not importable yet (Colab, a fresh virtualenv); a no-op in a checkout.
+import importlib.util, os, subprocess, sys
+JAXSUITE_SOURCE = os.environ.get("JAXSUITE_SOURCE", "{default}")   # this repository's git URL, or a wheel
+if importlib.util.find_spec("jaxsuite") is None:
+    if not JAXSUITE_SOURCE:
+        raise RuntimeError("set JAXSUITE_SOURCE to this repository's git URL (git+https://...) or a "
+                           "jaxsuite wheel, then run this cell again")
+    spec = (f"jaxsuite[{extra}] @ {{JAXSUITE_SOURCE}}" if JAXSUITE_SOURCE.startswith("git+")
+            else f"{{JAXSUITE_SOURCE}}[{extra}]")
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", spec])
+    importlib.invalidate_caches()
+print("jaxsuite from", os.path.dirname(importlib.util.find_spec("jaxsuite").origin))"""
+
+COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
+
+
+def colab_link(repository: str, name: str, branch: str = "main") -> str:
+    """Colab's address for notebooks/<name> of a public GitHub repository (Colab opens GitHub paths only)."""
+    prefix = "https://github.com/"
+    if not repository.startswith(prefix) or repository.rstrip("/").count("/") != 4:
+        raise ValueError(f"--repository-url must be https://github.com/<owner>/<name>, got {repository!r}")
+    owner_name = repository[len(prefix):].rstrip("/").removesuffix(".git")
+    return f"https://colab.research.google.com/github/{owner_name}/blob/{branch}/notebooks/{name}"
+
+
+def with_install(cells, name: str, extra: str, repository: str | None):
+    """The notebook's cells with the install cells after its title cell and, once the repository is public
+    (`repository` given), a Colab badge at the top and that repository as the install cell's default source."""
+    title = cells[0]
+    if repository:
+        title = new_markdown_cell(f"[![Open In Colab]({COLAB_BADGE})]({colab_link(repository, name)})\n\n"
+                                  + title["source"])
+    default = f"git+{repository.rstrip('/')}" if repository else ""
+    install = [new_markdown_cell(INSTALL_TEXT), new_code_cell(INSTALL_CODE.format(extra=extra, default=default))]
+    return [title, *install, *cells[1:]]
+
+
 def write(cells, path: str) -> None:
     """Writes one notebook with stable cell ids (nbformat draws random ones, which would churn every rebuild)."""
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -472,11 +517,24 @@ def write(cells, path: str) -> None:
     nbformat.write(nb, path)
 
 
+# name -> (cells, the extra its install cell asks for)
+NOTEBOOKS = {"01_quickstart.ipynb": (QUICKSTART, "test"), "02_hypenet_halo.ipynb": (HYPENET_HALO, "all"),
+             "03_ldl_forecasting.ipynb": (LDL_FORECASTING, "forecast"), "04_cpmobius.ipynb": (CPMOBIUS, "rl"),
+             "05_latentchem.ipynb": (LATENTCHEM, "chem")}
+
+
+def main(argv=None) -> None:
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repository-url", default=None,
+                        help="the public GitHub repository (https://github.com/<owner>/<name>): adds each "
+                             "notebook's Open-in-Colab badge and makes it the install cell's default source")
+    parser.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)), help="folder to write to")
+    args = parser.parse_args(argv)
+    for name, (cells, extra) in NOTEBOOKS.items():
+        write(with_install(cells, name, extra, args.repository_url), os.path.join(args.out, name))
+    print("wrote", ", ".join(os.path.join(args.out, n) for n in NOTEBOOKS))
+
+
 if __name__ == "__main__":
-    here = os.path.dirname(os.path.abspath(__file__))
-    names = {"01_quickstart.ipynb": QUICKSTART, "02_hypenet_halo.ipynb": HYPENET_HALO,
-             "03_ldl_forecasting.ipynb": LDL_FORECASTING, "04_cpmobius.ipynb": CPMOBIUS,
-             "05_latentchem.ipynb": LATENTCHEM}
-    for name, cells in names.items():
-        write(cells, os.path.join(here, name))
-    print("wrote", ", ".join(f"notebooks/{n}" for n in names))
+    main()

@@ -11,23 +11,48 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.slow
 
 
-def run_notebook(name: str, monkeypatch, env: dict[str, str]) -> str:
-    """Executes notebooks/<name> with `env` set (the repo importable); returns its text. The kernel sees the
-    suite's 8 forced CPU devices, an 8-device host, and shares its compilation cache: the jobs' tests compile the
-    same programs for the same configs."""
+@pytest.fixture(scope="module")
+def fresh_kernel(tmp_path_factory):
+    """A Jupyter kernel in a fresh virtualenv where jaxsuite is not importable, and the wheel built from this tree:
+    what Colab gives. The first notebook's install cell installs the wheel (JAXSUITE_SOURCE); the later ones find
+    it installed, as a second notebook in the same Colab runtime would. Returns (jupyter path, site-packages)."""
+    import json
+    from jaxsuite.testing import borrowing_virtualenv, build_wheel
+    root = tmp_path_factory.mktemp("fresh")
+    wheel = build_wheel(REPO, root / "wheel")
+    python, site = borrowing_virtualenv(root / "venv")
+    kernels = root / "jupyter" / "kernels" / "fresh"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "fresh virtualenv", "language": "python"}))
+    return {"JUPYTER_PATH": str(root / "jupyter"), "JAXSUITE_SOURCE": str(wheel), "site": site}
+
+
+def run_notebook(name: str, monkeypatch, tmp_path, fresh_kernel, env: dict[str, str]) -> str:
+    """Executes notebooks/<name> with `env` set in the fresh virtualenv's kernel, started in a folder with no
+    checkout, so every cell runs on the installed wheel and its shipped configs; returns the outputs' text. The
+    kernel sees the suite's 8 forced CPU devices, an 8-device host, and shares its compilation cache: the jobs'
+    tests compile the same programs for the same configs."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
-    for key, value in {**env, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}.items():
+    for key, value in {**env, "JUPYTER_PATH": fresh_kernel["JUPYTER_PATH"], "PYTHONPATH": "",
+                       "JAXSUITE_SOURCE": fresh_kernel["JAXSUITE_SOURCE"],
+                       "PIP_NO_INDEX": "1"}.items():      # the dependencies are there already: nothing to fetch
         monkeypatch.setenv(key, value)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     nb = nbformat.read(os.path.join(REPO, "notebooks", name), as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": REPO}}).execute()
-    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="fresh",
+                            resources={"metadata": {"path": str(elsewhere)}}).execute()
+    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert f"jaxsuite from {fresh_kernel['site'] / 'jaxsuite'}" in text, text[:2000]   # the wheel's, not the tree's
+    return text
 
 
-def test_quickstart_notebook_runs(hf_checkpoints, monkeypatch):
+def test_quickstart_notebook_runs(hf_checkpoints, monkeypatch, tmp_path, fresh_kernel):
     folder, _ = hf_checkpoints("qwen3_notebook")
-    text = run_notebook("01_quickstart.ipynb", monkeypatch, {"JAXSUITE_NOTEBOOK_MODEL": folder})
+    text = run_notebook("01_quickstart.ipynb", monkeypatch, tmp_path, fresh_kernel, {"JAXSUITE_NOTEBOOK_MODEL": folder})
     assert "step 5: loss" in text
     diff = float(text.split("max |logit diff| after the round trip:")[1].split()[0])
     assert diff < 1e-5
@@ -35,9 +60,9 @@ def test_quickstart_notebook_runs(hf_checkpoints, monkeypatch):
     assert hf_diff < 1e-4
 
 
-def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch, check_png):
+def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     """notebooks/02_hypenet_halo.ipynb on the smoke-test config, with a private teacher cache."""
-    text = run_notebook("02_hypenet_halo.ipynb", monkeypatch, {
+    text = run_notebook("02_hypenet_halo.ipynb", monkeypatch, tmp_path, fresh_kernel, {
         "HALO_VARIANT": "test", "HALO_WORKDIR": str(tmp_path / "run"), "JAXSUITE_CACHE": str(tmp_path / "cache")})
     assert "mixer types: ('lightning-attn', 'attn')" in text
     assert "kept as attention:" in text and "CausalLM" in text
@@ -45,48 +70,18 @@ def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch, check_png):
     check_png(tmp_path / "run" / "decode.png")
 
 
-def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch, check_png):
+def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     """notebooks/03_ldl_forecasting.ipynb on the smoke-test forecasting config."""
-    text = run_notebook("03_ldl_forecasting.ipynb", monkeypatch,
+    text = run_notebook("03_ldl_forecasting.ipynb", monkeypatch, tmp_path, fresh_kernel,
                         {"LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run")})
     assert "series over the 12 levels" in text and "lowest WSPL:" in text
     assert (tmp_path / "run" / "results.json").is_file()
     check_png(tmp_path / "run" / "components.png")
 
 
-def test_a_notebook_runs_from_an_installed_wheel_in_a_fresh_virtualenv(tmp_path, monkeypatch, check_png):
-    """notebooks/03_ldl_forecasting.ipynb as Colab runs it: a kernel in a fresh virtualenv where jaxsuite is not
-    importable, started in a folder with no checkout; its install cell installs the wheel built from this tree
-    (JAXSUITE_SOURCE), and every later cell runs on that install and its shipped configs."""
-    import json
-    from jaxsuite.testing import borrowing_virtualenv, build_wheel
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    wheel = build_wheel(REPO, tmp_path / "wheel")
-    python, site = borrowing_virtualenv(tmp_path / "venv", with_pip=True)
-    kernels = tmp_path / "jupyter" / "kernels" / "fresh"
-    kernels.mkdir(parents=True)
-    (kernels / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "fresh virtualenv", "language": "python"}))
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    for key, value in {"JUPYTER_PATH": str(tmp_path / "jupyter"), "PYTHONPATH": "", "JAXSUITE_SOURCE": str(wheel),
-                       "LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run"),
-                       "PIP_NO_INDEX": "1"}.items():      # the dependencies are there already: nothing to fetch
-        monkeypatch.setenv(key, value)
-    nb = nbformat.read(os.path.join(REPO, "notebooks", "03_ldl_forecasting.ipynb"), as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="fresh",
-                            resources={"metadata": {"path": str(elsewhere)}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert f"jaxsuite from {site / 'jaxsuite'}" in text, text[:2000]          # the wheel's copy, not the tree
-    assert "lowest WSPL:" in text and (tmp_path / "run" / "results.json").is_file()
-    check_png(tmp_path / "run" / "components.png")
-
-
-def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png):
+def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     """notebooks/04_cpmobius.ipynb on the smoke-test CPMobius config (every method, one seed, 3 RL steps)."""
-    text = run_notebook("04_cpmobius.ipynb", monkeypatch,
+    text = run_notebook("04_cpmobius.ipynb", monkeypatch, tmp_path, fresh_kernel,
                         {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
     assert "tie              ['81', '81', '80', '80']     -> [-1. -1. -1. -1.]" in text
     for method in ("cpmobius", "r_zero", "rent"):
@@ -96,9 +91,9 @@ def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png):
     check_png(tmp_path / "run" / "accuracy.png")
 
 
-def test_latentchem_notebook_runs(tmp_path, monkeypatch, check_png):
+def test_latentchem_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     """notebooks/05_latentchem.ipynb on the smoke-test LatentChem config (2 curriculum stages, 2 GRPO steps)."""
-    text = run_notebook("05_latentchem.ipynb", monkeypatch,
+    text = run_notebook("05_latentchem.ipynb", monkeypatch, tmp_path, fresh_kernel,
                         {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
     assert "check_answer(reference): True" in text and "invalid SMILES 'C1CC(' -> False" in text
     assert "latent (stage 1):" in text and "<start_latent>" in text and "<end_latent>" in text
