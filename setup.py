@@ -39,6 +39,10 @@ WING_EXTRAS = {
     "chem": ["rdkit>=2024.3"],          # LatentChem: ground truth for the chemistry tasks (parsing, properties, edits)
     "forecast": ["numpyro>=0.15"],      # forecasting: the Bayesian structural (Prophet-style) baseline
     "rl": ["sympy>=1.12"],              # RL math environment: checking answers for mathematical equivalence
+    # the agent runtime: json5 reads the lenient JSON models write in tool calls; bm25s is a maintained sparse-
+    # matrix BM25 that saves and loads its index (faster and smaller than an index of our own); jinja2 renders
+    # a tokenizer's own chat template as transformers does, without needing transformers
+    "agents": ["json5>=0.9", "bm25s>=0.2", "jinja2>=3.1.6"],
 }
 ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
 

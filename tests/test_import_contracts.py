@@ -29,10 +29,12 @@ importlinter_api = pytest.importorskip("importlinter.api", reason="import-linter
 FOUNDATION = {"core", "models", "hf", "generate", "launch"}
 # Helpers for tests and benchmarks only, kept out of the library by contract testing-helpers.
 TEST_HELPERS = {"testing"}
-# Packages whose own modules are a core any wing may use, and whose subpackages are wings (rl/cpmobius).
-SHARED_CORES = {"rl"}
+# Packages whose own modules are a core any wing may use, and whose subpackages are wings (rl/cpmobius): the RL
+# core and the agent runtime.
+SHARED_CORES = {"rl", "agents"}
 # Contracts whose forbidden_modules must name every wing (directly or through a parent package).
-NO_WING_CONTRACTS = ["core-floor", "models-floor", "hf-generate-floor", "launcher-thin", "rl-core"]
+NO_WING_CONTRACTS = ["core-floor", "models-floor", "hf-generate-floor", "launcher-thin", "rl-core",
+                     "agents-runtime"]
 
 
 def _contracts() -> dict[str, dict]:

@@ -7,6 +7,7 @@ heavy dependency that only one wing needs is an extra of setup.py:
     [chem]      rdkit     jaxsuite.latent (LatentChem: molecules, tasks, rewards)
     [forecast]  numpyro   jaxsuite.forecast (the Bayesian structural baseline)
     [rl]        sympy     jaxsuite.rl (the math environment: CPMobius, R-Zero, RENT)
+    [agents]    json5     jaxsuite.agents (tool-call parsing), bm25s (local retrieval), jinja2 (chat templates)
 
 The module that uses such a package calls `require` on the line before importing it:
 

@@ -1,0 +1,42 @@
+"""Fixtures for the agent runtime's tests: a Qwen3-style tokenizer folder carrying the real Qwen3 chat template."""
+from pathlib import Path
+
+import pytest
+
+from jaxsuite.agents.chat import SPECIAL_MARKERS
+
+DATA = Path(__file__).parent / "data"
+QWEN3_TEMPLATE = (DATA / "qwen3_chat_template.jinja").read_text()
+
+_TRAINING_TEXT = [
+    "You are a helpful assistant. What is the capital of France? Paris is the capital of France.",
+    "def add(a, b):\n    return a + b\n", '{"name": "search", "arguments": {"query": ["Eiffel tower height"]}}',
+    "The tower is 330 metres tall. Ünïcödé 中文 text, numbers 0123456789 and punctuation !?.,;:()[]{}<>",
+]
+
+
+def build_qwen3_tokenizer(folder: Path) -> Path:
+    """A byte-level BPE trained here on a few lines, Qwen's special tokens added (`<|im_start|>`, `<|im_end|>`,
+    `<think>`, `<tool_call>`, ...), saved through transformers with the real Qwen3 chat template: what a Qwen3
+    folder holds, at toy size (no hub here)."""
+    import tokenizers
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(_TRAINING_TEXT * 4, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   additional_special_tokens=list(SPECIAL_MARKERS))
+    fast.chat_template = QWEN3_TEMPLATE
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def qwen3_tokenizer_folder(tmp_path_factory) -> Path:
+    pytest.importorskip("transformers")
+    return build_qwen3_tokenizer(tmp_path_factory.mktemp("qwen3_tok"))
