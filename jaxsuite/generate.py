@@ -87,7 +87,8 @@ class GenerateOutput:
     # what a prefill hook reported (e.g. latent reasoning's steps per row), as numpy arrays
     extras: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     # the decode cache after the call (device arrays), when a cache was given or return_cache=True: the prompt
-    # and the new tokens but the last one of each row (rows that stopped early hold pad tokens after the stop)
+    # and the new tokens but the last one of each row (a row's stop token and the pads after it are written as
+    # invalid slots: a continuation feeds that last token first and attends to no padding)
     cache: Any = None
 
     def sequences(self) -> list[list[int]]:
@@ -242,8 +243,11 @@ def _generate_body(graphdef, state, ids, mask, rng, temperature, top_p, hook_inp
         return (step < max_new_tokens) & ~jnp.all(done)
 
     def body(carry):
+        # A row's stop token and the pads after it are written as invalid slots (and leave a recurrent mixer's
+        # state alone): every row's cache then holds its prompt and its new tokens but the last, whether it
+        # stopped first or last, so a conversation resumes from it by feeding that last token first.
         step, token, cache, done, generated, logprobs, pos, rng = carry
-        logits, cache = model.decode(token[:, None], pos[:, None], cache)        # [B, 1, V]
+        logits, cache = model.decode(token[:, None], pos[:, None], cache, token_mask=~done[:, None])  # [B, 1, V]
         rng, sub = jax.random.split(rng)
         new = pick(logits[:, 0], generated, step, sub)
         logp = jnp.where(done, 0.0, token_logprob(logits[:, 0], new))

@@ -142,6 +142,26 @@ def test_continuing_a_prefilled_cache_equals_one_call_over_the_whole_prompt(pair
     np.testing.assert_array_equal(third.tokens, one_call.tokens[:, 8:])
 
 
+def test_a_row_that_stops_first_resumes_from_the_cache_as_if_alone(pair):
+    """Row 0 stops early while row 1 runs on: row 0's cache holds its prompt and new tokens but the stop (its
+    stop token and the pads after it are not written), so resuming it (its stop token, then a new message)
+    samples what one call over its whole text samples."""
+    _, jmodel = pair
+    prompts = [[5, 17, 42, 7], [11, 64, 2]]
+    free = jaxsuite.generate(jmodel, prompts, 8, stop_tokens=())
+    row0, row1 = free.tokens.tolist()
+    k = next(k for k in range(1, 7) if row0[k] not in row0[:k] + row1)      # row 0 stops at its (k+1)-th token
+    out = jaxsuite.generate(jmodel, prompts, 8, stop_tokens=(row0[k],), cache=jmodel.init_cache(2, 64))
+    assert out.lengths.tolist() == [k + 1, 8] and out.finished.tolist() == [True, False]
+    assert np.asarray(out.cache.valid).sum(1).tolist() == [4 + k, 3 + 7]
+    follow = [[row0[k], 31, 8], [row1[-1], 31, 8]]
+    resumed = jaxsuite.generate(jmodel, follow, 5, stop_tokens=(), cache=out.cache)
+    for row in range(2):
+        whole = prompts[row] + out.sequences()[row] + follow[row][1:]
+        alone = jaxsuite.generate(jmodel, [whole], 5, stop_tokens=())
+        np.testing.assert_array_equal(resumed.tokens[row], alone.tokens[0])
+
+
 def test_explicit_positions_and_cache_errors(pair):
     _, jmodel = pair
     expected = jaxsuite.generate(jmodel, [p + [9] for p in PROMPTS], 3, stop_tokens=(), return_logprobs=True)
