@@ -42,7 +42,8 @@ WING_EXTRAS = {
     # the agent runtime: json5 reads the lenient JSON models write in tool calls; bm25s is a maintained sparse-
     # matrix BM25 that saves and loads its index (faster and smaller than an index of our own); jinja2 renders
     # a tokenizer's own chat template as transformers does, without needing transformers
-    "agents": ["json5>=0.9", "bm25s>=0.2", "jinja2>=3.1.6"],
+    # fastapi + uvicorn serve the OpenAI-compatible API (python -m jaxsuite.serve); httpx drives any such endpoint
+    "agents": ["json5>=0.9", "bm25s>=0.2", "jinja2>=3.1.6", "fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27"],
 }
 ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
 
@@ -62,6 +63,7 @@ TEST_TOOLS = [
     "nbformat>=5.10",
     "ipykernel>=6.29",
     "import-linter>=2.12",              # the floors: .importlinter, checked by tests/test_import_contracts.py
+    "openai>=1.40",                     # the official client: the server's tests talk to it as users' code does
 ]
 
 setup(

@@ -40,3 +40,28 @@ def build_qwen3_tokenizer(folder: Path) -> Path:
 def qwen3_tokenizer_folder(tmp_path_factory) -> Path:
     pytest.importorskip("transformers")
     return build_qwen3_tokenizer(tmp_path_factory.mktemp("qwen3_tok"))
+
+
+@pytest.fixture(scope="session")
+def chat_model_folder(qwen3_tokenizer_folder, tmp_path_factory) -> Path:
+    """A tiny random Qwen3 saved by transformers beside the Qwen3-style tokenizer and its chat template: a
+    folder `python -m jaxsuite.serve --model` and transformers both load."""
+    import shutil
+
+    import torch
+    import transformers
+    folder = tmp_path_factory.mktemp("chat_model") / "tiny-qwen3-chat"
+    shutil.copytree(qwen3_tokenizer_folder, folder)
+    tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    config = transformers.Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                      max_position_embeddings=2048, tie_word_embeddings=True, rope_theta=1e6,
+                                      eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+                                      pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"))
+    torch.manual_seed(0)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)
+    model.save_pretrained(folder)
+    return folder
