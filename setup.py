@@ -1,7 +1,7 @@
 """jaxsuite: JAX/Flax reimplementations of recent Tsinghua/OpenBMB training systems.
 
 Install the core (the foundation, pre-training and HALO, the main job):   pip install -e .
-Add a wing's heavy dependency:        pip install -e ".[chem]"   (or forecast, rl; all = every wing)
+Add a wing's heavy dependency:        pip install -e ".[chem]"   (or forecast, rl, agents; all = every wing)
 Install for the tests:                pip install -e ".[test]"   (every wing + PyTorch/transformers as the
                                                                   parity reference + pytest + import-linter)
 

@@ -82,6 +82,9 @@ def export_tokenizer(tokenizer: Tokenizer, hf_dir: str | os.PathLike) -> list[st
     A sentencepiece model becomes `tokenizer.model`; an HF tokenizer folder contributes its tokenizer files.
     The byte tokenizer has no file (it is fully described by its class)."""
     path = getattr(tokenizer, "path", None) or getattr(tokenizer, "model_file", None)
+    if not path and hasattr(tokenizer, "serialized_model"):     # a sentencepiece model held in memory
+        files.atomic_write_bytes(files.join_path(hf_dir, "tokenizer.model"), tokenizer.serialized_model())
+        return ["tokenizer.model"]
     if not path:
         return []
     source = files.as_path(path)

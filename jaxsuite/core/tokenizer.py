@@ -76,6 +76,11 @@ class SentencePieceTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return self._sp.decode([int(i) for i in ids])
 
+    def token_to_id(self, piece: str) -> int | None:
+        """The id of a piece held whole (a user symbol such as `<|im_end|>`), or None when it is not one."""
+        i = int(self._sp.piece_to_id(piece))
+        return None if i == self.unk_id and piece != self._sp.id_to_piece(i) else i
+
     def id_to_piece(self, i: int) -> str:
         return self._sp.id_to_piece(int(i))
 
@@ -118,6 +123,7 @@ def train_sentencepiece(
     character_coverage: float = 0.9995,
     num_threads: int | None = None,
     seed_sentences_shuffle: bool = True,
+    user_symbols: Sequence[str] = (),
 ) -> SentencePieceTokenizer:
     """Train a SentencePiece model for code and text; return it (and write `{model_prefix}.model` if given).
 
@@ -127,6 +133,8 @@ def train_sentencepiece(
       `max_sentence_chars`), and SentencePiece samples at most `max_sentences` of them.
     The vocab size is exact (hard limit); a vocab too large for the text raises SentencePiece's error.
     Special ids: pad 0, unk 1, bos 2, eos 3 (<pad>, <unk>, <s>, </s>); 256 byte pieces follow.
+    user_symbols: strings kept whole as one piece each wherever they occur (e.g. a chat format's markers,
+      `<|im_start|>`, `<tool_call>`, ...), so they tokenize as the single ids `token_to_id` gives.
     """
     import sentencepiece as spm
 
@@ -152,7 +160,7 @@ def train_sentencepiece(
         remove_extra_whitespaces=False,
         add_dummy_prefix=False,
         allow_whitespace_only_pieces=True,
-        user_defined_symbols=["\n", "\t"],
+        user_defined_symbols=["\n", "\t", *user_symbols],
         max_sentence_length=4 * max_sentence_chars + 16,
         input_sentence_size=int(max_sentences),
         shuffle_input_sentence=seed_sentences_shuffle,
@@ -281,6 +289,11 @@ def _load_hf_local(path: Path) -> HFTokenizer:
         tok = tokenizers.Tokenizer.from_file(str(tok_json))
         ids = _special_ids_from_folder(tok, folder)
         return HFTokenizer(tok, **ids, name=str(path))
+    known = ("tokenizer_config.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model",
+             "sentencepiece.bpe.model")
+    if folder.is_dir() and not any((folder / name).is_file() for name in known):
+        raise FileNotFoundError(f"{str(folder)!r} holds no tokenizer files (tokenizer.json, tokenizer.model, "
+                                f"tokenizer_config.json, vocab.json, ...)")
     try:  # a folder with only slow-tokenizer files (vocab.json + merges.txt, tokenizer.model, ...)
         from transformers import AutoTokenizer
     except ImportError as e:

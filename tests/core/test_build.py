@@ -93,6 +93,20 @@ def test_export_tokenizer_copies_an_hf_folder_s_tokenizer_files(tmp_path):
     assert (out / "tokenizer_config.json").read_text() == '{"a": 1}' and not (out / "config.json").exists()
 
 
+def test_a_sentencepiece_model_held_in_memory_exports_and_loads_back(tmp_path):
+    from jaxsuite.core.tokenizer import load_tokenizer, train_sentencepiece
+    tok = train_sentencepiece(["The capital of Zorvia is Klemt. <|im_end|>"] * 40, 300, user_symbols=["<|im_end|>"])
+    assert getattr(tok, "path", None) is None
+    assert build.export_tokenizer(tok, tmp_path / "hf") == ["tokenizer.model"]
+    back = load_tokenizer(str(tmp_path / "hf"))
+    text = "Klemt is the capital. <|im_end|>"
+    assert back.encode(text) == tok.encode(text) and back.token_to_id("<|im_end|>") == tok.token_to_id("<|im_end|>")
+    (tmp_path / "weights_only").mkdir()
+    (tmp_path / "weights_only" / "config.json").write_text("{}")
+    with pytest.raises(FileNotFoundError, match="holds no tokenizer files"):
+        load_tokenizer(str(tmp_path / "weights_only"))
+
+
 def test_train_and_data_blocks_reject_unknown_fields():
     assert dict(train_block()) == TRAIN_DEFAULTS and dict(data_block()) == DATA_DEFAULTS
     assert train_block(steps=7).steps == 7 and train_block(steps=7).lr == TRAIN_DEFAULTS["lr"]
