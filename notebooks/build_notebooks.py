@@ -461,6 +461,90 @@ print("GRPO:", results["grpo"])
 display(Image(os.path.join(WORKDIR, "stages.png")))"""),
 ]
 
+AGENTS = [
+    new_markdown_cell("""# The agent runtime: chat format, tools, sandbox, retrieval, multi-turn RL, a server
+
+`jaxsuite.agents` is what the agent systems (AgentCPM-Explore and -Report, the collaboration-gain study) and
+the code-judging ones (SE-Bench, EvoOpt-LLM) share: the Qwen3 chat and tool-call format, typed tools, a
+sandbox for generated code, BM25 retrieval over a local corpus, batched multi-turn episodes through
+`jaxsuite.generate` with the token record RL trains on, and an OpenAI-compatible server. This notebook goes
+through each piece, then runs the demonstration job (`configs/agent_tiny.py`): a tiny model taught to answer
+lookup questions with a search tool, by SFT then GRPO. See docs/agents.md.
+
+The tests run this notebook with the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from
+`JAXSUITE_NOTEBOOK_VARIANT` (default `cpu`)."""),
+    new_code_cell("""import json, os
+from IPython.display import Image, display
+from jaxsuite.agents.chat import ChatFormat, render_qwen3
+from jaxsuite.agents.parse import parse_assistant
+from jaxsuite.agents.sandbox import Limits, SandboxPool
+from jaxsuite.agents.retrieval import BM25Index
+from jaxsuite.agents.tools import Toolbox, calculator, search_tool
+from jaxsuite.agents.lookup import facts, job
+from jaxsuite.core.config_utils import load_config
+
+VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
+WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/agent_notebook_{VARIANT}"))
+print(VARIANT, "->", WORKDIR)"""),
+    new_markdown_cell("## 1. The chat format\nMessages are OpenAI-style dicts. Tools are listed in the system turn "
+                      "inside `<tools>`; the model calls them with `<tool_call>` JSON blocks; tool results come back "
+                      "in one user turn of `<tool_response>` blocks. `parse_assistant` reads a model's turn back."),
+    new_code_cell("""box = Toolbox([calculator])
+messages = [{"role": "user", "content": "What is 330 metres in feet?"}]
+print(render_qwen3(messages, box.schemas, add_generation_prompt=True))
+turn = parse_assistant('<think>convert</think>\\n<tool_call>\\n{"name": "calculator", '
+                       '"arguments": {"expression": "330 * 3.28084"}}\\n</tool_call>')
+print("reasoning:", turn.reasoning, "| calls:", [(c.name, c.arguments) for c in turn.tool_calls])
+print("observation:", box.call(turn.tool_calls[0]).text)
+print("a broken call:", parse_assistant("<tool_call>{name: calculator</tool_call>").errors[0].reason)"""),
+    new_markdown_cell("## 2. The sandbox\nGenerated code runs in a confined subprocess: time, memory and process "
+                      "limits, no network, a private folder (as root also its own uid and filesystem view). "
+                      "Each run reports an outcome instead of failing."),
+    new_code_cell("""programs = {
+    "prints": "print(sum(range(10)))",
+    "loops forever": "while True: pass",
+    "allocates 16 GB": "x = bytearray(16 << 30)",
+    "opens a socket": "import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)",
+}
+with SandboxPool(workers=4, limits=Limits(wall_seconds=2, memory_bytes=1 << 30)) as pool:
+    for (name, code), r in zip(programs.items(), pool.map(list(programs.values()))):
+        print(f"{name:16s} -> {r.outcome:8s} {r.observation(120).splitlines()[-1]!r}")
+    print("isolation:", r.isolation)"""),
+    new_markdown_cell("## 3. Retrieval over a generated fact base\nMade-up countries, a page each, indexed with "
+                      "BM25 (bm25s); the search tool shows results as AgentCPM's does."),
+    new_code_cell("""train_c, test_c = facts.split_countries(10, 0.2, seed=0)
+pages = [facts.page(c) for c in train_c + test_c]
+index = BM25Index(pages)
+question = facts.questions(test_c, split="test")[0]
+print(question.question, "->", question.answer)
+print(Toolbox([search_tool(index, k=1)]).call(parse_assistant(facts.teacher_turns(question)[0]).tool_calls[0]).text)"""),
+    new_markdown_cell("## 4. The demonstration job\nA tiny model, untrained, then after SFT on teacher trajectories "
+                      "(search, then answer from the result), then after GRPO on multi-turn rollouts; evaluated on "
+                      "held-out countries. The same function `python -m jaxsuite.launch` calls, so a stopped "
+                      "notebook resumes."),
+    new_code_cell("""config = load_config(f"configs/agent_tiny.py:{VARIANT}")
+results = job.run(config, WORKDIR)
+for stage, ev in results["evaluations"].items():
+    print(f"{stage:9s} success {ev['success_rate']:.3f} | format errors/turn {ev['format_error_rate']:.3f} | "
+          f"turns/episode {ev['turns_per_episode']:.2f} | stops {ev['stop_reasons']}")
+display(Image(os.path.join(WORKDIR, "stages.png")))"""),
+    new_markdown_cell("## 5. A trace\nOne JSON line per evaluated episode; `render_trace` prints it as a transcript."),
+    new_code_cell("""from jaxsuite.agents.traces import read_trace, render_trace
+print(render_trace(read_trace(os.path.join(WORKDIR, "traces.jsonl"))[0], max_chars=200))"""),
+    new_markdown_cell("## 6. Serving it\n`python -m jaxsuite.serve --model WORKDIR/hf` serves the trained model over "
+                      "the OpenAI chat-completions API; here the same app runs in a thread and an OpenAI-compatible "
+                      "client (`OpenAIChatModel`, over httpx) asks it a held-out question with the search tool."),
+    new_code_cell("""from jaxsuite.agents.chat_model import ChatRequest, LocalChatModel, OpenAIChatModel
+from jaxsuite.agents.server import ServerThread, make_app
+served = LocalChatModel.from_folder(os.path.join(WORKDIR, "hf"), name="agent-tiny")
+env = job.build_environment(config, index)
+with ServerThread(make_app(served)) as url:
+    client = OpenAIChatModel(url, model="agent-tiny")
+    [reply] = client.complete([ChatRequest(env.initial_messages(question), tools=env.tools, temperature=0.0,
+                                           max_tokens=32)])
+print(url, "->", reply.choices[0].finish_reason, reply.choices[0].message)"""),
+]
+
 INSTALL_TEXT = """## Running it in Colab or any fresh runtime
 The next cell installs jaxsuite when it is not importable (in a checkout or the tests it does nothing). Set \
 `JAXSUITE_SOURCE` there (or in the environment) to this repository's git URL, `git+https://<host>/<owner>/jaxsuite`, \
@@ -520,7 +604,7 @@ def write(cells, path: str) -> None:
 # name -> (cells, the extra its install cell asks for)
 NOTEBOOKS = {"01_quickstart.ipynb": (QUICKSTART, "test"), "02_hypenet_halo.ipynb": (HYPENET_HALO, "all"),
              "03_ldl_forecasting.ipynb": (LDL_FORECASTING, "forecast"), "04_cpmobius.ipynb": (CPMOBIUS, "rl"),
-             "05_latentchem.ipynb": (LATENTCHEM, "chem")}
+             "05_latentchem.ipynb": (LATENTCHEM, "chem"), "06_agents.ipynb": (AGENTS, "agents")}
 
 
 def main(argv=None) -> None:

@@ -33,7 +33,7 @@ def test_the_committed_notebooks_are_what_the_build_script_writes(build, tmp_pat
 def test_each_notebook_starts_with_its_install_cell(build, tmp_path, capsys):
     build.main(["--out", str(tmp_path)])
     extras = {"01_quickstart.ipynb": "test", "02_hypenet_halo.ipynb": "all", "03_ldl_forecasting.ipynb": "forecast",
-              "04_cpmobius.ipynb": "rl", "05_latentchem.ipynb": "chem"}
+              "04_cpmobius.ipynb": "rl", "05_latentchem.ipynb": "chem", "06_agents.ipynb": "agents"}
     for name, extra in extras.items():
         _, kind, text = cells(tmp_path / name)[2]
         assert kind == "code" and f'f"{{JAXSUITE_SOURCE}}[{extra}]"' in text

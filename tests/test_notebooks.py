@@ -103,3 +103,18 @@ def test_latentchem_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel
     assert "causal test (accuracy):" in text and "GRPO: {" in text
     assert (tmp_path / "run" / "results.json").is_file()
     check_png(tmp_path / "run" / "stages.png")
+
+
+def test_agents_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
+    """notebooks/06_agents.ipynb on the smoke-test agent config (a few SFT and GRPO steps)."""
+    text = run_notebook("06_agents.ipynb", monkeypatch, tmp_path, fresh_kernel,
+                        {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
+    assert "reasoning: convert | calls: [('calculator', {'expression': '330 * 3.28084'})]" in text
+    assert "observation: 1082.6772" in text and "a broken call: invalid JSON" in text
+    for name, outcome in (("prints", "ok"), ("loops forever", "timeout"), ("allocates 16 GB", "memory"),
+                          ("opens a socket", "error")):
+        assert f"{name:16s} -> {outcome:8s}" in text
+    assert "1. [" in text and "untrained success" in text and "grpo      success" in text
+    assert "# task test-" in text and "-> " in text
+    assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "hf" / "tokenizer.model").is_file()
+    check_png(tmp_path / "run" / "stages.png", coloured=False)

@@ -117,8 +117,8 @@ def run_python(code: str, *, limits: Limits = Limits(), files: dict[str, str | b
                root: str | None = None) -> ExecutionResult:
     """Runs `code` as main.py in a fresh private folder (with `files` written beside it) under `limits`.
 
-    python_path: folders prepended to sys.path (packages the code may import; with a dedicated uid they must be
-                 readable by others, as the interpreter's own site-packages are).
+    python_path: folders prepended to sys.path (packages the code may import; with a dedicated uid the folders
+                 themselves must be readable by others, not the folders above them).
     uid: the unprivileged uid to run as (the parent must be root); None runs as the parent's user.
     """
     workdir = tempfile.mkdtemp(prefix="sandbox-", dir=root)
@@ -138,6 +138,7 @@ def run_python(code: str, *, limits: Limits = Limits(), files: dict[str, str | b
         status_read, status_write = os.pipe()
         spec = {"python": sys.executable, "workdir": workdir, "env": clean_environment(workdir),
                 "python_path": [str(p) for p in python_path], "uid": uid, "status_fd": status_write,
+                "needed": [*interpreter_paths(), *map(str, python_path)],
                 "reveal": reveal_plan([*interpreter_paths(), *map(str, python_path)]) if uid is not None else {},
                 "cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
                 "wall_seconds": limits.wall_seconds, "file_bytes": limits.file_bytes, "open_files": limits.open_files, "processes": limits.processes,
@@ -187,17 +188,19 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def reveal_plan(paths: Iterable[str]) -> dict[str, list[str]]:
-    """For each of `paths` behind a folder others may not enter (a pyenv under /root, 0700): that folder ->
-    its children on the way to the paths. The launcher shows the dedicated uid those children only."""
+    """For each of `paths` behind a folder others may not enter (a pyenv under /root, 0700; a virtualenv in a
+    0700 temporary folder): that folder -> the paths under it. The launcher covers the folder and shows the
+    dedicated uid those paths only, through 0755 folders of its own."""
+    targets = sorted({os.path.realpath(p) for p in paths})
+    targets = [t for t in targets if not any(t != o and t.startswith(o.rstrip("/") + "/") for o in targets)]
     plan: dict[str, list[str]] = {}
-    for path in paths:
-        parts = Path(os.path.realpath(path)).parts
-        for depth in range(1, len(parts) - 1):
+    for target in targets:
+        parts = Path(target).parts
+        for depth in range(1, len(parts)):
             folder = str(Path(*parts[:depth + 1]))
-            if not os.stat(folder).st_mode & 0o001:             # no search permission for others
-                child = str(Path(folder, parts[depth + 1]))
-                if child not in plan.setdefault(folder, []):
-                    plan[folder].append(child)
+            if os.path.isdir(folder) and not os.stat(folder).st_mode & 0o001:   # no search permission for others
+                if folder != target:
+                    plan.setdefault(folder, []).append(target)
                 break
     return plan
 

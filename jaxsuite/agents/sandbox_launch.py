@@ -62,7 +62,9 @@ def _mount(source, target, fstype, flags, data=None) -> None:
 def _mask(folder: str, keep: list[str]) -> None:
     """Covers `folder` with an empty tmpfs, then binds back only the paths in `keep` (each under `folder`),
     opened beforehand so the originals stay reachable once covered."""
-    handles = [(path, os.open(path, os.O_PATH)) for path in keep if os.path.exists(path)]
+    keep = sorted({p for p in keep if os.path.exists(p)})
+    keep = [p for p in keep if not any(p != o and p.startswith(o.rstrip("/") + "/") for o in keep)]  # outermost
+    handles = [(path, os.open(path, os.O_PATH)) for path in keep]
     _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m" if folder in SCRATCH else
            "mode=755,size=1m")
     for path, fd in handles:
@@ -82,12 +84,14 @@ def private_filesystem(spec: dict) -> None:
     if not _unshare(CLONE_NEWNS):
         raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS) failed")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)          # nothing done here propagates to the host
-    for folder, keep in spec.get("reveal", {}).items():
-        _mask(folder, keep)
-    for folder in SCRATCH:
-        if os.path.isdir(folder):
-            _mask(folder, [p for p in [spec["workdir"], *spec.get("python_path", [])]
-                           if p.startswith(folder.rstrip("/") + "/")])
+    needed = [os.path.realpath(p) for p in [spec["workdir"], *spec.get("python_path", []), *spec.get("needed", [])]]
+    scratch = [f for f in SCRATCH if os.path.isdir(f)]
+    under = lambda path, folder: path.startswith(folder.rstrip("/") + "/")
+    for folder in scratch:                                # what the run needs there is bound back
+        _mask(folder, [p for p in needed if under(p, folder)])
+    for folder, keep in spec.get("reveal", {}).items():   # (under a scratch folder: done just above)
+        if not any(under(folder, f) or folder == f for f in scratch):
+            _mask(folder, keep)
 
 
 def _write_id_maps(uid: int, gid: int) -> None:
