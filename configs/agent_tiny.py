@@ -41,7 +41,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model.arch = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
                         num_key_value_heads=2, head_dim=32, max_position_embeddings=1024, rope_theta=10000.0,
                         tie_word_embeddings=True, model_type="qwen3")
-    c.seq_len = 448                     # a teacher trajectory is ~390 tokens (the prompt ~270 of them)
+    c.seq_len = 640                     # a 3-turn episode (the prompt ~270 tokens, each turn and result ~120)
     c.context = 640                     # decode-cache slots per episode (rows share slot indices): 3 turns fit
     c.sft = ml_collections.ConfigDict(_stage(steps=400, lr=3e-3, log_every=25, checkpoint_every=100,
                                              batch_size=8))

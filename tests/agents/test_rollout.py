@@ -11,7 +11,7 @@ from jaxsuite.agents.chat import ChatFormat
 from jaxsuite.agents.environment import Budget, Environment, Task
 from jaxsuite.agents.retrieval import BM25Index, Document
 from jaxsuite.agents.rollout import pack_episodes, pack_turns, run_episodes, summarize, turn_delta
-from jaxsuite.agents.tools import Toolbox, calculator, search_tool
+from jaxsuite.agents.tools import Toolbox, search_tool
 from jaxsuite.core import sharding as shd
 from jaxsuite.core.tokenizer import load_tokenizer
 from jaxsuite.models.config import DecoderConfig
@@ -41,8 +41,8 @@ def env(budget, enable_thinking=True):
     """Thinking on: the generation prompt has no pre-filled empty think block, which Qwen3's template would drop
     from earlier turns when the conversation is rendered again (with thinking off the record keeps what the
     model saw, and differs from a re-rendering there)."""
-    return Environment(Toolbox([search_tool(BM25Index(DOCS), k=1), calculator]), budget=budget,
-                       enable_thinking=enable_thinking)
+    return Environment(Toolbox([search_tool(BM25Index(DOCS), k=1)]), system_prompt="Answer in <answer></answer>.",
+                       budget=budget, enable_thinking=enable_thinking)
 
 
 def force(logits, generated, step, *, script):
@@ -80,7 +80,7 @@ def test_multi_turn_episodes_record_the_model_tokens_and_the_update_recomputes_t
     budget = Budget(max_turns=3, max_new_tokens=len(script) + 2)
     e = env(budget)
     tasks = [Task("a", "How tall is the Eiffel tower?", "330 metres"), Task("b", "Where is Big Ben?", "London")]
-    episodes = run_episodes(model, fmt, e, tasks, n=2, temperature=1.0, seed=3, context=2048,
+    episodes = run_episodes(model, fmt, e, tasks, n=2, temperature=1.0, seed=3, context=1024,
                             logits_processor=scripted(script))
     assert len(episodes) == 4
     for ep in episodes:
@@ -102,13 +102,13 @@ def test_multi_turn_episodes_record_the_model_tokens_and_the_update_recomputes_t
     policy = Policy(model, optim=dict(lr=1e-3, warmup_steps=0, min_lr_ratio=1.0, steps=4, weight_decay=0.0,
                                       b1=0.9, b2=0.999, grad_clip=0.0),
                     loss=PolicyLossConfig(temperature=1.0), mesh=mesh)
-    batch = pack_episodes(episodes, [1.0, -1.0, 0.5, 0.0], seq_len=2048, pad_id=0)
+    batch = pack_episodes(episodes, [1.0, -1.0, 0.5, 0.0], seq_len=1024, pad_id=0)
     logp, _ = policy.score(batch)
     mask = batch["loss_mask"] > 0
     assert mask.sum() == 4 * 3 * len(script)                           # model tokens only: no prompt, no tool output
     np.testing.assert_allclose(logp[mask], batch["old_logprobs"][mask], atol=2e-4)
     assert np.all(batch["old_logprobs"][mask] < 0)                     # the policy's log-probs, not the forced 0
-    rows, index = pack_turns(episodes, [1.0, -1.0, 0.5, 0.0], seq_len=2048, pad_id=0)
+    rows, index = pack_turns(episodes, [1.0, -1.0, 0.5, 0.0], seq_len=1024, pad_id=0)
     assert len(index) == 12 and rows["loss_mask"].sum() == mask.sum()
     turn_logp, _ = policy.score(rows)
     turn_mask = rows["loss_mask"] > 0
@@ -122,20 +122,20 @@ def test_budgets_and_format_errors_end_or_mark_episodes(fmt, model):
     answer = tuple(fmt.encode_text("It is <answer>330 metres</answer>") + [fmt.end_of_turn_id])
     e = env(Budget(max_turns=5, max_new_tokens=max(len(broken), len(answer)) + 2, max_repeats=2),
             enable_thinking=False)
-    (ep,) = run_episodes(model, fmt, e, [Task("a", "q")], temperature=1.0, context=2048,
+    (ep,) = run_episodes(model, fmt, e, [Task("a", "q")], temperature=1.0, context=1024,
                          logits_processor=scripted(broken))
     assert ep.stop_reason == "repetition" and ep.num_turns == 2
     assert ep.turn_format_error == [True, True] and ep.messages[3]["error"] == "format_error"
     assert "Format error" in ep.messages[3]["content"]
-    rows, index = pack_turns([ep], [1.0], seq_len=2048, pad_id=0)
+    rows, index = pack_turns([ep], [1.0], seq_len=1024, pad_id=0)
     assert rows["advantages"].sum() == 0                             # format-error turns get no credit
-    (done,) = run_episodes(model, fmt, e, [Task("a", "q", "330 metres")], temperature=1.0, context=2048,
+    (done,) = run_episodes(model, fmt, e, [Task("a", "q", "330 metres")], temperature=1.0, context=1024,
                            logits_processor=scripted(answer))
     assert (done.stop_reason, done.answer, done.reward) == ("answered", "330 metres", 1.0)
-    (cut,) = run_episodes(model, fmt, env(Budget(max_new_tokens=4)), [Task("a", "q")], context=2048,
+    (cut,) = run_episodes(model, fmt, env(Budget(max_new_tokens=4)), [Task("a", "q")], context=1024,
                           logits_processor=scripted(answer))
     assert cut.stop_reason == "length" and cut.stats.tokens_out == 4
     call = tuple(fmt.encode_text(CALL) + [fmt.end_of_turn_id])
-    (full,) = run_episodes(model, fmt, env(Budget(max_new_tokens=len(call) + 2)), [Task("a", "q")],
-                           context=1000, logits_processor=scripted(call))
-    assert full.stop_reason == "context" and full.num_turns == 2      # the prompt and two turns fit, not three
+    (full,) = run_episodes(model, fmt, env(Budget(max_new_tokens=len(call) + 2, max_turns=20, max_repeats=20)),
+                           [Task("a", "q")], context=700, logits_processor=scripted(call))
+    assert full.stop_reason == "context" and full.num_turns >= 2 and len(full.tokens) <= 700
