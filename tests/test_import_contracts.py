@@ -85,11 +85,13 @@ def test_every_wing_is_under_the_contracts():
         assert not missing, f"add {missing} to the forbidden_modules of contract {contract_id} in .importlinter"
 
 
-def test_rl_core_contract_lists_every_core_module():
-    modules, _ = _children(REPO / "jaxsuite" / "rl")
-    listed = set(_contracts()["rl-core"]["source_modules"])
-    assert listed == {f"jaxsuite.rl.{m}" for m in modules}, (
-        "the source_modules of contract rl-core in .importlinter must be exactly the modules of jaxsuite/rl/")
+@pytest.mark.parametrize("core, contract_id", [("rl", "rl-core"), ("agents", "agents-runtime")])
+def test_shared_core_contracts_list_every_core_module(core, contract_id):
+    modules, _ = _children(REPO / "jaxsuite" / core)
+    listed = set(_contracts()[contract_id]["source_modules"])
+    assert listed == {f"jaxsuite.{core}.{m}" for m in modules}, (
+        f"the source_modules of contract {contract_id} in .importlinter must be exactly the modules of "
+        f"jaxsuite/{core}/")
 
 
 def _fresh_python(code: str) -> subprocess.CompletedProcess:

@@ -116,5 +116,23 @@ def test_agents_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
         assert f"{name:16s} -> {outcome:8s}" in text
     assert "1. [" in text and "untrained success" in text and "grpo      success" in text
     assert "# task test-" in text and "-> " in text
-    assert (tmp_path / "run" / "results.json").is_file() and (tmp_path / "run" / "hf" / "tokenizer.model").is_file()
+    assert (tmp_path / "run" / "hf" / "tokenizer.model").is_file()
     check_png(tmp_path / "run" / "stages.png", coloured=False)
+    # the job's report agrees with the traces and metrics it wrote; a rerun resumes (finished stages skipped)
+    import json
+    from jaxsuite.agents.lookup import facts, job
+    from jaxsuite.core.config_utils import load_config
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(results["evaluations"]) == {"untrained", "sft", "grpo"}
+    traces = [json.loads(line) for line in (tmp_path / "run" / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == results["test_questions"] == 3 * 2            # 10 countries, 20% held out, 3 questions
+    assert results["evaluations"]["grpo"]["success_rate"] == sum(t["reward"] > 0.5 for t in traces) / len(traces)
+    assert {t["task"]["metadata"]["country"] for t in traces}.isdisjoint(
+        {c.name for c in facts.split_countries(10, 0.2, 0)[0]})          # held-out countries only
+    config = load_config("configs/agent_tiny.py:test")
+    for stage in ("sft", "grpo"):
+        lines = (tmp_path / "run" / stage / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines] == list(range(1, config[stage].steps + 1))
+    again = job.run(config, str(tmp_path / "run"))
+    assert again["sft"] == results["sft"] and again["grpo"] == results["grpo"]
+    assert again["evaluations"] == results["evaluations"]
