@@ -74,38 +74,15 @@ def new_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
 
 
-def _balanced_prefix(text: str) -> str | None:
-    """The first `{...}` object with balanced braces (outside strings), or None when none closes."""
+def _scan_object(text: str) -> tuple[int, int | None, str]:
+    """One pass over `text` from its first `{`, outside strings: (that start or -1, the index of the brace that
+    closes it or None, the quote and closers a cut-off object still needs)."""
     start = text.find("{")
     if start < 0:
-        return None
-    depth, in_string, escaped = 0, None, False
+        return -1, None, ""
+    stack, in_string, escaped, end = [], None, False, None
     for i in range(start, len(text)):
         ch = text[i]
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == in_string:
-                in_string = None
-        elif ch in "\"'":
-            in_string = ch
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start:i + 1]
-    return None
-
-
-def _close_open_braces(text: str) -> str:
-    """`text` with its unclosed strings and braces closed, for a call cut off mid-object."""
-    start = text.find("{")
-    text = text[start:] if start >= 0 else text
-    stack, in_string, escaped = [], None, False
-    for ch in text:
         if in_string:
             if escaped:
                 escaped = False
@@ -119,7 +96,10 @@ def _close_open_braces(text: str) -> str:
             stack.append("}" if ch == "{" else "]")
         elif ch in "}]" and stack:
             stack.pop()
-    return text + (in_string or "") + "".join(reversed(stack))
+            if not stack:
+                end = i
+                break
+    return start, end, (in_string or "") + "".join(reversed(stack))
 
 
 def _loads_lenient(text: str) -> tuple[Any, str | None]:
@@ -130,10 +110,12 @@ def _loads_lenient(text: str) -> tuple[Any, str | None]:
         reason = f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"
     require("json5", extra="agents", for_="jaxsuite.agents (tool-call parsing)")
     import json5
+    start, end, missing = _scan_object(text)
     candidates = [text]
-    if (prefix := _balanced_prefix(text)) is not None and prefix != text:
-        candidates.append(prefix)
-    candidates.append(_close_open_braces(text))
+    if end is not None and text[start:end + 1] != text:
+        candidates.append(text[start:end + 1])                   # the first whole object, trailing junk cut
+    elif start >= 0:
+        candidates.append(text[start:] + missing)                # an object cut off: close what is open
     for candidate in candidates:
         try:
             return json5.loads(candidate), None

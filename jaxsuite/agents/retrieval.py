@@ -21,6 +21,7 @@ from typing import Iterable, Protocol, Sequence
 from etils import epath
 
 from jaxsuite.core.extras import require
+from jaxsuite.core.files import iter_jsonl_objects
 
 # Common English function words: they match everywhere and only blur the ranking.
 STOPWORDS = frozenset("""a an and are as at be by for from has have in is it its of on or that the this to was
@@ -63,25 +64,16 @@ def read_corpus(path: str | epath.PathLike) -> list[Document]:
     if not path.exists():
         raise CorpusError(f"{path}: corpus file not found")
     documents, seen = [], {}
-    with path.open("r") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CorpusError(f"{path}: line {line_no}: invalid JSON ({e.msg}, column {e.colno})") from None
-            if not isinstance(record, dict):
-                raise CorpusError(f"{path}: line {line_no}: expected an object, got {type(record).__name__}")
-            for key in ("id", "contents"):
-                if not isinstance(record.get(key), (str, int)) or str(record.get(key)) == "":
-                    raise CorpusError(f"{path}: line {line_no}: missing or empty {key!r}")
-            doc_id = str(record["id"])
-            if doc_id in seen:
-                raise CorpusError(f"{path}: line {line_no}: duplicate id {doc_id!r} (first on line {seen[doc_id]})")
-            seen[doc_id] = line_no
-            documents.append(Document(doc_id, str(record["contents"]), str(record.get("title") or ""),
-                                      str(record.get("url") or "")))
+    for line_no, record in iter_jsonl_objects(path, error=CorpusError):
+        for key in ("id", "contents"):
+            if not isinstance(record.get(key), (str, int)) or str(record.get(key)) == "":
+                raise CorpusError(f"{path}:{line_no}: missing or empty {key!r}")
+        doc_id = str(record["id"])
+        if doc_id in seen:
+            raise CorpusError(f"{path}:{line_no}: duplicate id {doc_id!r} (first on line {seen[doc_id]})")
+        seen[doc_id] = line_no
+        documents.append(Document(doc_id, str(record["contents"]), str(record.get("title") or ""),
+                                  str(record.get("url") or "")))
     if not documents:
         raise CorpusError(f"{path}: the corpus is empty")
     return documents

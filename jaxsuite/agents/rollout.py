@@ -22,7 +22,6 @@ re-tokenised text), so an update's recomputed log-probs match the sampler's.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, Sequence
 
 import jax

@@ -20,6 +20,7 @@ from etils import epath
 from jaxsuite.agents.chat_model import ChatModel, ChatRequest
 from jaxsuite.agents.environment import Budget, Environment, EpisodeStats, Task, tool_messages_for_template
 from jaxsuite.agents.parse import ToolCall, parse_assistant
+from jaxsuite.core.files import iter_jsonl_objects
 
 
 @dataclasses.dataclass
@@ -118,15 +119,7 @@ def write_trace(path: str | epath.PathLike, episodes: Iterable, *, append: bool 
 
 
 def read_trace(path: str | epath.PathLike) -> list[dict]:
-    path = epath.Path(path)
-    records = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {line_no}: not a trace record ({e.msg})") from None
-    return records
+    return [record for _, record in iter_jsonl_objects(path)]
 
 
 def render_trace(record: dict, *, max_chars: int = 600) -> str:

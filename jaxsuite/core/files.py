@@ -106,3 +106,20 @@ def remove(path: PathLike) -> None:
 def copy_file(src: PathLike, dst: PathLike) -> str:
     """Copies one file (either side local or in a bucket), atomically at the destination."""
     return atomic_write_bytes(dst, read_bytes(src))
+
+
+def iter_jsonl_objects(path: PathLike, *, error: type[Exception] = ValueError):
+    """(line number, object) for every non-blank line of a JSON-lines file (local or a bucket); the first line
+    that is not a JSON object raises `error` naming the file and line: `path:3: malformed JSON (...)`."""
+    import json
+    with as_path(path).open("r") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise error(f"{path}:{number}: malformed JSON ({e.msg}, column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise error(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            yield number, row

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import pathlib
 import re
@@ -28,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from jaxsuite.core.extras import require
+from jaxsuite.core.files import iter_jsonl_objects
 
 require("sympy", extra="rl", for_="jaxsuite.rl.math_env (answer checking for CPMobius, R-Zero, RENT)")
 import sympy
@@ -415,18 +415,8 @@ def _answer_text(value: Any, where: str) -> str:
 def _rows(path: pathlib.Path):
     """(where, row) for every row of a jsonl or parquet file, read lazily so that `limit` reads little."""
     if path.suffix.lower() == ".jsonl":
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{number}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{where}: malformed JSON ({e.msg})") from None
-                if not isinstance(row, dict):
-                    raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                yield where, row
+        for number, row in iter_jsonl_objects(path):
+            yield f"{path}:{number}", row
     else:
         import pyarrow.parquet as pq   # only parquet readers pay for importing pyarrow
         index = 0

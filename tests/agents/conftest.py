@@ -1,4 +1,5 @@
 """Fixtures for the agent runtime's tests: a Qwen3-style tokenizer folder carrying the real Qwen3 chat template."""
+import functools
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,24 @@ def chat_model_folder(qwen3_tokenizer_folder, tmp_path_factory) -> Path:
             p.normal_(0.0, 0.5)
     model.save_pretrained(folder)
     return folder
+
+
+def _force(logits, generated, step, *, script):
+    import jax.numpy as jnp
+    target = script[jnp.minimum(step, script.shape[0] - 1)]
+    return jnp.where(jnp.arange(logits.shape[-1])[None, :] == target, 0.0, jnp.full_like(logits, -1e9))
+
+
+@functools.lru_cache(maxsize=None)
+def _scripted(ids: tuple[int, ...]):
+    """A LogitsProcessor that makes every row write `ids` (then repeat the last) whatever the model prefers, so
+    a random tiny model calls a tool or answers on cue. The log-probs generate records stay the policy's own.
+    One object per script: generate's jit keys on the hook."""
+    import jax.numpy as jnp
+    return functools.partial(_force, script=jnp.asarray(ids, jnp.int32))
+
+
+@pytest.fixture(scope="session")
+def scripted():
+    """`scripted(ids)`: the forcing LogitsProcessor above, as a fixture (test modules cannot import conftest)."""
+    return _scripted

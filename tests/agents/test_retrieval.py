@@ -75,10 +75,10 @@ def test_a_gs_bucket_works_like_a_folder(fake_bucket):
 
 @pytest.mark.parametrize("content, message", [
     ("", "the corpus is empty"),
-    ('{"id": "a", "contents": "x"}\n{"id": "b", "contents": \n', "line 2: invalid JSON"),
-    ('{"id": "a"}\n', "line 1: missing or empty 'contents'"),
-    ('{"id": "a", "contents": "x"}\n\n{"id": "a", "contents": "y"}\n', "line 3: duplicate id 'a' (first on line 1)"),
-    ('["a", "x"]\n', "line 1: expected an object, got list"),
+    ('{"id": "a", "contents": "x"}\n{"id": "b", "contents": \n', "corpus.jsonl:2: malformed JSON"),
+    ('{"id": "a"}\n', "corpus.jsonl:1: missing or empty 'contents'"),
+    ('{"id": "a", "contents": "x"}\n\n{"id": "a", "contents": "y"}\n', "corpus.jsonl:3: duplicate id 'a' (first on line 1)"),
+    ('["a", "x"]\n', "corpus.jsonl:1: expected a JSON object, got list"),
 ])
 def test_bad_corpus_files_are_named_by_line(tmp_path, content, message):
     path = tmp_path / "corpus.jsonl"

@@ -1,9 +1,7 @@
 """Multi-turn rollouts: the token record against the chat format, and the RL update's recomputed log-probs
 against the sampler's over episodes with tool outputs."""
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -45,16 +43,8 @@ def env(budget, enable_thinking=True):
                        budget=budget, enable_thinking=enable_thinking)
 
 
-def force(logits, generated, step, *, script):
-    """A LogitsProcessor that makes every row write `script` (then the end-of-turn token) whatever the model
-    prefers: a random tiny model then calls a tool each turn. The recorded log-probs stay the policy's own."""
-    target = script[jnp.minimum(step, script.shape[0] - 1)]
-    return jnp.where(jnp.arange(logits.shape[-1])[None, :] == target, 0.0, jnp.full_like(logits, -1e9))
 
 
-@functools.lru_cache(maxsize=None)
-def scripted(ids: tuple[int, ...]):
-    return functools.partial(force, script=jnp.asarray(ids, jnp.int32))
 
 
 def test_turn_deltas_extend_the_rendering_token_for_token(fmt):
@@ -75,7 +65,7 @@ def test_turn_deltas_extend_the_rendering_token_for_token(fmt):
     assert prompt + fmt.encode_text(CALL + "<|im_end|>") + fmt.encode_text(delta) == full
 
 
-def test_multi_turn_episodes_record_the_model_tokens_and_the_update_recomputes_their_logprobs(fmt, model):
+def test_multi_turn_episodes_record_the_model_tokens_and_the_update_recomputes_their_logprobs(fmt, model, scripted):
     script = tuple(fmt.encode_text(CALL) + [fmt.end_of_turn_id])
     budget = Budget(max_turns=3, max_new_tokens=len(script) + 2)
     e = env(budget)
@@ -117,7 +107,7 @@ def test_multi_turn_episodes_record_the_model_tokens_and_the_update_recomputes_t
     assert np.isfinite(metrics["loss"])
 
 
-def test_budgets_and_format_errors_end_or_mark_episodes(fmt, model):
+def test_budgets_and_format_errors_end_or_mark_episodes(fmt, model, scripted):
     broken = tuple(fmt.encode_text('<tool_call>\n{"name": search}\n</tool_call>') + [fmt.end_of_turn_id])
     answer = tuple(fmt.encode_text("It is <answer>330 metres</answer>") + [fmt.end_of_turn_id])
     e = env(Budget(max_turns=5, max_new_tokens=max(len(broken), len(answer)) + 2, max_repeats=2),

@@ -154,13 +154,13 @@ def test_nothing_leaks_from_one_run_into_the_next():
         r1 = solo.run(first)
         assert r1.ok, r1.stderr
         assert not Path(r1.stdout.strip()).exists()          # the run's folder is deleted
-        second = textwrap.dedent(f"""
+        second = textwrap.dedent("""
             import os
             print([p for p in ["left.txt", "/tmp/left.txt", "/dev/shm/left.txt"] if os.path.exists(p)])
             mine = []
             for pid in filter(str.isdigit, os.listdir("/proc")):
                 try:
-                    uid = [l for l in open(f"/proc/{{pid}}/status") if l.startswith("Uid:")][0].split()[1]
+                    uid = [l for l in open(f"/proc/{pid}/status") if l.startswith("Uid:")][0].split()[1]
                 except OSError:
                     continue
                 if uid == str(os.getuid()) and int(pid) != os.getpid():

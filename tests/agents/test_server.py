@@ -1,9 +1,7 @@
 """The OpenAI-compatible server, driven by the official `openai` client against a tiny model; log-probs against
 transformers' forward pass on the same folder."""
-import functools
 import threading
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,9 +17,6 @@ TOOLS = [{"type": "function", "function": {
 HELLO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello."}]
 
 
-def force(logits, generated, step, *, script):
-    target = script[jnp.minimum(step, script.shape[0] - 1)]
-    return jnp.where(jnp.arange(logits.shape[-1])[None, :] == target, 0.0, jnp.full_like(logits, -1e9))
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +61,11 @@ def test_logprobs_match_transformers(served, chat_model_folder):
         np.testing.assert_allclose([t.logprob for t in c.top_logprobs], np.sort(want[k])[::-1][:3], atol=1e-4)
 
 
-def test_tool_calls_round_trip(chat_model_folder):
+def test_tool_calls_round_trip(chat_model_folder, scripted):
     model = LocalChatModel.from_folder(chat_model_folder)
     call_text = '<tool_call>\n{"name": "search", "arguments": {"query": "tower height"}}\n</tool_call>'
     script = tuple(model.fmt.encode_text(call_text) + [model.fmt.end_of_turn_id])
-    model.logits_processor = functools.partial(force, script=jnp.asarray(script, jnp.int32))
+    model.logits_processor = scripted(script)
     with ServerThread(make_app(model)) as url:
         client = openai.OpenAI(base_url=url, api_key="none", max_retries=0)
         messages = [{"role": "user", "content": "How tall is the tower?"}]

@@ -1,9 +1,7 @@
 """Chat-level episodes through the in-process model and through the server give the same trace; traces write,
 read, render and replay."""
-import functools
 import json
 
-import jax.numpy as jnp
 import pytest
 
 from jaxsuite.agents.chat_model import LocalChatModel, OpenAIChatModel
@@ -18,16 +16,13 @@ DOCS = [Document("d1", "The Eiffel tower is 330 metres tall.", "Eiffel tower"),
 CALL = '<tool_call>\n{"name": "search", "arguments": {"query": "Eiffel tower"}}\n</tool_call>'
 
 
-def force(logits, generated, step, *, script):
-    target = script[jnp.minimum(step, script.shape[0] - 1)]
-    return jnp.where(jnp.arange(logits.shape[-1])[None, :] == target, 0.0, jnp.full_like(logits, -1e9))
 
 
 @pytest.fixture(scope="module")
-def scripted_model(chat_model_folder):
+def scripted_model(chat_model_folder, scripted):
     model = LocalChatModel.from_folder(chat_model_folder)
     script = tuple(model.fmt.encode_text(CALL) + [model.fmt.end_of_turn_id])
-    model.logits_processor = functools.partial(force, script=jnp.asarray(script, jnp.int32))
+    model.logits_processor = scripted(script)
     return model, len(script)
 
 
@@ -72,5 +67,5 @@ def test_the_same_episodes_in_process_and_through_the_server(scripted_model, tmp
     [diff] = replay_trace(records[0], env)
     assert diff["recorded"] == "tampered" and "330 metres" in diff["replayed"]
     (tmp_path / "bad.jsonl").write_text("{}\nnot json\n")
-    with pytest.raises(ValueError, match="bad.jsonl: line 2: not a trace record"):
+    with pytest.raises(ValueError, match="bad.jsonl:2: malformed JSON"):
         read_trace(tmp_path / "bad.jsonl")
