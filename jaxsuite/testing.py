@@ -4,6 +4,11 @@ Not imported by the library itself. torch is imported inside the functions, so i
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 def randomize_torch_parameters(model, seed: int | None = None):
     """Gives every parameter of a transformers model a random value, in place, and returns the model.
@@ -27,7 +32,7 @@ def randomize_torch_parameters(model, seed: int | None = None):
     return model
 
 
-def build_wheel(repo, out_dir) -> "Path":
+def build_wheel(repo, out_dir) -> Path:
     """Builds jaxsuite's wheel from the tree at `repo` into `out_dir` (no dependencies, no build isolation:
     nothing is downloaded); returns its path."""
     import subprocess
@@ -39,7 +44,7 @@ def build_wheel(repo, out_dir) -> "Path":
     return wheel
 
 
-def borrowing_virtualenv(path) -> tuple["Path", "Path"]:
+def borrowing_virtualenv(path) -> tuple[Path, Path]:
     """A fresh virtualenv at `path` that sees this environment's installed packages (a .pth line to its
     site-packages) but not jaxsuite, which is installed here in editable mode and whose finder that line does
     not load: what `pip install <wheel>` into a fresh environment gives, without downloading the dependencies.

@@ -13,7 +13,6 @@ sampling temperature (as RL reads them); `top_logprobs` come from one extra forw
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -272,8 +271,3 @@ class OpenAIChatModel:
 def logprob_or_floor(x: float) -> float:
     """JSON has no -inf: a log-prob of an impossible token is reported as the float32 floor."""
     return x if math.isfinite(x) else -3.4e38
-
-
-def arguments_json(call: dict) -> str:
-    args = call["function"]["arguments"]
-    return args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)

@@ -74,7 +74,7 @@ def _copy(dst: nnx.Variable, value: Any, what: str) -> None:
     dst.set_value(value)
 
 
-def _expand_heads(kernel: Any, heads: int) -> jax.Array:
+def _expand_heads(kernel: Any, heads: int) -> jnp.ndarray:
     """[D, Kv, Hd] -> [D, heads, Hd]: KV head j // (heads / Kv) for query head j (repeat-interleave). jnp, so it
     also runs abstractly (`--compile_only` assembles the student inside nnx.eval_shape)."""
     kv = kernel.shape[1]

@@ -151,3 +151,10 @@ def test_concurrent_requests_share_decode_batches_and_the_http_chat_model_agrees
     request = ChatRequest([{"role": "user", "content": "Count to 2."}], temperature=0.0, max_tokens=6)
     assert remote.complete([request])[0].choices[0].message["content"] == results[2] == \
         model.complete([request])[0].choices[0].message["content"]
+
+
+def test_the_serve_command_names_a_bad_model_folder_in_one_line(tmp_path, capsys):
+    from jaxsuite import serve
+    assert serve.main(["--model", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {tmp_path / 'nowhere'}: not a model folder (no config.json, nor hf/config.json)"

@@ -2,7 +2,6 @@
 cross-entropy (`loss_chunk`). Each must leave the loss and every gradient as they are without it; the memory
 they save is measured where it is decided, in the compile report of a TPU target (benchmarks/RESULTS.md)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
