@@ -99,7 +99,8 @@ def check_request(request: ChatRequest) -> None:
         raise RequestError("tool_choice is 'required' but no tools were given", param="tool_choice")
 
 
-def _bucket(n: int) -> int:
+def power_of_two_at_least(n: int) -> int:
+    """The batch size a batch of n rows is padded to: a few shapes, so a few compilations."""
     return 1 << max(n - 1, 0).bit_length()
 
 
@@ -152,11 +153,6 @@ class LocalChatModel:
                                code="context_length_exceeded", param="messages")
         return ids, prefill
 
-    def check(self, request: ChatRequest) -> None:
-        """Raises RequestError when this model cannot serve `request` (bad fields, too long a context)."""
-        check_request(request)
-        self._prompt(request)
-
     def complete(self, requests: Sequence[ChatRequest]) -> list[ChatResult]:
         """Serves requests; those with equal sampling settings share one generate call."""
         prepared = []
@@ -183,7 +179,7 @@ class LocalChatModel:
     def _generate(self, rows, temperature, top_p, max_tokens, seed):
         from jaxsuite.generate import generate
         real = len(rows)
-        rows = rows + [rows[0]] * (_bucket(real) - real)        # a few batch shapes: a few compilations
+        rows = rows + [rows[0]] * (power_of_two_at_least(real) - real)        # a few batch shapes: a few compilations
         out = generate(self.model, rows, max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                        stop_tokens=self.stop_ids, return_logprobs=True, logits_processor=self.logits_processor,
                        pad_token_id=getattr(self.fmt.tokenizer, "pad_id", None))

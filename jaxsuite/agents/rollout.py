@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsuite.agents.chat import IM_END, ChatFormat, ChatTemplateError
+from jaxsuite.agents.chat_model import power_of_two_at_least
 from jaxsuite.agents.environment import Budget, Environment, EpisodeStats, Task, tool_messages_for_template
 from jaxsuite.agents.parse import parse_assistant
 from jaxsuite.generate import generate
@@ -83,10 +84,6 @@ def _gather_rows(cache: Any, rows: Sequence[int]) -> Any:
     return jax.tree.map(lambda x: jnp.take(x, index, axis=0) if getattr(x, "ndim", 0) > 0 else x, cache)
 
 
-def _bucket(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
-
-
 def turn_delta(fmt: ChatFormat, history: list[dict], new_messages: list[dict], *, enable_thinking: bool,
                tools: list[dict] | None) -> str:
     """The text between the end-of-turn marker that closed the last assistant turn and the next assistant turn's
@@ -131,13 +128,13 @@ def run_episodes(model, fmt: ChatFormat, env: Environment, tasks: Sequence[Task]
             episodes.append(Episode(task, messages, [Segment(prompt, False)], stats))
     pending = {i: ep.segments[0].tokens for i, ep in enumerate(episodes)}   # row -> tokens to feed next
     rows = list(range(len(episodes)))                                       # episode of each cache row
-    cache = model.init_cache(_bucket(len(rows)), context)
+    cache = model.init_cache(power_of_two_at_least(len(rows)), context)
     turn = 0
     while pending:
         live = [i for i in rows if i in pending]
         if len(live) < len(rows):        # drop finished episodes' rows; pad to a bucket with copies of a live one
             keep = [rows.index(i) for i in live]
-            keep += [keep[0]] * (_bucket(len(keep)) - len(keep))
+            keep += [keep[0]] * (power_of_two_at_least(len(keep)) - len(keep))
             cache = _gather_rows(cache, keep)
             rows = live
         feed = [pending[i] for i in rows] + [pending[rows[0]]] * (cache.valid.shape[0] - len(rows))

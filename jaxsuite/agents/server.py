@@ -19,13 +19,13 @@ import contextlib
 import json
 import queue
 import re
+import sys
 import threading
 import time
 import uuid
 from typing import Any
 
-from jaxsuite.agents.chat_model import (ChatModel, ChatRequest, ChatResult, RequestError, check_request,
-                                         logprob_or_floor)
+from jaxsuite.agents.chat_model import ChatModel, ChatRequest, ChatResult, RequestError, logprob_or_floor
 
 
 def error_body(message: str, *, kind: str = "invalid_request_error", param: str | None = None,
@@ -69,24 +69,23 @@ class Batcher:
             self._serve(batch)
 
     def _serve(self, batch) -> None:
-        ok = []
-        for request, future in batch:           # a bad request fails alone, not its batch
-            try:
-                getattr(self.model, "check", check_request)(request)
-                ok.append((request, future))
-            except Exception as e:              # noqa: BLE001 - handed to the waiting request
-                future.set_exception(e)
-        if not ok:
-            return
-        self.batches.append(len(ok))
+        self.batches.append(len(batch))
         try:
-            results = self.model.complete([r for r, _ in ok])
-        except Exception as e:                  # noqa: BLE001
-            for _, future in ok:
-                future.set_exception(e)
-            return
-        for (_, future), result in zip(ok, results):
-            future.set_result(result)
+            results = self.model.complete([r for r, _ in batch])
+        except RequestError:
+            if len(batch) > 1:              # one bad request fails alone, not its batch: serve them one by one
+                for item in batch:
+                    self._serve([item])
+                return
+            results = None
+            error = sys.exc_info()[1]
+        except Exception as e:              # noqa: BLE001 - handed to the waiting requests
+            results, error = None, e
+        for i, (_, future) in enumerate(batch):
+            if results is None:
+                future.set_exception(error)
+            else:
+                future.set_result(results[i])
 
     def close(self) -> None:
         self._queue.put(None)

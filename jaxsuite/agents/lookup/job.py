@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from jaxsuite.agents.chat import SPECIAL_MARKERS, ChatFormat
+from jaxsuite.agents.chat_model import power_of_two_at_least
 from jaxsuite.agents.environment import Budget, Environment, EpisodeStats, Task
 from jaxsuite.agents.lookup import facts
 from jaxsuite.agents.retrieval import BM25Index
@@ -36,6 +37,7 @@ from jaxsuite.agents.tools import Toolbox, search_tool
 from jaxsuite.agents.traces import write_trace
 from jaxsuite.core.build import export_tokenizer, mesh_and_rules
 from jaxsuite.core.checkpoint import Checkpointer
+from jaxsuite.core.loop import pad_batch
 from jaxsuite.core.metrics import Progress, phase, pyplot
 from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
@@ -201,7 +203,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         rewards = np.asarray([ep.reward for ep in episodes], np.float32)
         advantages = group_advantages(rewards, np.repeat(np.arange(q), n))
         batch, _ = pack_turns(episodes, advantages, seq_len=seq_len, pad_id=0)
-        rows = _bucket_rows(batch, 2 * q * n)
+        # empty rows up to a power of two: the update compiles for a few sizes, whatever turns episodes took
+        rows = pad_batch(batch, max(2 * q * n, power_of_two_at_least(batch["inputs"].shape[0])))
         metrics = policy.update(rows)
         stats = summarize(episodes)
         metrics.update(reward_mean=float(rewards.mean()), format_error_rate=stats["format_error_rate"],
@@ -226,13 +229,3 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         log.info("%-9s success %.3f, format errors %.3f per turn, %.2f turns per episode", name,
                  ev["success_rate"], ev["format_error_rate"], ev["turns_per_episode"])
     return results
-
-
-def _bucket_rows(batch: dict, minimum: int) -> dict:
-    """Pads an RL batch with empty rows to a power of two (at least `minimum`): the update compiles for a few
-    sizes only, whatever number of turns the episodes took."""
-    rows = batch["inputs"].shape[0]
-    target = max(minimum, 1 << max(rows - 1, 0).bit_length())
-    if target == rows:
-        return batch
-    return {k: np.concatenate([v, np.zeros((target - rows,) + v.shape[1:], v.dtype)]) for k, v in batch.items()}
