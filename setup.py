@@ -64,6 +64,7 @@ TEST_TOOLS = [
     "ipykernel>=6.29",
     "import-linter>=2.12",              # the floors: .importlinter, checked by tests/test_import_contracts.py
     "openai>=1.40",                     # the official client: the server's tests talk to it as users' code does
+    "peft>=0.17",                       # Hugging Face's adapters: the reference jaxsuite's LoRA folders round-trip with
 ]
 
 setup(

@@ -22,7 +22,7 @@ finished.json.
 """
 import ml_collections
 
-from jaxsuite.core.config_utils import data_block, train_block
+from jaxsuite.core.config_utils import data_block, lora_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 
@@ -59,6 +59,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.init_from = ""          # "" = random init from model.arch; else an HF folder or hub id
     c.model.arch = _arch()
+    c.model.lora = lora_block()      # rank > 0: train LoRA adapters only (jaxsuite.models.lora)
 
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
     c.sharding_rules = [list(r) for r in DEFAULT_RULES]

@@ -99,12 +99,22 @@ def _one_line(e: BaseException) -> str:
     return text if isinstance(e, ValueError) else f"{type(e).__name__}: {text}"
 
 
-def _exit_now(plan, code: int, lock=None) -> None:
-    """Releases `lock` and exits with `code`; a multi-process run skips jax.distributed's shutdown barrier (the
-    others may be stopping at another point), and with it any `finally`, hence the release here."""
+def _exit_now(plan, code: int, lock=None, together: bool = False) -> None:
+    """Releases `lock` and exits with `code`. A multi-process run skips any `finally`, hence the release here.
+
+    `together`: every process stops here at the same step (an agreed stop), so they leave through
+    jax.distributed's shutdown barrier: if the coordinator (process 0) exited first, the others' coordination
+    agents would find it gone and abort the process (exit -6) instead of exiting 143. Otherwise the others may
+    be stopping at another point, and the barrier would wait for them until its timeout."""
     if lock is not None:
         lock.release()
     if plan.multi_process:
+        if together:
+            import jax
+            try:
+                jax.distributed.shutdown()
+            except Exception as e:   # a peer already gone: exit anyway, with our own code
+                log.warning("jax.distributed.shutdown failed: %s", e)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -158,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> Any:
             return job(args.config, args.workdir)
     except interrupt.Stopped as e:       # a clean stop: the checkpoint is saved, no traceback
         print(f"python -m jaxsuite.launch: {e}. Resume with:\n  {resume}", file=sys.stderr, flush=True)
-        _exit_now(plan, 128 + e.signum, lock)
+        _exit_now(plan, 128 + e.signum, lock, together=True)
     except INPUT_ERRORS as e:            # a bad value, a missing or corrupt file: one line, unless --debug
         if args.debug:
             raise

@@ -9,6 +9,8 @@ The job of configs/qwen3_pretrain.py (and the HALO quickstart's teacher). It fol
   workdir/loss.png         the loss curves
   workdir/samples.txt      text sampled from the final model
   workdir/hf/              the final model as a Hugging Face folder (+ tokenizer), loadable by transformers
+                           (with LoRA, model.lora.rank > 0: the adapters merged into the base weights)
+  workdir/adapter/         with LoRA: the adapters alone as a PEFT folder (peft.PeftModel.from_pretrained)
   workdir/finished.json    written last: the job completed (callers such as the HALO pipeline skip it then)
 Started again with the same command it resumes from the newest checkpoint and reproduces the uninterrupted
 run's losses exactly (same batches, same parameters, same optimizer state).
@@ -24,6 +26,7 @@ from jaxsuite.core.workdir import Workdir
 from jaxsuite.hf import build_model
 from jaxsuite.models.config import count_params
 from jaxsuite.models.lm import CausalLM
+from jaxsuite.models.lora import LoraConfig, adapters, apply_lora, is_lora_path, merge_and_unload
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,18 @@ def model_name(config) -> str:
                                      f"{config.model.arch.num_hidden_layers}L"
 
 
+def add_adapters(model: CausalLM, config):
+    """LoRA when config.model.lora.rank > 0: adds the adapters to `model` (in place) and returns the `trainable`
+    predicate that freezes everything else; None (train every weight) otherwise."""
+    block = config.model.get("lora")
+    if block is None or int(block.rank) <= 0:
+        return None
+    paths = apply_lora(model, LoraConfig.from_config(block), seed=int(config.seed))
+    log.info("LoRA rank %d on %d projections (%s, ...); the base weights are frozen", int(block.rank), len(paths),
+             paths[0])
+    return is_lora_path
+
+
 def programs(config, mesh, rules) -> list:
     """Every program `run` compiles, abstract, for `--compile_only` (jaxsuite.core.aot): the train step, the eval
     step when the config evaluates, and the sampling loop. The prompt's length is bounded by its UTF-8 bytes
@@ -55,7 +70,7 @@ def programs(config, mesh, rules) -> list:
     from jaxsuite.hf import abstract_model
 
     model = abstract_model(config)
-    out = training_programs(config, model, mesh=mesh, rules=rules)
+    out = training_programs(config, model, mesh=mesh, rules=rules, trainable=add_adapters(model, config))
     s = config.sample
     if int(s.num_samples) > 0:
         out.append(generate_program(model, int(s.num_samples), len(s.prompt.encode()),
@@ -71,14 +86,21 @@ def run(config, workdir: str) -> dict[str, Any]:
     model = build_model(config, tokenizer, mesh, rules)
     n_params = count_params(model.config)
     log.info("model %s: %.2fM parameters; mesh %s", model.config.model_type, n_params / 1e6, dict(mesh.shape))
+    trainable = add_adapters(model, config)
     train_ds, eval_ds = build_datasets(config, tokenizer)
     out = train_loop(config, wd, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
-                     curve_title=f"{model_name(config)}: next-token loss")
+                     trainable=trainable, curve_title=f"{model_name(config)}: next-token loss")
     final = out.model
     samples = sample_text(final, tokenizer, config.sample, seed=int(config.seed))
 
     figures: dict[str, Any] = {"params": n_params, **out.summary(), "samples": samples}
     wd.write_text("samples.txt", "\n\n---\n\n".join(samples) + "\n")
+    if trainable is not None:
+        from jaxsuite.peft_io import save_peft
+        figures["lora_params"] = sum(a.a.size + a.b.size for a in adapters(final).values())
+        figures["adapter"] = save_peft(final, wd.path("adapter"),
+                                       base_model_name_or_path=config.model.init_from or None)
+        merge_and_unload(final)           # hf/ below: the adapted model as plain weights
     if config.export_hf:
         hf_dir = wd.path("hf")
         from jaxsuite.hf import save_pretrained

@@ -26,7 +26,7 @@ CONFIG = REPO / ".importlinter"
 importlinter_api = pytest.importorskip("importlinter.api", reason="import-linter is part of the [test] extra")
 
 # Floors under the wings: never a wing themselves.
-FOUNDATION = {"core", "models", "hf", "generate", "launch"}
+FOUNDATION = {"core", "models", "hf", "peft_io", "generate", "launch"}
 # Helpers for tests and benchmarks only, kept out of the library by contract testing-helpers.
 TEST_HELPERS = {"testing"}
 # Packages whose own modules are a core any wing may use, and whose subpackages are wings (rl/cpmobius): the RL

@@ -352,6 +352,18 @@ def train_block(**overrides: Any) -> ml_collections.ConfigDict:
     return _block("train", TRAIN_DEFAULTS, overrides)
 
 
+# LoRA (jaxsuite.models.lora): rank 0 trains every weight; rank > 0 adds adapters to the projections `targets`
+# names (comma-separated module names, as PEFT's target_modules, or "re:<regex>" over paths such as
+# layers.3.self_attn.q_proj) and trains only them
+LORA_DEFAULTS: dict[str, Any] = dict(rank=0, alpha=16.0, dropout=0.0, rslora=False,
+                                     targets="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
+
+
+def lora_block(**overrides: Any) -> ml_collections.ConfigDict:
+    """A `config.model.lora` block: LORA_DEFAULTS with `overrides` (rank 0: no adapters)."""
+    return _block("lora", LORA_DEFAULTS, overrides)
+
+
 def data_block(**overrides: Any) -> ml_collections.ConfigDict:
     """A `config.data` block of a language-model job: DATA_DEFAULTS with `overrides`."""
     return _block("data", DATA_DEFAULTS, overrides)

@@ -165,12 +165,13 @@ def _training_setup(config, model: nnx.Module, loss_fn: tr.LossFn, trainable) ->
     return loss_fn, tr.make_optimizer(tc, int(tc.steps), trainable=trainable)
 
 
-def _steps(config, graphdef, optimizer, shardings, model_state, mesh, rules, loss_fn):
+def _steps(config, graphdef, optimizer, shardings, model_state, mesh, rules, loss_fn, trainable=None):
     """(train_step, eval_step) as train_loop runs them."""
     tc = config.train
     compute_dtype = jnp.dtype(tc.compute_dtype)
     train_step = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
-                                    accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype, loss_fn=loss_fn)
+                                    accum_steps=int(tc.accum_steps), compute_dtype=compute_dtype, loss_fn=loss_fn,
+                                    seed=int(config.get("seed", 0)), trainable=trainable)
     eval_step = tr.make_eval_step(graphdef, mesh=mesh, rules=rules, state_shardings=shardings,
                                   compute_dtype=compute_dtype, model_state=model_state, loss_fn=loss_fn)
     return train_step, eval_step
@@ -189,7 +190,8 @@ def training_programs(config, model: nnx.Module, *, mesh: jax.sharding.Mesh, rul
     tc = config.train
     loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable)
     graphdef, state, shardings = tr.abstract_train_state(model, optimizer, mesh, rules)
-    train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn)
+    train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn,
+                                   trainable)
     accum = int(tc.accum_steps)
     sharding = tr.batch_sharding(mesh, rules)
     rows = padded_rows(int(config.data.batch_size), accum * tr.batch_shards(sharding))
@@ -250,7 +252,8 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     loss_fn, optimizer = _training_setup(config, model, loss_fn, trainable)
     graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh, rules)
     del model  # the train state owns the parameters from here on (the step donates them)
-    train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn)
+    train_step, eval_step = _steps(config, graphdef, optimizer, shardings, state.model_state, mesh, rules, loss_fn,
+                                   trainable)
     place = batch_placer(config, tr.batch_sharding(mesh, rules), int(tc.accum_steps))
 
     train_iter = iter(train_ds)

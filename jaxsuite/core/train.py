@@ -31,6 +31,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxsuite.core import sharding as shd
+from jaxsuite.core import stochastic
 
 BATCH_AXES = ("act_batch", "act_length")  # logical axes of every [B, T] batch array
 
@@ -320,14 +321,21 @@ def chunked_next_token_loss(chunk: int) -> LossFn:
 
 
 def _loss_sums(params, model_state, graphdef, batch, compute_dtype, loss_fn: LossFn = next_token_loss,
-               frozen: Any = None):
+               frozen: Any = None, key: jax.Array | None = None, train_mask: Any = None):
     """Forward pass on one (micro-)batch: (loss_sum, (tokens, aux_sums)). Differentiated w.r.t. the f32
-    `params` only: `frozen` (if any) is cast to the compute dtype and never differentiated."""
+    `params` only: `frozen` (if any) is cast to the compute dtype and never differentiated. `key`: the training
+    key that stochastic layers (LoRA dropout) draw from; None (evaluation) makes every layer deterministic.
+    `train_mask` (a bool per parameter leaf): the others are held by stop_gradient, so the backward pass computes
+    no weight gradient for them (their gradient is a zero; a frozen 7B base under LoRA costs no weight-gradient
+    matmuls)."""
+    if train_mask is not None:
+        params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, train_mask)
     model = nnx.merge(graphdef, _cast(params, compute_dtype), model_state)
-    if frozen is None:
-        out = loss_fn(model, batch)
-    else:
-        out = loss_fn(model, batch, _cast(jax.lax.stop_gradient(frozen), compute_dtype))
+    with stochastic.training_key(key):
+        if frozen is None:
+            out = loss_fn(model, batch)
+        else:
+            out = loss_fn(model, batch, _cast(jax.lax.stop_gradient(frozen), compute_dtype))
     loss_sum, tokens, aux = out if len(out) == 3 else (*out, {})
     aux = {k: jnp.asarray(v, jnp.float32) for k, v in aux.items()}
     return loss_sum.astype(jnp.float32), (jnp.asarray(tokens, jnp.float32), aux)
@@ -357,7 +365,8 @@ def _check_batch(batch: dict, mesh: Mesh, rules: shd.Rules, accum_steps: int,
 def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformation, *, mesh: Mesh,
                     rules: shd.Rules = shd.DEFAULT_RULES, state_shardings: TrainState, accum_steps: int = 1,
                     compute_dtype: Any = jnp.float32, loss_fn: LossFn = next_token_loss,
-                    frozen_shardings: Any = None) -> Callable[..., tuple[TrainState, dict]]:
+                    frozen_shardings: Any = None, seed: int = 0,
+                    trainable: Callable[[tuple[str, ...]], bool] | None = None) -> Callable[..., tuple[TrainState, dict]]:
     """A jit-compiled `step(state, batch) -> (new_state, metrics)`; `state` is donated.
 
     `loss_fn(model, batch) -> (loss_sum, tokens[, aux_sums])` (default `next_token_loss`) lets other
@@ -372,21 +381,29 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
     batch: dict of [B, T] arrays "inputs", "targets", "loss_mask" and optionally "positions", "segment_ids"
     (B = global batch, divisible by accum_steps). metrics: loss (mean over real tokens of the global batch),
     tokens, grad_norm (before clipping), lr (of this update), param_norm (after the update).
+
+    `seed`: the forward pass of micro-batch j of update s runs under the training key (seed, s, j)
+    (`jaxsuite.core.stochastic`), so dropout is reproducible across restarts and device counts.
+
+    `trainable`: the predicate given to `make_optimizer`; the step then differentiates only those parameters
+    (the others' gradients are zeros that cost nothing, and grad_norm is the trained parameters' norm).
     """
     accum_steps = int(accum_steps)
     if accum_steps < 1:
         raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
     compute_dtype = jnp.dtype(compute_dtype)
     param_sh = state_shardings.params
-    grad_fn = jax.value_and_grad(functools.partial(_loss_sums, loss_fn=loss_fn), has_aux=True)
-
     def step(state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict]:
         _check_batch(batch, mesh, rules, accum_steps, required=_required_keys(loss_fn))
+        mask = None if trainable is None else jax.tree.map(lambda label: label == "train",
+                                                           trainable_labels(state.params, trainable))
+        grad_fn = jax.value_and_grad(functools.partial(_loss_sums, loss_fn=loss_fn, train_mask=mask), has_aux=True)
         with shd.use_sharding(mesh, rules):  # the model's constrain() calls see the mesh while tracing
             params = state.params
             if accum_steps == 1:
+                key = stochastic.step_key(seed, state.step)
                 (loss_sum, (total_tokens, aux_sum)), grad_sum = grad_fn(params, state.model_state, graphdef,
-                                                                        batch, compute_dtype, frozen=frozen)
+                                                                        batch, compute_dtype, frozen=frozen, key=key)
             else:
                 size = batch["inputs"].shape[0]
 
@@ -399,10 +416,11 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                 micro = jax.tree.map(split, batch)
                 zeros = jax.lax.with_sharding_constraint(jax.tree.map(jnp.zeros_like, params), param_sh)
 
-                def body(carry, mb):
+                def body(carry, xs):
+                    mb, j = xs
                     g_acc, l_acc, n_acc, a_acc = carry
                     (l, (n, a)), g = grad_fn(params, state.model_state, graphdef, mb, compute_dtype,
-                                             frozen=frozen)
+                                             frozen=frozen, key=stochastic.step_key(seed, state.step, j))
                     return (jax.tree.map(jnp.add, g_acc, g), l_acc + l, n_acc + n,
                             jax.tree.map(jnp.add, a_acc, a)), None
 
@@ -413,7 +431,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
                                            jax.tree.map(lambda x: x[0], micro))
                 aux_zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), aux_shape)
                 (grad_sum, loss_sum, total_tokens, aux_sum), _ = jax.lax.scan(
-                    body, (zeros, zero, zero, aux_zero), micro)
+                    body, (zeros, zero, zero, aux_zero), (micro, jnp.arange(accum_steps)))
 
             denom = jnp.maximum(total_tokens, 1.0)
             grads = jax.tree.map(lambda g: g / denom, grad_sum)

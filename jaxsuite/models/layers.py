@@ -38,7 +38,8 @@ class Einsum(nnx.Module):
     """A linear map written as an einsum, so that heads keep their own axis in the weight.
 
     `Einsum("btd,dnh->btnh", (D, N, Hd), ("embed", "q_heads", "head_dim"))` is q_proj in our layout ([in..., out...]
-    instead of torch's [out, in]); `bias_shape` adds a bias over the output axes.
+    instead of torch's [out, in]); `bias_shape` adds a bias over the output axes. `lora`: an optional low-rank
+    adapter (`jaxsuite.models.lora.apply_lora` sets it), added to the output while active.
     """
 
     def __init__(self, spec: str, shape: Sequence[int], logical_axes: tuple[str | None, ...], *,
@@ -47,12 +48,15 @@ class Einsum(nnx.Module):
         self.spec = spec
         self.kernel = normal_param(rngs, shape, param_dtype, logical_axes)
         self.bias = const_param(0.0, bias_shape, param_dtype, bias_axes) if bias_shape is not None else None
+        self.lora = None
 
     def __call__(self, x: jax.Array) -> jax.Array:
         kernel = self.kernel[...]
         y = jnp.einsum(self.spec, x, kernel.astype(x.dtype))
         if self.bias is not None:
             y = y + self.bias[...].astype(y.dtype)
+        if self.lora is not None and self.lora.active():
+            y = y + self.lora(x).astype(y.dtype)
         return y
 
 

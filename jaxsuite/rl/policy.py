@@ -25,8 +25,10 @@ from flax import nnx
 from jax.sharding import NamedSharding
 
 from jaxsuite.core import sharding as shd
+from jaxsuite.core import stochastic
 from jaxsuite.core import train as tr
 from jaxsuite.core.loop import apply_model_options, pad_batch, padded_rows
+from jaxsuite.models import lora
 from jaxsuite.rl import objectives as obj
 
 RL_BATCH_KEYS = ("inputs", "targets", "positions", "loss_mask", "advantages")
@@ -65,11 +67,13 @@ def _forward_logprobs(model: nnx.Module, batch: dict, temperature: float) -> tup
     return logits, tr.token_log_probs(logits, batch["targets"])
 
 
-def make_policy_loss(cfg: PolicyLossConfig, ref_graphdef: nnx.GraphDef | None = None):
+def make_policy_loss(cfg: PolicyLossConfig, ref_graphdef: nnx.GraphDef | None = None, *,
+                     reference_is_base: bool = False):
     """loss_fn(model, batch[, reference]) -> (loss_sum, count, aux_sums) for `make_train_step`.
 
     batch: inputs/targets/positions [B, T] int, loss_mask [B, T] (response tokens), advantages [B, T],
-    old_logprobs [B, T]. `reference` = (params, rest) of the frozen reference, merged with `ref_graphdef`.
+    old_logprobs [B, T]. `reference` = (params, rest) of the frozen reference, merged with `ref_graphdef`;
+    `reference_is_base`: the reference is the policy itself with its LoRA adapters disabled (no argument).
     aux (reported as means by the step): pg_loss, entropy, kl, clip_frac, ratio.
     """
     def loss_fn(model, batch, reference=None):
@@ -81,10 +85,14 @@ def make_policy_loss(cfg: PolicyLossConfig, ref_graphdef: nnx.GraphDef | None = 
         per_token = pg - cfg.entropy_coef * entropy
         terms = {"pg_loss": pg, "entropy": entropy, "clip_frac": clipped, "ratio": ratio}
         if cfg.kl_coef > 0:
-            if reference is None:
+            if reference_is_base:
+                with lora.lora_disabled(), stochastic.training_key(None):   # the base: no adapters, no dropout
+                    _, ref_logp = _forward_logprobs(model, batch, cfg.temperature)
+            elif reference is None:
                 raise ValueError("kl_coef > 0 needs the reference parameters (Policy passes them)")
-            ref_model = nnx.merge(ref_graphdef, *reference)
-            _, ref_logp = _forward_logprobs(ref_model, batch, cfg.temperature)
+            else:
+                ref_model = nnx.merge(ref_graphdef, *reference)
+                _, ref_logp = _forward_logprobs(ref_model, batch, cfg.temperature)
             kl = obj.k3_kl(logp, jax.lax.stop_gradient(ref_logp))
             per_token = per_token + cfg.kl_coef * kl
             terms["kl"] = kl
@@ -115,12 +123,15 @@ def _split_reference(model: nnx.Module, loss: PolicyLossConfig, mesh, rules):
 
 
 def _policy_steps(graphdef, shardings, optimizer, loss: PolicyLossConfig, mesh, rules, *, accum_steps: int,
-                  compute_dtype, ref_graphdef, ref_shardings):
+                  compute_dtype, ref_graphdef, ref_shardings, reference_is_base: bool = False, seed: int = 0,
+                  trainable=None):
     """(update, score): the jitted optimizer step of the policy loss (the reference, when kl_coef > 0, a frozen
-    argument sharded like the policy) and the jitted scoring pass (log-probs and entropy per position)."""
+    argument sharded like the policy, or the policy's own base) and the jitted scoring pass (log-probs and
+    entropy per position)."""
     update = tr.make_train_step(graphdef, optimizer, mesh=mesh, rules=rules, state_shardings=shardings,
                                 accum_steps=accum_steps, compute_dtype=compute_dtype,
-                                loss_fn=make_policy_loss(loss, ref_graphdef), frozen_shardings=ref_shardings)
+                                loss_fn=make_policy_loss(loss, ref_graphdef, reference_is_base=reference_is_base),
+                                frozen_shardings=ref_shardings, seed=seed, trainable=trainable)
     batch_sharding = tr.batch_sharding(mesh, rules)
 
     def score(params, model_state, batch):
@@ -145,15 +156,17 @@ def policy_programs(model: nnx.Module, *, optim: Any, loss: PolicyLossConfig, me
     abstract reference or None}) so a caller can count what stays resident."""
     from jaxsuite.core.aot import Program, abstract
 
-    optimizer = tr.make_optimizer(optim)
+    base = bool(lora.adapters(model))    # a LoRA policy: only the adapters train; the reference is its base
+    optimizer = tr.make_optimizer(optim, trainable=lora.is_lora_path if base else None)
     apply_model_options(model, remat=remat)
-    ref_graphdef, reference, ref_shardings = _split_reference(model, loss, mesh, rules)
+    ref_graphdef, reference, ref_shardings = _split_reference(model, loss, mesh, rules) if not base else (None,) * 3
     if reference is not None:
         reference = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                                  reference, ref_shardings)
     graphdef, state, shardings = tr.abstract_train_state(model, optimizer, mesh, rules)
     update, score = _policy_steps(graphdef, shardings, optimizer, loss, mesh, rules, accum_steps=accum_steps,
-                                  compute_dtype=compute_dtype, ref_graphdef=ref_graphdef, ref_shardings=ref_shardings)
+                                  compute_dtype=compute_dtype, ref_graphdef=ref_graphdef, ref_shardings=ref_shardings,
+                                  reference_is_base=base, trainable=lora.is_lora_path if base else None)
     sharding = tr.batch_sharding(mesh, rules)
     rows = padded_rows(rows, accum_steps * tr.batch_shards(sharding))
     batch = {k: jax.ShapeDtypeStruct((rows, seq_len), jnp.int32) for k in ("inputs", "targets", "positions")}
@@ -186,27 +199,38 @@ class Policy:
       mini_batch_size: rows per optimizer update (default: the whole rollout batch in one update);
       epochs: passes over the rollout batch (PPO epochs); accum_steps: micro-batches per update.
       remat: per-layer rematerialisation of the update's forward ("none" / "minimal" / "full"), set on `model`.
+      trainable: `trainable(path names) -> bool` freezes the parameters it rejects (no update, no Adam moments).
+        A model with LoRA adapters defaults to training only them (`lora.is_lora_path`), and without an explicit
+        `reference` its reference is its base (the adapters disabled): the KL term then costs one more forward
+        pass and no memory for a second copy of the weights.
+      seed: the training key of LoRA dropout (jaxsuite.core.stochastic).
     """
 
     def __init__(self, model: nnx.Module, *, optim: Any, loss: PolicyLossConfig, mesh: jax.sharding.Mesh,
                  rules: shd.Rules = shd.DEFAULT_RULES, reference: nnx.Module | None = None,
                  mini_batch_size: int | None = None, epochs: int = 1, accum_steps: int = 1,
-                 compute_dtype: Any = jnp.float32, remat: str = "none"):
+                 compute_dtype: Any = jnp.float32, remat: str = "none", trainable=None, seed: int = 0):
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
         self.loss_cfg, self.mesh, self.rules = loss, mesh, rules
         self.mini_batch_size, self.epochs, self.accum_steps = mini_batch_size, int(epochs), int(accum_steps)
-        self.optimizer = tr.make_optimizer(optim)
+        has_adapters = bool(lora.adapters(model))
+        if trainable is None and has_adapters:
+            trainable = lora.is_lora_path
+        self.optimizer = tr.make_optimizer(optim, trainable=trainable)
         self.batch_sharding = tr.batch_sharding(mesh, rules)
         apply_model_options(model, remat=remat)
-        ref_graphdef, self.reference, ref_shardings = _split_reference(
-            reference if reference is not None else model, loss, mesh, rules)
+        self.reference_is_base = has_adapters and reference is None
+        ref_graphdef, self.reference, ref_shardings = (None, None, None) if self.reference_is_base else \
+            _split_reference(reference if reference is not None else model, loss, mesh, rules)
         if self.reference is not None:     # a copy on the mesh: the caller's module keeps its own arrays
             self.reference = jax.jit(lambda t: t, out_shardings=ref_shardings)(self.reference)
         self.graphdef, self.state, self.shardings = tr.create_train_state(model, self.optimizer, mesh, rules)
         self._update, self._score = _policy_steps(self.graphdef, self.shardings, self.optimizer, loss, mesh, rules,
                                                   accum_steps=accum_steps, compute_dtype=compute_dtype,
-                                                  ref_graphdef=ref_graphdef, ref_shardings=ref_shardings)
+                                                  ref_graphdef=ref_graphdef, ref_shardings=ref_shardings,
+                                                  reference_is_base=self.reference_is_base, seed=seed,
+                                                  trainable=trainable)
 
     # -- reading the policy
     def module(self) -> nnx.Module:

@@ -122,7 +122,7 @@ CONFIG_VARIANTS = {
     "halo_qwen3.py": ["2b", "9b"], "halo_stage.py": ["2b,1", "9b,3", "tiny,2"],
     "cpmobius_tiny.py": [None, "test"], "cpmobius_qwen2p5_math_7b.py": [None, "1.5b"],
     "latentchem_tiny.py": [None, "test"], "latentchem_qwen3_8b.py": [None], "ldl_tiny.py": [None, "test"],
-    "ldl_m5.py": [None, "all_levels"], "agent_tiny.py": [None, "test"],
+    "ldl_m5.py": [None, "all_levels"], "agent_tiny.py": [None, "test"], "lora_forgetting.py": [None, "test"],
 }
 
 
