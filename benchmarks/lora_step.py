@@ -58,7 +58,7 @@ def jax_step(folder: str, batch: dict, rank: int | None, repeats: int) -> dict:
     mesh = shd.make_mesh({"data": 1, "fsdp": 1, "tensor": 1}, devices=jax.devices()[:1])
     optimizer = tr.make_optimizer(OPTIM, trainable=trainable)
     graphdef, state, shardings = tr.create_train_state(model, optimizer, mesh)
-    step = tr.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings)
+    step = tr.make_train_step(graphdef, optimizer, mesh=mesh, state_shardings=shardings, trainable=trainable)
     compiled = step.lower(state, batch).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
     holder = {"state": state}
@@ -68,7 +68,7 @@ def jax_step(folder: str, batch: dict, rank: int | None, repeats: int) -> dict:
         jax.block_until_ready(metrics["loss"])
     seconds = timeit(one, repeats, warmup=2)
     return {"seconds": seconds, "state_bytes": _nbytes(holder["state"].params) + _nbytes(holder["state"].opt_state),
-            "temp_bytes": int(temp)}
+            "temp_bytes": int(temp), "gflop": compiled.cost_analysis()["flops"] / 1e9}
 
 
 def torch_step(model, batch: dict, rank: int | None, repeats: int) -> dict:
@@ -126,11 +126,12 @@ def main() -> None:
 
     print(f"{machine()}; Qwen3 {args.size}: {params / 1e6:.1f}M parameters, batch {args.batch} x {args.seq}, "
           f"LoRA rank {args.rank} on {', '.join(TARGETS)}, float32")
-    print("| step | s/step | kept state MiB | XLA temporaries MiB |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| step | s/step | kept state MiB | XLA temporaries MiB | XLA GFLOP |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for name, r in rows.items():
         temp = f"{r['temp_bytes'] / 2**20:.1f}" if "temp_bytes" in r else "-"
-        print(f"| {name} | {r['seconds']:.3f} | {r['state_bytes'] / 2**20:.1f} | {temp} |")
+        gflop = f"{r['gflop']:.1f}" if "gflop" in r else "-"
+        print(f"| {name} | {r['seconds']:.3f} | {r['state_bytes'] / 2**20:.1f} | {temp} | {gflop} |")
     j, t = rows["jaxsuite LoRA"], rows["torch+peft LoRA"]
     print(f"LoRA / full step time: jaxsuite {j['seconds'] / rows['jaxsuite full']['seconds']:.2f} "
           f"(floor ~0.67), torch {t['seconds'] / rows['torch full']['seconds']:.2f}; "

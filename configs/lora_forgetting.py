@@ -19,7 +19,7 @@ from jaxsuite.core.config_utils import data_block, lora_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 # `python -m jaxsuite.launch --list` shows these; the first is the default
-VARIANTS = {"cpu": "a 1.6M-parameter Qwen3, pre-trained then fine-tuned full and with LoRA: CPU minutes",
+VARIANTS = {"cpu": "a 1.3M-parameter Qwen3, pre-trained then fine-tuned full and with LoRA: CPU minutes",
             "test": "a toy model, a few steps each: seconds, for tests"}
 
 
@@ -39,17 +39,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.tokenizer = "byte"
     # the pre-training corpus and its held-out part (forgetting is measured on eval_source)
     c.data = data_block(source="stdlib", eval_source="stdlib:eval", seq_len=128, batch_size=16)
-    c.pretrain = train_block(steps=600, lr=2e-3, warmup_steps=30, min_lr_ratio=0.1, weight_decay=0.1,
-                             log_every=50, eval_every=0, checkpoint_every=300)
+    c.pretrain = train_block(steps=400, lr=2e-3, warmup_steps=30, min_lr_ratio=0.1, weight_decay=0.1,
+                             log_every=50, eval_every=0, checkpoint_every=200)
     # the new task: the math environment's generated problems, as player demonstrations
-    c.task = ml_collections.ConfigDict(dict(kinds=("add", "sub"), max_operand=30, train_problems=4000,
-                                            test_problems=128, train_seed=1, test_seed=2, seq_len=32,
+    # (documents are packed into rows of seq_len tokens: ~3 problems per 64-byte row)
+    c.task = ml_collections.ConfigDict(dict(kinds=("add", "sub"), max_operand=20, train_problems=20000,
+                                            test_problems=128, train_seed=1, test_seed=2, seq_len=64,
                                             batch_size=32))
-    c.sft = train_block(steps=300, lr=1e-3, warmup_steps=20, min_lr_ratio=0.1, weight_decay=0.0, log_every=50,
+    c.sft = train_block(steps=600, lr=3e-3, warmup_steps=30, min_lr_ratio=0.1, weight_decay=0.0, log_every=50,
                         eval_every=0, checkpoint_every=300)
     c.lora = lora_block(rank=8, alpha=16.0)
     c.merge = ml_collections.ConfigDict(dict(weights=(0.0, 0.25, 0.5, 0.75, 1.0), densities=(0.1, 0.3)))
-    c.eval = ml_collections.ConfigDict(dict(max_new_tokens=10, batch_size=64, heldout_batches=8))
+    # "\\boxed{-19}" is 11 bytes: room for the longest answer and a little more
+    c.eval = ml_collections.ConfigDict(dict(max_new_tokens=14, batch_size=64, heldout_batches=8))
 
     if variant == "cpu":
         pass
@@ -65,6 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.pretrain.log_every = 2
         c.task.train_problems = 64
         c.task.test_problems = 8
+        c.task.seq_len = 32
         c.task.batch_size = 8
         c.sft.steps = 4
         c.sft.checkpoint_every = 2
