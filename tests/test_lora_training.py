@@ -1,6 +1,7 @@
 """LoRA in training: the frozen base gets no update and no Adam moments, dropout exists only inside a train step,
 the pre-training job trains adapters from a Hugging Face checkpoint and exports them as a PEFT folder that peft
-loads onto the untouched base, and an RL policy's reference is its own base with no second copy of the weights."""
+loads onto the untouched base, an RL policy's reference is its own base with no second copy of the weights, and
+generation decodes through the adapters."""
 from __future__ import annotations
 
 import json
@@ -152,3 +153,20 @@ def test_a_lora_policy_uses_its_base_as_the_reference():
         np.testing.assert_array_equal(np.asarray(layer.kernel[...]), np.asarray(init[path].kernel[...]), err_msg=path)
     # the next update's reported KL is that of the policy before it, on this batch (one mini-batch, one epoch)
     assert policy.update(batch)["kl"] == pytest.approx(kl, rel=1e-3)
+
+
+def test_generation_decodes_through_the_adapters():
+    """The one decode loop sees the adapters (prefill and cached decode alike): greedy tokens and their log-probs
+    equal those of the merged model, and differ from the base's."""
+    from jaxsuite.generate import generate
+    model = init_model(CFG)
+    base_out = generate(model, [[1, 5, 9, 3], [1, 7]], 6, stop_tokens=(), return_logprobs=True)
+    lora.apply_lora(model, lora.LoraConfig(rank=4, alpha=8.0, targets=("q_proj", "v_proj", "up_proj")))
+    for i, adapter in enumerate(lora.adapters(model).values()):
+        adapter.b[...] = 0.5 * jax.random.normal(jax.random.key(i), adapter.b.shape)
+    adapted = generate(model, [[1, 5, 9, 3], [1, 7]], 6, stop_tokens=(), return_logprobs=True)
+    lora.merge_and_unload(model)
+    merged = generate(model, [[1, 5, 9, 3], [1, 7]], 6, stop_tokens=(), return_logprobs=True)
+    np.testing.assert_array_equal(np.asarray(adapted.tokens), np.asarray(merged.tokens))
+    np.testing.assert_allclose(np.asarray(adapted.logprobs), np.asarray(merged.logprobs), atol=1e-4)
+    assert not np.array_equal(np.asarray(adapted.tokens), np.asarray(base_out.tokens))
