@@ -393,6 +393,7 @@ def make_train_step(graphdef: nnx.GraphDef, optimizer: optax.GradientTransformat
         raise ValueError(f"accum_steps must be >= 1, got {accum_steps}")
     compute_dtype = jnp.dtype(compute_dtype)
     param_sh = state_shardings.params
+
     def step(state: TrainState, batch: dict, frozen: Any = None) -> tuple[TrainState, dict]:
         _check_batch(batch, mesh, rules, accum_steps, required=_required_keys(loss_fn))
         mask = None if trainable is None else jax.tree.map(lambda label: label == "train",
