@@ -635,33 +635,12 @@ def save_pretrained(model: CausalLM, path: str | os.PathLike, dtype=None,
                 (target / INDEX_FILE).unlink()
         files.atomic_write_text(work / "config.json", json.dumps(hf_config, indent=2))
         if not remote:
-            _swap_into_place(work, target)
+            files.replace_folder(work, target, keep=lambda name: not _WRITTEN.fullmatch(name))
     except BaseException:
         if not remote:
             work.rmtree(missing_ok=True)
         raise
     return path
-
-
-def _swap_into_place(new: "files.epath.Path", target: "files.epath.Path") -> None:
-    """Renames the finished folder `new` over `target`, first copying the target's other files (tokenizer,
-    README) into it; the old folder is moved aside before the rename and deleted after."""
-    old = None
-    if target.is_dir():
-        for entry in target.iterdir():
-            if not _WRITTEN.fullmatch(entry.name) and not (new / entry.name).exists():
-                entry.copy(new / entry.name) if entry.is_file() else _copy_tree(entry, new / entry.name)
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-        target.rename(old)
-    new.rename(target)
-    if old is not None:
-        old.rmtree(missing_ok=True)
-
-
-def _copy_tree(src, dst) -> None:
-    dst.mkdir(parents=True, exist_ok=True)
-    for entry in src.iterdir():
-        entry.copy(dst / entry.name) if entry.is_file() else _copy_tree(entry, dst / entry.name)
 
 
 def hf_tensor_names(cfg: DecoderConfig | HypeNetConfig) -> Iterable[str]:

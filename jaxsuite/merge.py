@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from jaxsuite.core import merging
+from jaxsuite.core import files, merging
 
 METHODS = ("linear", "task_arithmetic", "ties", "dare")
 CARRIED = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
@@ -121,9 +121,7 @@ def merge_folders(method: str, models: Sequence[str], out: str, *, base: str | N
         for name in CARRIED:
             if (paths[0] / name).is_file():
                 shutil.copy2(paths[0] / name, tmp / name)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        files.replace_folder(tmp, target)     # the old folder is moved aside, never deleted first
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

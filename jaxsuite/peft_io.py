@@ -110,7 +110,7 @@ def save_peft(model: nnx.Module, path: str | os.PathLike, *, base_model_name_or_
     try:
         hf.write_safetensors(work / WEIGHTS_FILE, tensors)
         files.atomic_write_text(work / CONFIG_FILE, json.dumps(config, indent=2))
-        hf._swap_into_place(work, target)
+        files.replace_folder(work, target, keep=lambda name: True)    # a README beside the adapter stays
     except BaseException:
         work.rmtree(missing_ok=True)
         raise

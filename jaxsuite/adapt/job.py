@@ -22,13 +22,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
 
 from jaxsuite.core import data, merging
 from jaxsuite.core import train as tr
 from jaxsuite.core.build import build_datasets, build_tokenizer, mesh_and_rules
+from jaxsuite.core.config_utils import loop_config
 from jaxsuite.core.loop import train_loop
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.hf import build_model
@@ -38,11 +38,6 @@ from jaxsuite.rl.rollout import greedy_answers
 
 log = logging.getLogger(__name__)
 POINTS = "points.jsonl"
-
-
-def _sub_config(config, block, seq_len: int, batch_size: int):
-    return ml_collections.ConfigDict({"seed": int(config.seed), "train": block,
-                                      "data": {"seq_len": seq_len, "batch_size": batch_size}})
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -150,13 +145,13 @@ def run(config, workdir: str) -> dict[str, Any]:
     if eval_ds is None:
         raise ValueError("data.eval_source is empty: forgetting is measured on held-out text")
     if int(config.pretrain.steps) > 0:          # the base: pre-trained here (resumable, in workdir/pretrain)
-        pre_cfg = _sub_config(config, config.pretrain, int(config.data.seq_len), int(config.data.batch_size))
+        pre_cfg = loop_config(config.seed, config.pretrain, config.data.seq_len, config.data.batch_size)
         out = train_loop(pre_cfg, Workdir.start(wd.path("pretrain"), primary=wd.primary), base, mesh=mesh, rules=rules, train_ds=train_ds,
                          curve_title="base: pre-training loss")
         base = out.model
 
     docs, test = task_documents(config)
-    sft_cfg = _sub_config(config, config.sft, int(config.task.seq_len), int(config.task.batch_size))
+    sft_cfg = loop_config(config.seed, config.sft, config.task.seq_len, config.task.batch_size)
     finetuned = {}
     for method in ("full", "lora"):
         model = nnx.clone(base)

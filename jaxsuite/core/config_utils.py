@@ -364,6 +364,13 @@ def lora_block(**overrides: Any) -> ml_collections.ConfigDict:
     return _block("lora", LORA_DEFAULTS, overrides)
 
 
+def loop_config(seed: int, train: Mapping[str, Any], seq_len: int, batch_size: int) -> ml_collections.ConfigDict:
+    """The view of a job config that `core.loop.train_loop` reads, for a training phase with its own train block
+    and batch shape (an SFT warm-up, one stage of a curriculum): seed, train, data.seq_len, data.batch_size."""
+    return ml_collections.ConfigDict({"seed": int(seed), "train": dict(train),
+                                      "data": {"seq_len": int(seq_len), "batch_size": int(batch_size)}})
+
+
 def data_block(**overrides: Any) -> ml_collections.ConfigDict:
     """A `config.data` block of a language-model job: DATA_DEFAULTS with `overrides`."""
     return _block("data", DATA_DEFAULTS, overrides)

@@ -103,6 +103,29 @@ def remove(path: PathLike) -> None:
         p.unlink()
 
 
+def _copy_tree(src: epath.Path, dst: epath.Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for entry in src.iterdir():
+        entry.copy(dst / entry.name) if entry.is_file() else _copy_tree(entry, dst / entry.name)
+
+
+def replace_folder(new: PathLike, target: PathLike, keep=lambda name: False) -> None:
+    """Renames the finished folder `new` over `target` (local folders). The old target's entries that `keep(name)`
+    accepts and `new` lacks (tokenizer files, a README) are first copied into `new`; the old folder is moved
+    aside before the rename and deleted after, so at every moment one complete folder is at `target` or beside it."""
+    new, target = as_path(new), as_path(target)
+    old = None
+    if target.is_dir():
+        for entry in target.iterdir():
+            if keep(entry.name) and not (new / entry.name).exists():
+                entry.copy(new / entry.name) if entry.is_file() else _copy_tree(entry, new / entry.name)
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
+        target.rename(old)
+    new.rename(target)
+    if old is not None:
+        old.rmtree(missing_ok=True)
+
+
 def copy_file(src: PathLike, dst: PathLike) -> str:
     """Copies one file (either side local or in a bucket), atomically at the destination."""
     return atomic_write_bytes(dst, read_bytes(src))

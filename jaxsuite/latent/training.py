@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxsuite.core import train as tr
+from jaxsuite.core.config_utils import loop_config
 from jaxsuite.core.loop import LoopResult, train_loop
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.latent.head import LatentReasoner, latent_forward
@@ -57,8 +58,7 @@ def latent_loss(model: LatentReasoner, batch: dict, *, hinge_weight: float = 0.0
 
 def stage_config(config, train_block, seq_len: int) -> ml_collections.ConfigDict:
     """The view of the job config that train_loop reads, for one stage."""
-    return ml_collections.ConfigDict({"seed": int(config.seed), "train": dict(train_block),
-                                      "data": {"seq_len": int(seq_len), "batch_size": int(config.data.batch_size)}})
+    return loop_config(config.seed, train_block, seq_len, config.data.batch_size)
 
 
 def run_stage(config, workdir: str | Workdir, name: str, model: LatentReasoner, batches, train_block, *,

@@ -10,6 +10,7 @@ adapter leaves the model unchanged.
 
     targets = apply_lora(model, LoraConfig(rank=8, alpha=16, targets=("q_proj", "v_proj")))
     optimizer = make_optimizer(cfg.train, trainable=is_lora_path)    # the base is frozen: no Adam moments
+    step = make_train_step(graphdef, optimizer, ..., trainable=is_lora_path)   # and no weight gradients
     with lora_disabled(): logits = model(ids)                        # the base model, same arrays
     merge_lora(model); unmerge_lora(model); merge_and_unload(model)
 
@@ -178,11 +179,6 @@ def apply_lora(model: nnx.Module, config: LoraConfig, *, seed: int = 0) -> list[
 def is_lora_path(names: Sequence[str]) -> bool:
     """The `trainable=` predicate of LoRA training: only adapter parameters train; the base stays frozen."""
     return LORA in tuple(str(n) for n in names)
-
-
-def lora_state(model: nnx.Module) -> nnx.State:
-    """The adapters' parameters alone (what a LoRA checkpoint or a PEFT folder holds)."""
-    return nnx.state(model, lambda path, x: isinstance(x, nnx.Param) and LORA in tuple(str(p) for p in path))
 
 
 @contextlib.contextmanager

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import ml_collections
 import numpy as np
 
 from jaxsuite.core.build import build_tokenizer, mesh_and_rules
+from jaxsuite.core.config_utils import loop_config
 from jaxsuite.core.loop import train_loop
 from jaxsuite.core.metrics import pyplot, read_metrics
 from jaxsuite.core.workdir import Workdir
@@ -112,9 +112,7 @@ def build_base_model(config, wd: Workdir, tokenizer, mesh, rules, exclude: set[s
     if int(config.sft.train.steps) <= 0:
         return model
     docs = sft_documents(config, exclude)
-    sft_cfg = ml_collections.ConfigDict({"seed": int(config.seed), "train": config.sft.train,
-                                         "data": {"seq_len": int(config.sft.seq_len),
-                                                  "batch_size": int(config.sft.batch_size)}})
+    sft_cfg = loop_config(config.seed, config.sft.train, config.sft.seq_len, config.sft.batch_size)
     train_ds = data.make_lm_dataset(data.InMemorySource(docs), tokenizer, int(config.sft.seq_len),
                                     int(config.sft.batch_size), seed=int(config.seed), prepend_bos=True,
                                     shuffle_window=256)
@@ -219,9 +217,7 @@ def programs(config, mesh, rules) -> list:
 
     out: list[aot.Program] = []
     if not config.model.init_from and int(config.sft.train.steps) > 0:
-        sft_cfg = ml_collections.ConfigDict({"seed": int(config.seed), "train": config.sft.train,
-                                             "data": {"seq_len": int(config.sft.seq_len),
-                                                      "batch_size": int(config.sft.batch_size)}})
+        sft_cfg = loop_config(config.seed, config.sft.train, config.sft.seq_len, config.sft.batch_size)
         out += training_programs(sft_cfg, abstract_model(config), mesh=mesh, rules=rules, prefix="sft/")
     rl, steps = config.rl, max(1, int(config.rl.steps))
     per_step = int(rl.problems_per_step)
