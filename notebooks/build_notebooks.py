@@ -545,6 +545,80 @@ with ServerThread(make_app(served)) as url:
 print(url, "->", reply.choices[0].finish_reason, reply.choices[0].message)"""),
 ]
 
+SEBENCH = [
+    new_markdown_cell("""# SE-Bench: does a model internalise a new library?
+
+NumPy renamed into `zwc` (the released names: `array` is `zwc.yitaf`, `numpy.linalg.inv` is `zwc.rfx.quvohe`),
+its docs rewritten so that they never say numpy, and tasks that are trivial with those docs and impossible
+without them. Training regimes differ in what they leave in the weights: SFT with the docs in the prompt
+(Open-SFT) or without (Closed-SFT), RL open and closed book, SFT then RL, self-play. This notebook builds the
+package, shows the evaluator on good and bad solutions, then runs the regimes at toy scale
+(`configs/sebench_tiny.py`). See docs/sebench.md.
+
+The tests run this notebook with the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from
+`JAXSUITE_NOTEBOOK_VARIANT` (default `cpu`)."""),
+    new_code_cell("""import json, os, tempfile
+from IPython.display import Image, display
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.sebench import evaluate as E, job
+from jaxsuite.sebench.docs import package_docs, rewrite_docs
+from jaxsuite.sebench.names import numpy_mapping
+from jaxsuite.sebench.package import build_package
+from jaxsuite.sebench.tasks import generate_tasks, load_package
+
+VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
+WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/sebench_notebook_{VARIANT}"))
+print(VARIANT, "->", WORKDIR)"""),
+    new_markdown_cell("## 1. The renamed library\nOne `random.Random(42)`, a name of 5-7 letters per function in "
+                      "the released order: the names equal the released `zwc` package's. Arrays are `ZWCArray`s, "
+                      "which keep only shape, dtype, size, ndim and T: numpy's methods are gone."),
+    new_code_cell("""mapping = numpy_mapping()
+print({name: mapping.main[name] for name in ("array", "mean", "sum", "cumsum")}, "| linalg.inv ->",
+      mapping.qualified("inv", submodule=True))
+docs = rewrite_docs(mapping)
+folder = build_package(tempfile.mkdtemp(), mapping, docs=package_docs(docs, mapping))
+zwc = load_package(folder, "zwc")
+a = zwc.yitaf([[1.0, 2.0], [3.0, 4.0]])
+print(repr(a), "| mean:", zwc.kocito(a), "| inverse:", repr(zwc.rfx.quvohe(a)).replace("\\n", ""))
+try:
+    a.mean()
+except AttributeError as e:
+    print("a.mean() ->", e)
+print(zwc.kocito.__doc__[:420])"""),
+    new_markdown_cell("## 2. A task and the evaluator\nThe last python block of a response runs in the sandbox on "
+                      "every test input (3 s); an AST check wants the result to depend on `zwc`; numpy cannot be "
+                      "imported there. Six outcomes: acc, without_zwc, numpy, exe_error, result_error, timeout."),
+    new_code_cell("""tasks = generate_tasks(mapping, folder, seed=0, functions=["cumsum", "max"], per_function=2, multi_tasks=2)
+task = tasks["test_multi"][0]
+print(task["query"], "| example:", task["example"], "| reference:", task["solution"].splitlines()[-1].strip())
+m = mapping.main
+responses = {
+    "uses zwc": f"```python\\nimport zwc\\ndef solve(x):\\n    {task['solution'].splitlines()[-1].strip()}\\n```",
+    "plain Python": "```python\\ndef solve(x):\\n    return max(x)\\n```",
+    "imports numpy": f"```python\\nimport zwc, numpy\\ndef solve(x):\\n    return zwc.{m['max']}(numpy.cumsum(x))\\n```",
+    "sneaks numpy in": f"```python\\nimport zwc\\ndef solve(x):\\n    np = __import__('nu' + 'mpy')\\n    return zwc.{m['max']}(np.cumsum(x))\\n```",
+    "loops forever": f"```python\\nimport zwc\\ndef solve(x):\\n    while True: pass\\n    return zwc.{m['max']}(x)\\n```",
+}
+outcomes = E.evaluate_many([(task, r) for r in responses.values()], package_dir=folder, mapping=mapping)
+for name, o in zip(responses, outcomes):
+    print(f"{name:16s} -> {o.category:12s} {o.reason}")"""),
+    new_markdown_cell("## 3. The regimes at toy scale\nA tiny Qwen3-architecture model per regime and seed, "
+                      "evaluated without the docs (what it internalised) and with them. The same function "
+                      "`python -m jaxsuite.launch` calls, so a stopped notebook resumes."),
+    new_code_cell("""config = load_config(f"configs/sebench_tiny.py:{VARIANT}")
+results = job.run(config, WORKDIR)
+k = results["k"]
+for regime, stats in results["summary"].items():
+    print(f"{regime:14s}", "  ".join(f"{key} {v['mean']:.2f}" for key, v in stats.items()))
+display(Image(os.path.join(WORKDIR, "regimes.png")))"""),
+    new_markdown_cell("## 4. What a trained model wrote\nEvery evaluated response is kept with its outcome in "
+                      "`<workdir>/seed_<s>/<regime>/eval.json`."),
+    new_code_cell("""seed = config.seeds[0]
+record = json.load(open(os.path.join(WORKDIR, f"seed_{seed}", "closed_sft", "eval.json")))["responses"][0]
+print(record["setting"], record["split"], record["task"], "->", record["category"], record["reason"])
+print(record["response"][:400])"""),
+]
+
 INSTALL_TEXT = """## Running it in Colab or any fresh runtime
 The next cell installs jaxsuite when it is not importable (in a checkout or the tests it does nothing). Set \
 `JAXSUITE_SOURCE` there (or in the environment) to this repository's git URL, `git+https://<host>/<owner>/jaxsuite`, \
@@ -604,7 +678,8 @@ def write(cells, path: str) -> None:
 # name -> (cells, the extra its install cell asks for)
 NOTEBOOKS = {"01_quickstart.ipynb": (QUICKSTART, "test"), "02_hypenet_halo.ipynb": (HYPENET_HALO, "all"),
              "03_ldl_forecasting.ipynb": (LDL_FORECASTING, "forecast"), "04_cpmobius.ipynb": (CPMOBIUS, "rl"),
-             "05_latentchem.ipynb": (LATENTCHEM, "chem"), "06_agents.ipynb": (AGENTS, "agents")}
+             "05_latentchem.ipynb": (LATENTCHEM, "chem"), "06_agents.ipynb": (AGENTS, "agents"),
+             "07_sebench.ipynb": (SEBENCH, "agents")}
 
 
 def main(argv=None) -> None:

@@ -136,3 +136,39 @@ def test_agents_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     again = job.run(config, str(tmp_path / "run"))
     assert again["sft"] == results["sft"] and again["grpo"] == results["grpo"]
     assert again["evaluations"] == results["evaluations"]
+
+
+def test_sebench_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
+    """notebooks/07_sebench.ipynb on the smoke-test config (every regime a few steps), then the job's report
+    checked against the responses it kept, and a rerun that resumes (nothing trained or evaluated again)."""
+    text = run_notebook("07_sebench.ipynb", monkeypatch, tmp_path, fresh_kernel,
+                        {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
+    assert "'array': 'yitaf', 'mean': 'kocito'" in text and "linalg.inv -> zwc.rfx.quvohe" in text
+    assert "a.mean() -> 'ZWCArray' object has no attribute 'mean'" in text and "numpy" not in text.split("zwc.kocito(a")[1][:420].lower()
+    for name, category in (("uses zwc", "acc"), ("plain Python", "without_zwc"), ("imports numpy", "numpy"),
+                           ("sneaks numpy in", "exe_error"), ("loops forever", "timeout")):
+        assert f"{name:16s} -> {category:12s}" in text, name
+    assert "closed_sft_rl" in text and "self_play_rl" in text
+    check_png(tmp_path / "run" / "regimes.png")
+    import json
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.sebench import job
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    config = load_config("configs/sebench_tiny.py:test")
+    assert set(results["summary"]) == set(config.regimes)
+    k = results["k"]
+    for regime in config.regimes:
+        saved = json.loads((tmp_path / "run" / "seed_0" / regime / "eval.json").read_text())
+        for key, stats in saved["summary"].items():
+            setting, split = key.split("/")
+            rows = [r for r in saved["responses"] if r["setting"] == setting and r["split"] == split]
+            assert len(rows) == stats["tasks"] * k
+            assert stats[f"mean@{k}"] == sum(r["category"] == "acc" for r in rows) / len(rows)
+            assert results["summary"][regime][key]["per_seed"] == [stats[f"mean@{k}"]]
+        if regime != "base":
+            steps = config.self_play.steps if regime.startswith("self_play") else (
+                config.sft.steps if regime.endswith("_sft") else config.rl.steps)
+            lines = (tmp_path / "run" / "seed_0" / regime / "metrics.jsonl").read_text().splitlines()
+            assert [json.loads(x)["step"] for x in lines] == list(range(1, steps + 1)), regime
+    again = job.run(config, str(tmp_path / "run"))
+    assert again["summary"] == results["summary"]

@@ -244,7 +244,8 @@ def outputs_match(printed: str, expected: str, tolerance: float = 1e-2) -> bool:
     return values_match(normalise(printed), normalise(expected), tolerance)
 
 
-def _split_results(stdout: str) -> list[str]:
+def split_results(stdout: str) -> list[str]:
+    """The harness's printout of each test case, in order (what came after the results mark)."""
     if RESULTS_MARK not in stdout:
         return []
     body = stdout.split(RESULTS_MARK, 1)[1].lstrip("\n")
@@ -274,7 +275,7 @@ def judge(task: dict, response: str, mapping: NameMapping, rules: Rules = PAPER_
 def score(task: dict, result: ExecutionResult, rules: Rules = PAPER_RULES) -> Outcome:
     """The outcome of a run of the harness."""
     cases = task["test_cases"]
-    printed = _split_results(result.stdout)
+    printed = split_results(result.stdout)
     common = dict(total_cases=len(cases), stdout=result.stdout[-2000:], stderr=result.stderr[-2000:])
     if result.outcome == "timeout":
         return Outcome("timeout", f"over {rules.timeout_seconds:g} s", **common)
@@ -291,7 +292,7 @@ def score(task: dict, result: ExecutionResult, rules: Rules = PAPER_RULES) -> Ou
     return Outcome("result_error", reason, passed_cases=passed, **common)
 
 
-def _limits(rules: Rules) -> Limits:
+def limits_for(rules: Rules) -> Limits:
     return Limits(wall_seconds=rules.timeout_seconds, cpu_seconds=max(1, math.ceil(rules.timeout_seconds)) + 1)
 
 
@@ -313,7 +314,7 @@ def evaluate_many(pairs: Sequence[tuple[dict, str]], *, package_dir, mapping: Na
             outcome, program = judge(task, response, mapping, rules)
             decided.append(outcome)
             if program is not None:
-                futures[i] = pool.submit(program, limits=_limits(rules), python_path=python_path)
+                futures[i] = pool.submit(program, limits=limits_for(rules), python_path=python_path)
         return [decided[i] if decided[i] is not None else score(pairs[i][0], futures[i].result(), rules)
                 for i in range(len(pairs))]
     finally:

@@ -106,7 +106,8 @@ def qualified_call(op: Operation, mapping: NameMapping, argument: str) -> str:
     return op.call.format(f=f, x=argument)
 
 
-def _input(kind: str, domain: str, rng: random.Random) -> list:
+def draw_input(kind: str, domain: str, rng: random.Random) -> list:
+    """A random input of a kind (a list of 3-7 small integers, a 2x2 or 3x3 integer matrix) within a domain."""
     if kind == VEC:
         n = rng.randint(3, 7)
         if domain == "positive":
@@ -168,7 +169,7 @@ def make_task(chain: Sequence[Operation], mapping: NameMapping, package, rng: ra
          {mapping.package: package}, namespace)
     test_cases, seen = [], set()
     for _ in range(cases * 6):
-        x = _input(chain[0].takes, domain, rng)
+        x = draw_input(chain[0].takes, domain, rng)
         if json.dumps(x) in seen:
             continue
         try:

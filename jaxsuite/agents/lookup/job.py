@@ -36,16 +36,15 @@ from jaxsuite.agents.rollout import Episode, Segment, pack_episodes, pack_turns,
 from jaxsuite.agents.tools import Toolbox, search_tool
 from jaxsuite.agents.traces import write_trace
 from jaxsuite.core.build import export_tokenizer, mesh_and_rules
-from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.loop import pad_batch
-from jaxsuite.core.metrics import Progress, phase, pyplot
+from jaxsuite.core.metrics import phase, pyplot
 from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.hf import save_pretrained
 from jaxsuite.models.config import DecoderConfig, count_params
 from jaxsuite.models.factory import init_model
 from jaxsuite.rl.objectives import group_advantages
-from jaxsuite.rl.policy import Policy, PolicyLossConfig
+from jaxsuite.rl.stages import train_stage
 
 log = logging.getLogger(__name__)
 
@@ -98,49 +97,6 @@ def evaluate(model, fmt, env, tasks, config, *, seed: int) -> tuple[dict, list]:
     return summarize(episodes), episodes
 
 
-def make_policy(model, block, *, mesh, rules, steps: int) -> Policy:
-    optim = {**dict(block.optim), "steps": max(steps, 1)}
-    return Policy(model, optim=optim, mesh=mesh, rules=rules,
-                  loss=PolicyLossConfig(clip_low=float(block.clip), clip_high=float(block.clip), kl_coef=0.0,
-                                        temperature=float(block.get("temperature", 1.0))))
-
-
-def train_stage(name: str, wd: Workdir, model, block, step_fn, *, mesh, rules, config) -> tuple[Any, dict]:
-    """Runs `block.steps` calls of step_fn(policy, step, rng) -> metrics in wd/<name>, checkpointed and
-    resumable; a finished stage restores its final state and returns its summary."""
-    steps = int(block.steps)
-    stage = Workdir(wd.path(name), primary=wd.primary)
-    finished = stage.is_finished(block)          # read before start() clears the marker
-    if not finished:
-        stage = Workdir.start(stage.root, primary=wd.primary)
-    policy = make_policy(model, block, mesh=mesh, rules=rules, steps=steps)
-    ckpt = Checkpointer(stage.root, max_to_keep=1)
-    restored = ckpt.restore_latest(policy.abstract_state())
-    start = 0
-    if restored is not None:
-        start, policy.state, _ = restored
-    if finished and start >= steps:
-        ckpt.close()
-        log.info("%s: finished earlier in %s", name, stage)
-        return policy.module(), stage.read_results()["summary"]
-    writer = stage.metrics_writer(resume_step=start)
-    progress = Progress(steps, start_step=start, every=int(block.log_every), name=name)
-    history = []
-    for step in range(start + 1, steps + 1):
-        metrics = step_fn(policy, step, np.random.default_rng([int(config.seed), step]))
-        history.append(metrics)
-        writer.write(step, metrics)
-        progress.update(step, **{k: v for k, v in metrics.items() if k in ("nll", "loss", "reward_mean")})
-        if step % int(block.checkpoint_every) == 0 or step == steps:
-            ckpt.save(step, policy.state)
-    ckpt.close()
-    writer.close()
-    summary = {"steps": steps, "resumed_from_step": start,
-               "first": history[0] if history else None, "last": history[-1] if history else None}
-    stage.finish(block, {"summary": summary})
-    return policy.module(), summary
-
-
 def plot_stages(evaluations: dict[str, dict], wd: Workdir) -> str | None:
     plt = pyplot()
     names = list(evaluations)
@@ -190,7 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     with phase("stage 2/4: SFT on teacher trajectories", int(config.grpo.steps)):
         model, sft_summary = train_stage("sft", wd, model, config.sft, sft_step, mesh=mesh, rules=rules,
-                                         config=config)
+                                         seed=int(config.seed))
         evaluations["sft"], _ = evaluate(model, fmt, env, test_tasks, config, seed=0)
     log.info("after SFT: %s", evaluations["sft"])
 
@@ -213,7 +169,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     with phase("stage 3/4: GRPO on multi-turn rollouts", 0):
         model, grpo_summary = train_stage("grpo", wd, model, config.grpo, grpo_step, mesh=mesh, rules=rules,
-                                          config=config)
+                                          seed=int(config.seed))
     with phase("stage 4/4: evaluate", 0):
         evaluations["grpo"], episodes = evaluate(model, fmt, env, test_tasks, config, seed=0)
         write_trace(wd.path("traces.jsonl"), episodes)

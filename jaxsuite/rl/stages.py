@@ -1,0 +1,71 @@
+"""A training stage of a policy: `steps` calls of a step function, checkpointed, resumable, skipped when done.
+
+    model, summary = train_stage("sft", wd, model, config.sft, sft_step, mesh=mesh, rules=rules, seed=0)
+
+`block` is a config block with steps, log_every, checkpoint_every, clip, optim (make_optimizer's fields) and
+optionally temperature and kl_coef. `step_fn(policy, step, rng) -> metrics` does one step's work (an SFT batch,
+a rollout and its update); the stage writes each step's metrics to <wd>/<name>/metrics.jsonl, checkpoints the
+policy every `checkpoint_every` steps, and on a rerun resumes from the last checkpoint, or, when the stage
+finished earlier with the same block, restores its final state without running a step. The agent runtime's
+lookup demonstration and SE-Bench's regimes train this way.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+
+from jaxsuite.core.checkpoint import Checkpointer
+from jaxsuite.core.metrics import Progress
+from jaxsuite.core.workdir import Workdir
+from jaxsuite.rl.policy import Policy, PolicyLossConfig
+
+log = logging.getLogger(__name__)
+PROGRESS_KEYS = ("nll", "loss", "reward_mean", "kept_share")
+
+
+def make_policy(model, block, *, mesh, rules, steps: int) -> Policy:
+    """A Policy for `block`: its optimizer over `steps` updates, symmetric clipping, no KL unless asked."""
+    optim = {**dict(block.optim), "steps": max(steps, 1)}
+    return Policy(model, optim=optim, mesh=mesh, rules=rules,
+                  loss=PolicyLossConfig(clip_low=float(block.clip), clip_high=float(block.clip),
+                                        kl_coef=float(block.get("kl_coef", 0.0)),
+                                        temperature=float(block.get("temperature", 1.0))))
+
+
+def train_stage(name: str, wd: Workdir, model, block, step_fn: Callable[[Policy, int, np.random.Generator], dict],
+                *, mesh, rules, seed: int) -> tuple[Any, dict]:
+    """Runs `block.steps` calls of step_fn(policy, step, rng) -> metrics in wd/<name> (see the module docstring);
+    returns the trained module and the stage's summary (steps, resumed_from_step, first and last metrics)."""
+    steps = int(block.steps)
+    stage = Workdir(wd.path(name), primary=wd.primary)
+    finished = stage.is_finished(block)          # read before start() clears the marker
+    if not finished:
+        stage = Workdir.start(stage.root, primary=wd.primary)
+    policy = make_policy(model, block, mesh=mesh, rules=rules, steps=steps)
+    ckpt = Checkpointer(stage.root, max_to_keep=1)
+    restored = ckpt.restore_latest(policy.abstract_state())
+    start = 0
+    if restored is not None:
+        start, policy.state, _ = restored
+    if finished and start >= steps:
+        ckpt.close()
+        log.info("%s: finished earlier in %s", name, stage)
+        return policy.module(), stage.read_results()["summary"]
+    writer = stage.metrics_writer(resume_step=start)
+    progress = Progress(steps, start_step=start, every=int(block.log_every), name=name)
+    history = []
+    for step in range(start + 1, steps + 1):
+        metrics = step_fn(policy, step, np.random.default_rng([int(seed), step]))
+        history.append(metrics)
+        writer.write(step, metrics)
+        progress.update(step, **{k: v for k, v in metrics.items() if k in PROGRESS_KEYS})
+        if step % int(block.checkpoint_every) == 0 or step == steps:
+            ckpt.save(step, policy.state)
+    ckpt.close()
+    writer.close()
+    summary = {"steps": steps, "resumed_from_step": start,
+               "first": history[0] if history else None, "last": history[-1] if history else None}
+    stage.finish(block, {"summary": summary})
+    return policy.module(), summary

@@ -1,0 +1,95 @@
+"""The regimes' pieces without training: prompts (closed = open minus the docs), pass@k by hand, the closed-book
+RL splice, the bench prepared once and read back, and bad regime names. The whole job runs in the notebook test
+(tests/test_notebooks.py::test_sebench_notebook_runs), which also checks its report and a resumed rerun."""
+import numpy as np
+import pytest
+
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.core.workdir import Workdir
+from jaxsuite.rl.rollout import Rollout
+from jaxsuite.sebench import docs as sedocs
+from jaxsuite.sebench import job
+from jaxsuite.sebench import prompts as P
+
+TASK = {"id": "t", "query": "Given a list of numbers `x`, return the average of `x`.",
+        "example": {"input": "x=[1, 2]", "output": "1.5"}, "function_name": "def solve(x):",
+        "selected_functions": ["mean", "linalg.inv"], "test_cases": [], "solution": "import zwc\ndef solve(x):\n    return zwc.kocito(x)\n"}
+
+
+@pytest.fixture(scope="module")
+def api(mapping):
+    return {d.original_name: d for d in sedocs.rewrite_docs(mapping, names=["mean", "linalg.inv"])}
+
+
+def test_the_closed_prompt_is_the_open_one_minus_the_docs(api):
+    open_prompt = P.task_prompt(TASK, api, with_docs=True)
+    closed = P.task_prompt(TASK, api, with_docs=False)
+    section = ("Library zwc documentation:\nzwc.kocito: Compute the arithmetic mean along the specified axis.\n"
+               "zwc.rfx.quvohe: Compute the inverse of a matrix.\n\n")
+    assert open_prompt == section + closed
+    assert closed == ("Task: Given a list of numbers `x`, return the average of `x`.\n"
+                      "Example: solve(x=[1, 2]) returns 1.5\nWrite `solve(x)` with zwc in one python block.\n")
+    full = P.task_prompt(TASK, api, with_docs=True, doc_form="full")
+    assert api["mean"].rewritten_doc.strip() in full and "numpy" not in full.lower()
+    wrapped = P.task_prompt(TASK, api, with_docs=False, wrapper="<user>{prompt}</user>")
+    assert wrapped == f"<user>{closed}</user>"
+    assert P.solution_response(TASK) == "```python\nimport zwc\ndef solve(x):\n    return zwc.kocito(x)\n```"
+    with pytest.raises(KeyError, match=r"task t: no documentation for \['linalg.inv'\]"):
+        P.task_prompt(TASK, {"mean": api["mean"]}, with_docs=True)
+    with pytest.raises(ValueError, match="doc_form must be"):
+        P.task_prompt(TASK, api, with_docs=True, doc_form="long")
+
+
+def test_pass_at_k_and_mean_at_k_by_hand():
+    assert P.pass_at_k(4, 0, 1) == 0.0 and P.pass_at_k(4, 1, 1) == 0.25
+    assert P.pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)          # 1 - C(3,2)/C(4,2)
+    assert P.pass_at_k(4, 3, 2) == 1.0 and P.pass_at_k(5, 2, 5) == 1.0
+    assert P.mean_at_k([1, 0, 4], 4) == pytest.approx(5 / 12)
+    with pytest.raises(ValueError, match="1 <= k <= samples"):
+        P.pass_at_k(2, 1, 3)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    config = load_config("configs/sebench_tiny.py:test")
+    wd = Workdir.start(str(tmp_path_factory.mktemp("bench")))
+    bench = job.prepare(config, wd)
+    return config, wd, bench, job.make_tokenizer(config, wd, bench)
+
+
+def test_the_bench_is_prepared_once_and_read_back(prepared):
+    config, wd, bench, tokenizer = prepared
+    assert {s: len(v) for s, v in bench.splits.items()} == {"train": 8, "test_single": 4, "test_multi": 4}
+    assert {f for t in bench.splits["train"] for f in t["selected_functions"]} == set(config.data.functions)
+    again = job.prepare(config, wd)                    # from the saved tasks, the same tasks
+    assert again.splits == bench.splits and again.mapping == bench.mapping
+    assert job.make_tokenizer(config, wd, again).encode("zwc.kocito") == tokenizer.encode("zwc.kocito")
+    assert (wd.path("api_doc.jsonl") and sedocs.load_api_docs(wd.path("api_doc.jsonl"))[0].curr_name)
+
+
+def test_closed_rl_scores_the_same_responses_after_the_no_docs_prompt(prepared):
+    config, _, bench, tokenizer = prepared
+    tasks = bench.splits["train"][:2]
+    open_ids = [job.encode(tokenizer, job.prompt(bench, t, config, with_docs=True)) for t in tasks]
+    responses = [tokenizer.encode(P.solution_response(t)) + [tokenizer.eos_id] for t in tasks for _ in range(2)]
+    rollout = Rollout([p for p in open_ids for _ in range(2)], responses, np.ones(4, bool), [None] * 4,
+                      [""] * 4, np.repeat(np.arange(2), 2), 0.0, 2)
+    advantages = [1.0, -1.0, 0.5, -0.5]
+    opened = job.update_batch(rollout, tasks, advantages, bench, tokenizer, config, with_docs=True)
+    closed = job.update_batch(rollout, tasks, advantages, bench, tokenizer, config, with_docs=False)
+    for row in range(4):
+        task = tasks[row // 2]
+        closed_ids = job.encode(tokenizer, job.prompt(bench, task, config, with_docs=False))
+        assert len(closed_ids) < len(open_ids[row // 2])
+        for batch, prompt_ids in ((opened, open_ids[row // 2]), (closed, closed_ids)):
+            mask = batch["loss_mask"][row].astype(bool)
+            assert batch["targets"][row][mask].tolist() == responses[row]        # the same response tokens
+            assert batch["inputs"][row][:len(prompt_ids)].tolist() == prompt_ids  # after its own prompt
+            assert np.all(batch["advantages"][row][mask] == advantages[row])
+
+
+def test_unknown_regimes_and_missing_starts_are_named(tmp_path):
+    config = load_config("configs/sebench_tiny.py:test")
+    config.regimes = ["base", "open_ssft"]
+    with pytest.raises(ValueError, match=r"config.regimes: unknown \['open_ssft'\]"):
+        job.run(config, str(tmp_path / "a"))
