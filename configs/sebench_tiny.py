@@ -40,8 +40,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict(dict(functions=FUNCTIONS, seed=0, per_function=6, multi_tasks=24,
                                             max_test_tasks=0, tasks_dir="", api_docs=""))
     c.prompts = ml_collections.ConfigDict(dict(doc_form="summary", wrapper="{prompt}"))
-    c.tokenizer = ""
-    c.vocab_size = 512
+    c.vocab_size = 512                     # a SentencePiece model trained on the bench's prompts (no c.tokenizer)
     c.model = ml_collections.ConfigDict()
     c.model.init_from = ""
     c.model.arch = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4,
