@@ -75,8 +75,67 @@ def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch, check_png, fresh_k
     text = run_notebook("03_ldl_forecasting.ipynb", monkeypatch, tmp_path, fresh_kernel,
                         {"LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run")})
     assert "series over the 12 levels" in text and "lowest WSPL:" in text
-    assert (tmp_path / "run" / "results.json").is_file()
-    check_png(tmp_path / "run" / "components.png")
+    # the job's report, on the run the notebook made (the suite runs this job once)
+    import json
+    import numpy as np
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.forecast import job
+    from jaxsuite.forecast.m5_generate import generate_m5
+    config, workdir = load_config("configs/ldl_tiny.py", "test"), tmp_path / "run"
+    results = json.loads((workdir / "results.json").read_text())
+    models = list(config.models.keys())
+    assert set(results["summary"]) == set(models)
+    for name in models:
+        groups = results["summary"][name]
+        assert {"all"} | {f"level_{lv}" for lv in range(1, 13)} == set(groups)
+        for metric in ("wrmsse", "wspl", "scaled_crps", "mmd", "coverage_50", "coverage_80", "coverage_95"):
+            assert np.isfinite(groups["all"][metric]["mean"]), (name, metric)
+        assert 0.0 <= groups["all"]["coverage_95"]["mean"] <= 1.0
+        check_png(workdir / f"fan_{name}.png")
+    check_png(workdir / "components.png")
+    table = (workdir / "results.md").read_text()
+    assert all(f"| {name} |" in table for name in models) and "s/epoch" in table
+    # the generator's known process is kept beside the data: the parameters of exactly the series modelled
+    truth = json.loads((workdir / "data" / "truth.json").read_text())
+    g = config.data.generate
+    assert (truth["seed"], truth["n_days"], truth["stores"]) == (g.seed, g.days, list(g.stores)) == (
+        0, results["days"], ["CA_1", "TX_1"])
+    assert len(truth["items"]) == 7 * g.items_per_dept == len(truth["elasticity"]) == len(truth["base_log_rate"])
+    regenerated = generate_m5(tmp_path / "again", n_items_per_dept=g.items_per_dept, stores=tuple(g.stores),
+                              n_days=g.days, seed=g.seed)["truth"]
+    assert truth == json.loads(json.dumps(regenerated))
+
+    # Interrupted after some runs, the same command redoes only the missing one: the finished runs' records and
+    # saved forecasts stay as they were, the lost run is made again with the same figures, and the same table
+    # comes out. A third run then finds nothing to redo.
+    run_log = workdir / "runs.jsonl"
+    lines = run_log.read_text().splitlines()
+    assert len(lines) == len(models) * len(config.seeds) * config.eval.origins
+    kept, lost = [json.loads(line) for line in lines[:-1]], json.loads(lines[-1])
+    fans = {name: (workdir / f"fan_{name}.npz").stat().st_mtime_ns for name in models}
+    run_log.write_text("\n".join(lines[:-1]) + "\n{\"torn")                    # lose the last run mid-write
+    again = job.run(config, str(workdir))
+    records = []
+    for line in run_log.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:                                          # the torn line
+            continue
+    assert records[:-1] == kept                                               # finished runs not redone
+    redone = records[-1]
+    assert (redone["origin"], redone["model"], redone["seed"]) == (lost["origin"], lost["model"], lost["seed"])
+    assert redone["metrics"].keys() == lost["metrics"].keys()
+    for group, figures in lost["metrics"].items():                            # {"all" / "level_<n>": {metric: x}}
+        assert redone["metrics"][group] == pytest.approx(figures, rel=1e-5), group
+    # the last origin's forecasts are saved per model; only the lost run's model wrote its file again
+    rewritten = {name for name, mtime in fans.items() if (workdir / f"fan_{name}.npz").stat().st_mtime_ns != mtime}
+    assert rewritten == {lost["model"]}
+    for name in results["summary"]:
+        assert again["summary"][name]["all"]["wrmsse"]["mean"] == pytest.approx(
+            results["summary"][name]["all"]["wrmsse"]["mean"], rel=1e-5)
+    before = run_log.read_text()
+    job.run(config, str(workdir))
+    assert run_log.read_text() == before
 
 
 def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
@@ -87,8 +146,38 @@ def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     for method in ("cpmobius", "r_zero", "rent"):
         assert f"{method:8s} test accuracy " in text
     assert "step   3: val_acc=" in text
-    assert (tmp_path / "run" / "results.json").is_file()
     check_png(tmp_path / "run" / "accuracy.png")
+    # the job's record, on the run the notebook made (the suite runs this job once)
+    import json
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.core.metrics import read_metrics
+    from jaxsuite.rl.cpmobius.job import run
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(saved["methods"]) == {"cpmobius", "r_zero", "rent"}
+    for method, res in saved["methods"].items():
+        curve = res["per_seed"]["0"]["test_acc"]
+        assert [s for s, _ in curve] == [0, 2, 3]                       # step 0, every eval_every, the last
+        assert [s for s, _ in res["per_seed"]["0"]["val_acc"]] == [0, 1, 2, 3]
+        assert 0.0 <= res["test_acc_final_mean"] <= 1.0
+    check_png(tmp_path / "run" / "coach_reward.png")
+    rows = read_metrics(tmp_path / "run" / "runs" / "cpmobius_seed0" / "metrics.jsonl")
+    assert all("player/loss" in r and "rollout_tokens_per_s" in r for r in rows[1:])
+    assert any("coach/loss" in r or r.get("coach_skipped") for r in rows[1:])
+
+    # interrupted after 2 steps, then continued: the same samples, losses and accuracies as the full run
+    def split_run(**overrides):
+        config = load_config("configs/cpmobius_tiny.py", "test")
+        config.methods = ["cpmobius"]
+        config.rl.update(overrides)
+        return run(config, str(tmp_path / "split"))
+    split_run(steps=2)
+    split_run()
+    again = read_metrics(tmp_path / "split" / "runs" / "cpmobius_seed0" / "metrics.jsonl")
+    assert [r["step"] for r in again] == [0, 1, 2, 3]
+    for a, b in zip(rows, again):
+        for key in ("val_acc", "player/loss", "player/entropy", "kept_groups", "rollout_tokens"):
+            if key in a:
+                assert b[key] == pytest.approx(a[key], rel=1e-5), (a["step"], key)
 
 
 def test_latentchem_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
