@@ -43,6 +43,12 @@ class ApiDoc:
     func_mapping: dict = dataclasses.field(default_factory=dict)    # the names this doc's rewrite renamed
 
 
+def doc_key(name: str) -> str:
+    """A function's key among the docs, however a file spells it: "numpy.linalg.inv", "np.linalg.inv" and
+    "linalg.inv" are all "linalg.inv"; "numpy.mean" is "mean"."""
+    return re.sub(r"^(?:numpy|np)\.", "", name.strip())
+
+
 def library_mentions(text: str) -> list[str]:
     """The places where `text` still names the library (empty when it is clean)."""
     return [text[max(0, m.start() - 30):m.end() + 30].replace("\n", " ") for m in LIBRARY_MENTION.finditer(text)]

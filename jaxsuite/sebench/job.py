@@ -92,7 +92,7 @@ def prepare(config, wd: Workdir) -> Bench:
         api = sedocs.load_api_docs(config.data.api_docs) if config.data.get("api_docs") else sedocs.rewrite_docs(mapping)
     else:
         api = sedocs.rewrite_docs(mapping)
-    docs = {d.original_name: d for d in api}
+    docs = {sedocs.doc_key(d.original_name): d for d in api}
     if not (package_dir / "_package.json").exists():
         build_package(package_dir.parent, mapping, docs=sedocs.package_docs(api, mapping))
     if not official:
@@ -157,6 +157,11 @@ def sft_stage(name, wd, model, bench, tokenizer, config, *, with_docs: bool, see
     """SFT through the RL core's update with advantage 1 at ratio 1: the token-mean NLL's gradient on the
     response tokens only."""
     train = bench.splits["train"]
+    unsolved = [t["id"] for t in train if not t.get("solution")]
+    if unsolved:
+        raise ValueError(f"{name}: {len(unsolved)} training tasks have no 'solution' to train on (first: "
+                         f"{unsolved[0]}); the official files carry none, so give each record one (a passing "
+                         "response) or run the RL and evaluation regimes only")
     prompts = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t in train]
     targets = [tokenizer.encode(P.solution_response(t)) + [tokenizer.eos_id] for t in train]
     seq_len, batch_size = int(config.seq_len), int(config.sft.batch_size)

@@ -17,7 +17,7 @@ import math
 import re
 from typing import Mapping, Sequence
 
-from jaxsuite.sebench.docs import ApiDoc
+from jaxsuite.sebench.docs import ApiDoc, doc_key
 
 OPEN_TEMPLATE = ("Library {package} documentation:\n{docs}\n"
                  "Task: {query}\nExample: {example}\n"
@@ -37,13 +37,15 @@ def short_doc(doc: ApiDoc) -> str:
 
 
 def docs_section(task: dict, docs: Mapping[str, ApiDoc], *, doc_form: str = "summary") -> str:
-    """The docs of the task's selected functions, in its order, one per line ("summary") or block ("full")."""
-    missing = [f for f in task.get("selected_functions", []) if f not in docs]
+    """The docs of the task's selected functions, in its order, one per line ("summary") or block ("full");
+    `docs` is keyed by `doc_key` ("mean", "linalg.inv")."""
+    wanted = list(dict.fromkeys(doc_key(f) for f in task.get("selected_functions", [])))
+    missing = [f for f in wanted if f not in docs]
     if missing:
         raise KeyError(f"task {task.get('id', '?')}: no documentation for {missing}")
     if doc_form not in ("summary", "full"):
         raise ValueError(f"doc_form must be 'summary' or 'full', got {doc_form!r}")
-    chosen = [docs[f] for f in dict.fromkeys(task.get("selected_functions", []))]
+    chosen = [docs[f] for f in wanted]
     if doc_form == "summary":
         return "".join(short_doc(d) + "\n" for d in chosen)
     return "\n".join(d.rewritten_doc.strip() + "\n" for d in chosen)

@@ -34,6 +34,8 @@ def test_the_closed_prompt_is_the_open_one_minus_the_docs(api):
     wrapped = P.task_prompt(TASK, api, with_docs=False, wrapper="<user>{prompt}</user>")
     assert wrapped == f"<user>{closed}</user>"
     assert P.solution_response(TASK) == "```python\nimport zwc\ndef solve(x):\n    return zwc.kocito(x)\n```"
+    spelt = dict(TASK, selected_functions=["numpy.mean", "np.linalg.inv"])      # as other files may spell them
+    assert P.task_prompt(spelt, api, with_docs=True) == open_prompt
     with pytest.raises(KeyError, match=r"task t: no documentation for \['linalg.inv'\]"):
         P.task_prompt(TASK, {"mean": api["mean"]}, with_docs=True)
     with pytest.raises(ValueError, match="doc_form must be"):
@@ -93,3 +95,21 @@ def test_unknown_regimes_and_missing_starts_are_named(tmp_path):
     config.regimes = ["base", "open_ssft"]
     with pytest.raises(ValueError, match=r"config.regimes: unknown \['open_ssft'\]"):
         job.run(config, str(tmp_path / "a"))
+
+
+def test_official_files_are_read_and_sft_without_solutions_is_refused(prepared, tmp_path):
+    config, _, bench, tokenizer = prepared
+    from jaxsuite.sebench.tasks import save_tasks
+    for split, tasks in bench.splits.items():      # the official form: no reference solutions
+        save_tasks(tmp_path / f"{split}.jsonl", [{k: v for k, v in t.items() if k != "solution"} for t in tasks])
+    sedocs.save_api_docs(tmp_path / "api_doc.jsonl", list(bench.docs.values()))
+    config = load_config("configs/sebench_tiny.py:test")
+    config.data.update(tasks_dir=str(tmp_path), api_docs=str(tmp_path / "api_doc.jsonl"))
+    official = job.prepare(config, Workdir.start(str(tmp_path / "run")))
+    assert [t["query"] for t in official.splits["train"]] == [t["query"] for t in bench.splits["train"]]
+    with pytest.raises(ValueError, match="open_sft: 8 training tasks have no 'solution'"):
+        job.sft_stage("open_sft", None, None, official, tokenizer, config, with_docs=True, seed=0, mesh=None,
+                      rules=None)
+    config.data.tasks_dir = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="missing/train.jsonl does not exist"):
+        job.prepare(config, Workdir.start(str(tmp_path / "run2")))
