@@ -1,9 +1,14 @@
 """Executes the notebooks top to bottom on CPU, offline; the quickstart against a tiny random checkpoint from
-tests/conftest.py. Each notebook runs a whole job, so the module is `slow`."""
+tests/conftest.py. Each notebook runs a whole job, so the module is `slow`; where a job's own end-to-end checks
+(its report, its resumption) need a finished run, they read the one its notebook made, so the suite runs each
+job once."""
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,7 +21,6 @@ def fresh_kernel(tmp_path_factory):
     """A Jupyter kernel in a fresh virtualenv where jaxsuite is not importable, and the wheel built from this tree:
     what Colab gives. The first notebook's install cell installs the wheel (JAXSUITE_SOURCE); the later ones find
     it installed, as a second notebook in the same Colab runtime would. Returns (jupyter path, site-packages)."""
-    import json
     from jaxsuite.testing import borrowing_virtualenv, build_wheel
     root = tmp_path_factory.mktemp("fresh")
     wheel = build_wheel(REPO, root / "wheel")
@@ -67,7 +71,95 @@ def test_hypenet_halo_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kern
     assert "mixer types: ('lightning-attn', 'attn')" in text
     assert "kept as attention:" in text and "CausalLM" in text
     assert (tmp_path / "run" / "stage3" / "hf" / "config.json").is_file()
-    check_png(tmp_path / "run" / "decode.png")
+    # the pipeline's own command on the notebook's run: it finds every step finished and writes the report
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.halo import pipeline
+    config = load_config("configs/halo_tiny.py", "test")
+    check_pipeline_run(config, tmp_path / "run", pipeline.run(config, str(tmp_path / "run")), check_png)
+
+
+def check_pipeline_run(config, workdir: Path, results: dict, check_png) -> None:
+    """Every artefact of a finished `pipeline.run(config, workdir)` (its `results`), the passkey figures
+    recomputed from the saved models, and a re-run that rewrites nothing finished."""
+    import jaxsuite
+    from jaxsuite.models import HypeNetConfig
+    for name in ("results.json", "results.md", "layer_selection.json"):
+        assert (workdir / name).is_file(), name
+    # 6 x 4 inches at 120 dpi; decode.png has two panels
+    for name, size in (("passkey.png", (720, 480)), ("ppl_by_position.png", (720, 480)),
+                       ("decode.png", (1200, 480))):
+        check_png(workdir / name, size=size)
+    for n in (1, 2, 3):
+        stage = json.loads((workdir / f"stage{n}" / "results.json").read_text())
+        assert stage["steps"] == int(getattr(config, f"stage{n}").train.steps) and stage["stage"] == n
+        # each stage's figures say what its loss is; only stage 3's next-token CE has a perplexity
+        assert stage["loss"] == {1: "per-layer MSE", 2: "KL(teacher||student)", 3: "next-token CE"}[n]
+        assert ("eval_perplexity" in stage) == (n == 3) and "eval_loss" in stage
+        check_png(workdir / f"stage{n}" / "loss.png", size=(770, 462))
+    selection = json.loads((workdir / "layer_selection.json").read_text())
+    assert results["attention_layers"] == selection["keep"] and len(selection["keep"]) == 1
+    assert sorted(selection["importance"]) == ["0", "1"]      # both layers of the 2-layer teacher swept
+    # a bar per layer, 6 x 3.5 inches at 120 dpi; a smoke-test teacher may score every layer 0 (no bar drawn)
+    check_png(workdir / "layer_importance.png", size=(720, 420),
+              coloured=any(v > 0 for v in selection["importance"].values()))
+    model = jaxsuite.load_pretrained(str(workdir / "stage3" / "hf"))
+    assert isinstance(model.config, HypeNetConfig)
+    kinds = ["attn" if i in results["attention_layers"] else "lightning-attn" for i in range(2)]
+    assert list(model.config.mixer_types) == kinds
+    table = results["table"]
+    assert set(table) == {"teacher (Qwen3)", "HypeNet", "HypeNet + HyPE a=500"}
+    for row in table.values():
+        assert {"passkey@128", "passkey@256", "ms/token@64", "ms/token@256"} <= set(row)
+    # every passkey figure, recomputed from the saved teacher and HypeNet on the same rows
+    from jaxsuite.core.tokenizer import ByteTokenizer
+    from jaxsuite.halo import passkey as pk
+    from jaxsuite.halo.pipeline import with_logits_scaling
+    assert config.tokenizer == "byte"
+    hypenet = jaxsuite.load_pretrained(results["hypenet"])
+    models = {"teacher (Qwen3)": jaxsuite.load_pretrained(results["teacher"]), "HypeNet": hypenet,
+              "HypeNet + HyPE a=500": with_logits_scaling(hypenet, "hype 500")}
+    for n in config.eval.passkey_lengths:
+        batch = pk.make_eval_batch(ByteTokenizer(), int(n), int(config.eval.passkey_samples), seed=2)
+        for name, m in models.items():
+            assert table[name][f"passkey@{n}"] == round(passkey_by_full_forward(m, batch), 3), (name, n)
+    # the teacher's KV cache grows with context; HypeNet's only in its one attention layer of two
+    t, h = table["teacher (Qwen3)"], table["HypeNet"]
+    grow_t = t["cache MiB@256"] - t["cache MiB@64"]
+    grow_h = h["cache MiB@256"] - h["cache MiB@64"]
+    assert grow_t > 0 and abs(grow_h - grow_t / 2) <= 0.02 * grow_t + 0.01
+    assert "| teacher (Qwen3) |" in (workdir / "results.md").read_text()
+
+    # the same command again rewrites nothing that a finished step produced (teacher, stages, selection) and
+    # gives the same report
+    from jaxsuite.halo import pipeline
+    first = results
+    finished = (Path(first["teacher"]).parent, workdir / "stage1", workdir / "stage2", workdir / "stage3",
+                workdir / "layer_selection.json", workdir / "layer_importance.png")
+    before = file_mtimes(*finished)
+    assert str(workdir / "stage3" / "metrics.jsonl") in before and len(before) > 20
+    again = pipeline.run(config, str(workdir))
+    assert file_mtimes(*finished) == before
+    assert again["attention_layers"] == first["attention_layers"] and again["stages"] == first["stages"]
+    for name, row in first["table"].items():
+        assert {k: v for k, v in again["table"][name].items() if k.startswith(("passkey", "ppl"))} == {
+            k: v for k, v in row.items() if k.startswith(("passkey", "ppl"))}
+
+
+def passkey_by_full_forward(model, batch) -> float:
+    """Passkey accuracy recomputed without the evaluation code: the model's full [N, L, V] logits, argmax, and
+    an exact match of every answer token (the pipeline projects only the tail, in a jitted step)."""
+    import jax.numpy as jnp
+    ids = np.asarray(batch.inputs)                                         # [N, L]
+    predicted = np.asarray(model(jnp.asarray(ids))).argmax(-1)             # [N, L]: position t predicts t + 1
+    hits = [np.array_equal(predicted[i, s - 1:s + a - 1], ids[i, s:s + a])
+            for i, (s, a) in enumerate(zip(batch.answer_start, batch.answer_len))]
+    return float(np.mean(hits))
+
+
+def file_mtimes(*roots: Path) -> dict[str, int]:
+    """{path: mtime in ns} of every file under `roots` (files or folders)."""
+    files = [p for root in roots for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
+    return {str(p): p.stat().st_mtime_ns for p in files}
 
 
 def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
@@ -76,8 +168,6 @@ def test_ldl_forecasting_notebook_runs(tmp_path, monkeypatch, check_png, fresh_k
                         {"LDL_VARIANT": "test", "LDL_WORKDIR": str(tmp_path / "run")})
     assert "series over the 12 levels" in text and "lowest WSPL:" in text
     # the job's report, on the run the notebook made (the suite runs this job once)
-    import json
-    import numpy as np
     from jaxsuite.core.config_utils import load_config
     from jaxsuite.forecast import job
     from jaxsuite.forecast.m5_generate import generate_m5
@@ -148,7 +238,6 @@ def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     assert "step   3: val_acc=" in text
     check_png(tmp_path / "run" / "accuracy.png")
     # the job's record, on the run the notebook made (the suite runs this job once)
-    import json
     from jaxsuite.core.config_utils import load_config
     from jaxsuite.core.metrics import read_metrics
     from jaxsuite.rl.cpmobius.job import run
@@ -208,7 +297,6 @@ def test_agents_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     assert (tmp_path / "run" / "hf" / "tokenizer.model").is_file()
     check_png(tmp_path / "run" / "stages.png", coloured=False)
     # the job's report agrees with the traces and metrics it wrote; a rerun resumes (finished stages skipped)
-    import json
     from jaxsuite.agents.lookup import facts, job
     from jaxsuite.core.config_utils import load_config
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -239,7 +327,6 @@ def test_sebench_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
         assert f"{name:16s} -> {category:12s}" in text, name
     assert "closed_sft_rl" in text and "self_play_rl" in text
     check_png(tmp_path / "run" / "regimes.png")
-    import json
     from jaxsuite.core.config_utils import load_config
     from jaxsuite.sebench import job
     results = json.loads((tmp_path / "run" / "results.json").read_text())

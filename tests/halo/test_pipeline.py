@@ -1,112 +1,11 @@
-"""The HALO pipeline end to end on the smoke-test config (configs/halo_tiny.py:test, `slow`): teacher
-pre-training, stages 1-3, layer selection and the teacher-vs-HypeNet report (its passkey figures recomputed from
-the saved models), then a re-run that rewrites nothing finished; and the single-stage / paper-recipe configs."""
-import json
-from pathlib import Path
+"""The single-stage and paper-recipe HALO configs. The pipeline end to end on the smoke-test config (every
+artefact, its passkey figures recomputed from the saved models, a re-run that rewrites nothing finished) is
+checked on the run notebooks/02_hypenet_halo.ipynb makes (tests/test_notebooks.py), so the suite runs it once."""
 
-import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from jaxsuite.core.config_utils import load_config
 from jaxsuite.halo.transfer import PAPER_ATTENTION_LAYERS
-from jaxsuite.models import HypeNetConfig
-
-
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    from jaxsuite.halo import pipeline
-    root = tmp_path_factory.mktemp("halo")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("JAXSUITE_CACHE", str(root / "cache"))   # the teacher cache, private to this test
-        config = load_config("configs/halo_tiny.py", "test")
-        results = pipeline.run(config, str(root / "run"))
-        yield config, root / "run", results
-
-
-def passkey_by_full_forward(model, batch) -> float:
-    """Passkey accuracy recomputed without the evaluation code: the model's full [N, L, V] logits, argmax, and
-    an exact match of every answer token (the pipeline projects only the tail, in a jitted step)."""
-    ids = np.asarray(batch.inputs)                                         # [N, L]
-    predicted = np.asarray(model(jnp.asarray(ids))).argmax(-1)             # [N, L]: position t predicts t + 1
-    hits = [np.array_equal(predicted[i, s - 1:s + a - 1], ids[i, s:s + a])
-            for i, (s, a) in enumerate(zip(batch.answer_start, batch.answer_len))]
-    return float(np.mean(hits))
-
-
-def file_mtimes(*roots: Path) -> dict[str, int]:
-    """{path: mtime in ns} of every file under `roots` (files or folders)."""
-    files = [p for root in roots for p in ([root] if root.is_file() else root.rglob("*")) if p.is_file()]
-    return {str(p): p.stat().st_mtime_ns for p in files}
-
-
-@pytest.mark.slow
-def test_pipeline_writes_every_artefact_and_a_loadable_hypenet(pipeline_run, check_png):
-    import jaxsuite
-    config, workdir, results = pipeline_run
-    for name in ("results.json", "results.md", "layer_selection.json"):
-        assert (workdir / name).is_file(), name
-    # 6 x 4 inches at 120 dpi; decode.png has two panels
-    for name, size in (("passkey.png", (720, 480)), ("ppl_by_position.png", (720, 480)),
-                       ("decode.png", (1200, 480))):
-        check_png(workdir / name, size=size)
-    for n in (1, 2, 3):
-        stage = json.loads((workdir / f"stage{n}" / "results.json").read_text())
-        assert stage["steps"] == int(getattr(config, f"stage{n}").train.steps) and stage["stage"] == n
-        # each stage's figures say what its loss is; only stage 3's next-token CE has a perplexity
-        assert stage["loss"] == {1: "per-layer MSE", 2: "KL(teacher||student)", 3: "next-token CE"}[n]
-        assert ("eval_perplexity" in stage) == (n == 3) and "eval_loss" in stage
-        check_png(workdir / f"stage{n}" / "loss.png", size=(770, 462))
-    selection = json.loads((workdir / "layer_selection.json").read_text())
-    assert results["attention_layers"] == selection["keep"] and len(selection["keep"]) == 1
-    assert sorted(selection["importance"]) == ["0", "1"]      # both layers of the 2-layer teacher swept
-    # a bar per layer, 6 x 3.5 inches at 120 dpi; a smoke-test teacher may score every layer 0 (no bar drawn)
-    check_png(workdir / "layer_importance.png", size=(720, 420),
-              coloured=any(v > 0 for v in selection["importance"].values()))
-    model = jaxsuite.load_pretrained(str(workdir / "stage3" / "hf"))
-    assert isinstance(model.config, HypeNetConfig)
-    kinds = ["attn" if i in results["attention_layers"] else "lightning-attn" for i in range(2)]
-    assert list(model.config.mixer_types) == kinds
-    table = results["table"]
-    assert set(table) == {"teacher (Qwen3)", "HypeNet", "HypeNet + HyPE a=500"}
-    for row in table.values():
-        assert {"passkey@128", "passkey@256", "ms/token@64", "ms/token@256"} <= set(row)
-    # every passkey figure, recomputed from the saved teacher and HypeNet on the same rows
-    from jaxsuite.core.tokenizer import ByteTokenizer
-    from jaxsuite.halo import passkey as pk
-    from jaxsuite.halo.pipeline import with_logits_scaling
-    assert config.tokenizer == "byte"
-    hypenet = jaxsuite.load_pretrained(results["hypenet"])
-    models = {"teacher (Qwen3)": jaxsuite.load_pretrained(results["teacher"]), "HypeNet": hypenet,
-              "HypeNet + HyPE a=500": with_logits_scaling(hypenet, "hype 500")}
-    for n in config.eval.passkey_lengths:
-        batch = pk.make_eval_batch(ByteTokenizer(), int(n), int(config.eval.passkey_samples), seed=2)
-        for name, m in models.items():
-            assert table[name][f"passkey@{n}"] == round(passkey_by_full_forward(m, batch), 3), (name, n)
-    # the teacher's KV cache grows with context; HypeNet's only in its one attention layer of two
-    t, h = table["teacher (Qwen3)"], table["HypeNet"]
-    grow_t = t["cache MiB@256"] - t["cache MiB@64"]
-    grow_h = h["cache MiB@256"] - h["cache MiB@64"]
-    assert grow_t > 0 and abs(grow_h - grow_t / 2) <= 0.02 * grow_t + 0.01
-    assert "| teacher (Qwen3) |" in (workdir / "results.md").read_text()
-
-
-@pytest.mark.slow
-def test_rerun_skips_finished_steps(pipeline_run):
-    """The same command again rewrites nothing that a finished step produced (teacher, stages, selection) and
-    gives the same report."""
-    from jaxsuite.halo import pipeline
-    config, workdir, first = pipeline_run
-    finished = (Path(first["teacher"]).parent, workdir / "stage1", workdir / "stage2", workdir / "stage3",
-                workdir / "layer_selection.json", workdir / "layer_importance.png")
-    before = file_mtimes(*finished)
-    assert str(workdir / "stage3" / "metrics.jsonl") in before and len(before) > 20
-    again = pipeline.run(config, str(workdir))
-    assert file_mtimes(*finished) == before
-    assert again["attention_layers"] == first["attention_layers"] and again["stages"] == first["stages"]
-    for name, row in first["table"].items():
-        assert {k: v for k, v in again["table"][name].items() if k.startswith(("passkey", "ppl"))} == {
-            k: v for k, v in row.items() if k.startswith(("passkey", "ppl"))}
 
 
 def test_stage_and_paper_configs():
