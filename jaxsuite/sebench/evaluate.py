@@ -180,8 +180,11 @@ def harness(code: str, task: dict, mapping: NameMapping) -> str:
     """The program the sandbox runs: the library sealed off, the solution, then a call per test input."""
     tree = ast.parse(code)
     target = next(n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
-    lines = [f"import {mapping.package} as _sebench_package; _sebench_package._seal(); del _sebench_package",
-             code, "", f"import {mapping.package}", "", "if __name__ == '__main__':",
+    # `from __future__` must open a file: such lines go above the seal
+    future = [line for line in code.splitlines() if line.startswith("from __future__")]
+    body = "\n".join(line for line in code.splitlines() if not line.startswith("from __future__"))
+    lines = [*future, f"import {mapping.package} as _sebench_package; _sebench_package._seal(); del _sebench_package",
+             body, "", f"import {mapping.package}", "", "if __name__ == '__main__':",
              f"    print({RESULTS_MARK!r})"]
     for case in task["test_cases"]:
         lines += [f"    print({target}({case['input']}))", f"    print({CASE_END!r})"]
