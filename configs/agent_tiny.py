@@ -13,16 +13,11 @@ on the held-out countries (results.json, stages.png, traces.jsonl). See docs/age
 """
 import ml_collections
 
+from jaxsuite.core.config_utils import policy_stage_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 VARIANTS = {"cpu": "SFT then GRPO on 48 countries' questions, tested on 12 held-out: CPU minutes",
             "test": "a few steps of each stage on a small fact base: seconds, for tests"}
-
-
-def _stage(*, steps, lr, log_every, checkpoint_every, clip=0.2, **kw) -> dict:
-    return dict(steps=steps, clip=clip, log_every=log_every, checkpoint_every=checkpoint_every,
-                optim=dict(lr=lr, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, b1=0.9, b2=0.98,
-                           grad_clip=1.0), **kw)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -43,10 +38,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         tie_word_embeddings=True, model_type="qwen3")
     c.seq_len = 640                     # a 3-turn episode (the prompt ~270 tokens, each turn and result ~120)
     c.context = 640                     # decode-cache slots per episode (rows share slot indices): 3 turns fit
-    c.sft = ml_collections.ConfigDict(_stage(steps=400, lr=3e-3, log_every=25, checkpoint_every=100,
-                                             batch_size=8))
-    c.grpo = ml_collections.ConfigDict(_stage(steps=30, lr=1e-4, log_every=5, checkpoint_every=10,
-                                              questions_per_step=4, num_generations=4, temperature=1.0))
+    c.sft = policy_stage_block(steps=400, lr=3e-3, log_every=25, checkpoint_every=100,
+                               batch_size=8)
+    c.grpo = policy_stage_block(steps=30, lr=1e-4, log_every=5, checkpoint_every=10,
+                                questions_per_step=4, num_generations=4, temperature=1.0)
     if variant == "test":
         c.facts.countries = 10
         c.model.arch.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, head_dim=8)

@@ -13,18 +13,12 @@ mean@4 and pass@4 at temperature 0.6, outcome shares, results.json and regimes.p
 """
 import ml_collections
 
-from jaxsuite.core.config_utils import lora_block
+from jaxsuite.core.config_utils import lora_block, policy_stage_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 VARIANTS = {"cpu": "five regimes on ten functions, three seeds: CPU minutes",
             "test": "every regime for a few steps on four functions, one seed: seconds, for tests"}
 FUNCTIONS = ["cumsum", "sort", "flip", "diff", "abs", "sum", "mean", "max", "min", "argmax"]
-
-
-def _stage(*, steps, lr, log_every, checkpoint_every, clip=0.2, **kw) -> dict:
-    return dict(steps=steps, clip=clip, log_every=log_every, checkpoint_every=checkpoint_every,
-                optim=dict(lr=lr, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, b1=0.9, b2=0.98,
-                           grad_clip=1.0), **kw)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -48,14 +42,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         tie_word_embeddings=True, model_type="qwen3")
     c.model.lora = lora_block()            # rank 0: full fine-tuning; --config.model.lora.rank=8 for LoRA
     c.seq_len = 256
-    c.sft = ml_collections.ConfigDict(_stage(steps=150, lr=3e-3, log_every=25, checkpoint_every=50, batch_size=16))
-    c.rl = ml_collections.ConfigDict(_stage(steps=30, lr=1e-4, log_every=5, checkpoint_every=10, prompts_per_step=8,
-                                            n=4, temperature=1.0, max_new_tokens=48, rules="paper"))
+    c.sft = policy_stage_block(steps=150, lr=3e-3, log_every=25, checkpoint_every=50, batch_size=16)
+    c.rl = policy_stage_block(steps=30, lr=1e-4, log_every=5, checkpoint_every=10, prompts_per_step=8,
+                              n=4, temperature=1.0, max_new_tokens=48, rules="paper")
     # self-play: proposer SFT warm-up, then 4 functions x 4 proposals a step, 2 solutions per kept task (n=2)
-    c.self_play = ml_collections.ConfigDict(_stage(steps=90, lr=1e-3, log_every=10, checkpoint_every=30,
-                                                   proposer_sft_steps=60, functions_per_step=4,
-                                                   proposals_per_function=4, solutions_per_task=2, temperature=1.0,
-                                                   max_new_tokens=80))
+    c.self_play = policy_stage_block(steps=90, lr=1e-3, log_every=10, checkpoint_every=30,
+                                     proposer_sft_steps=60, functions_per_step=4,
+                                     proposals_per_function=4, solutions_per_task=2, temperature=1.0,
+                                     max_new_tokens=80)
     c.eval = ml_collections.ConfigDict(dict(k=4, temperature=0.6, max_new_tokens=48, batch_size=64, workers=4))
     if variant == "test":
         c.seeds = [0]

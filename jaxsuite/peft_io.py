@@ -126,12 +126,8 @@ _PLAIN = {"use_dora": False, "fan_in_fan_out": False, "modules_to_save": None, "
 def read_peft_config(path: str | os.PathLike) -> dict[str, Any]:
     """adapter_config.json of a PEFT folder, checked to be a plain LoRA we compute exactly."""
     config_path = files.as_path(os.fspath(path)) / CONFIG_FILE
-    if not config_path.exists():
-        raise FileNotFoundError(f"{config_path}: no {CONFIG_FILE} (is {os.fspath(path)!r} a PEFT adapter folder?)")
-    try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_path}: not valid JSON ({e})") from None
+    config = files.read_json_object(config_path, missing=f"{config_path}: no {CONFIG_FILE} (is {os.fspath(path)!r} "
+                                                        "a PEFT adapter folder?)")
     if config.get("peft_type") != "LORA":
         raise ValueError(f"{config_path}: peft_type {config.get('peft_type')!r}; only LORA adapters load")
     for key, plain in _PLAIN.items():

@@ -364,6 +364,17 @@ def lora_block(**overrides: Any) -> ml_collections.ConfigDict:
     return _block("lora", LORA_DEFAULTS, overrides)
 
 
+def policy_stage_block(*, steps: int, lr: float, log_every: int, checkpoint_every: int, clip: float = 0.2,
+                       **fields: Any) -> ml_collections.ConfigDict:
+    """A block for a staged policy training (jaxsuite.rl.stages.train_stage): steps, the clip of the policy
+    ratio, progress and checkpoint intervals, Adam at `lr` (constant, no decay), and the stage's own `fields`
+    (batch sizes, sampling settings)."""
+    return ml_collections.ConfigDict(dict(
+        steps=steps, clip=clip, log_every=log_every, checkpoint_every=checkpoint_every,
+        optim=dict(lr=lr, warmup_steps=0, min_lr_ratio=1.0, weight_decay=0.0, b1=0.9, b2=0.98, grad_clip=1.0),
+        **fields))
+
+
 def loop_config(seed: int, train: Mapping[str, Any], seq_len: int, batch_size: int) -> ml_collections.ConfigDict:
     """The view of a job config that `core.loop.train_loop` reads, for a training phase with its own train block
     and batch shape (an SFT warm-up, one stage of a curriculum): seed, train, data.seq_len, data.batch_size."""

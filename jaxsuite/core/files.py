@@ -131,6 +131,23 @@ def copy_file(src: PathLike, dst: PathLike) -> str:
     return atomic_write_bytes(dst, read_bytes(src))
 
 
+def read_json_object(path: PathLike, *, missing: str = "") -> dict:
+    """A JSON file holding one object (local or a bucket). A missing file raises FileNotFoundError
+    (`path does not exist`, or `missing` where the caller can say more); bad JSON or another value raises
+    ValueError naming the file, line and column."""
+    import json
+    path = as_path(path)
+    if not path.exists():
+        raise FileNotFoundError(missing or f"{path} does not exist")
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
 def iter_jsonl_objects(path: PathLike, *, error: type[Exception] = ValueError):
     """(line number, object) for every non-blank line of a JSON-lines file (local or a bucket); the first line
     that is not a JSON object raises `error` naming the file and line: `path:3: malformed JSON (...)`."""

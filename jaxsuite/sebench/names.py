@@ -98,13 +98,7 @@ class NameMapping:
 
     @classmethod
     def load(cls, path) -> "NameMapping":
-        path = epath.Path(path)
-        if not path.exists():
-            raise FileNotFoundError(f"name mapping {path} does not exist")
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        record = files.read_json_object(path, missing=f"name mapping {path} does not exist")
         return cls.from_json(record, where=str(path))
 
 

@@ -81,6 +81,21 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
 
 
+def test_json_files_are_read_with_the_file_line_and_column_named(tmp_path):
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert files.read_json_object(tmp_path / "ok.json") == {"a": 1}
+    (tmp_path / "bad.json").write_text('{\n  "a": 1,\n}')
+    with pytest.raises(ValueError, match=r"bad.json: invalid JSON at line 3 column 1"):
+        files.read_json_object(tmp_path / "bad.json")
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(ValueError, match=r"list.json: expected a JSON object, got list"):
+        files.read_json_object(tmp_path / "list.json")
+    with pytest.raises(FileNotFoundError, match=r"none.json does not exist"):
+        files.read_json_object(tmp_path / "none.json")
+    with pytest.raises(FileNotFoundError, match=r"^no adapter here$"):
+        files.read_json_object(tmp_path / "none.json", missing="no adapter here")
+
+
 def test_jsonl_log_survives_a_torn_line_and_arrays_round_trip(tmp_path):
     wd = Workdir.start(tmp_path, primary=True)
     wd.append_jsonl("runs.jsonl", {"run": 1, "value": np.float32(0.25)})
