@@ -45,7 +45,9 @@ from flax import nnx
 
 from jaxsuite.agents.sandbox import SandboxPool
 from jaxsuite.core.build import build_tokenizer as build_configured_tokenizer
+from jaxsuite.core import files
 from jaxsuite.core.build import mesh_and_rules
+from jaxsuite.core.config_utils import config_hash
 from jaxsuite.core.loop import pad_batch
 from jaxsuite.core.metrics import phase, pyplot
 from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
@@ -85,7 +87,9 @@ class Bench:
 def prepare(config, wd: Workdir) -> Bench:
     """The package, docs and tasks: built once into the workdir, read back on a rerun."""
     mapping = numpy_mapping()
-    package_dir = Path(wd.path("package", mapping.package))
+    # the sandbox imports the package from a local folder: under the workdir, or the local cache for a bucket
+    local = (files.cache_dir() / "sebench" / config_hash(config.data)) if files.is_remote(wd.root) else Path(wd.path("package"))
+    package_dir = local / mapping.package
     official = str(config.data.get("tasks_dir", "") or "")
     if official:
         splits = {s: T.load_tasks(Path(official) / f"{s}.jsonl") for s in SPLITS}
@@ -94,7 +98,8 @@ def prepare(config, wd: Workdir) -> Bench:
         api = sedocs.rewrite_docs(mapping)
     docs = {sedocs.doc_key(d.original_name): d for d in api}
     if not (package_dir / "_package.json").exists():
-        build_package(package_dir.parent, mapping, docs=sedocs.package_docs(api, mapping))
+        local.mkdir(parents=True, exist_ok=True)
+        build_package(local, mapping, docs=sedocs.package_docs(api, mapping))
     if not official:
         if all(wd.exists(f"tasks/{s}.jsonl") for s in SPLITS):
             splits = {s: T.load_tasks(wd.path(f"tasks/{s}.jsonl")) for s in SPLITS}

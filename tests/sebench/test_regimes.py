@@ -113,3 +113,18 @@ def test_official_files_are_read_and_sft_without_solutions_is_refused(prepared, 
     config.data.tasks_dir = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="missing/train.jsonl does not exist"):
         job.prepare(config, Workdir.start(str(tmp_path / "run2")))
+
+
+def test_a_bucket_workdir_keeps_the_package_local(fake_bucket, tmp_path, monkeypatch):
+    """The sandbox imports the package from a local folder: with a gs:// workdir it is built in the local cache,
+    while the tasks, docs and mapping go to the bucket through epath."""
+    monkeypatch.setenv("JAXSUITE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    config = load_config("configs/sebench_tiny.py:test")
+    wd = Workdir.start(f"{fake_bucket}/run", primary=True)
+    bench = job.prepare(config, wd)
+    assert (tmp_path / "cache" / "sebench") in bench.package_dir.parents
+    assert (bench.package_dir / "_package.json").is_file()
+    assert wd.exists("tasks/train.jsonl") and wd.exists("api_doc.jsonl") and wd.exists("mapping.json")
+    assert not (tmp_path / "gs:").exists()
+    assert job.prepare(config, wd).splits == bench.splits
