@@ -13,7 +13,7 @@ mean@4 and pass@4 at temperature 0.6, outcome shares, results.json and regimes.p
 """
 import ml_collections
 
-from jaxsuite.core.config_utils import lora_block, policy_stage_block
+from jaxsuite.core.config_utils import lora_block, policy_stage_block, train_block
 from jaxsuite.core.sharding import DEFAULT_RULES
 
 VARIANTS = {"cpu": "five regimes on ten functions, three seeds: CPU minutes",
@@ -42,7 +42,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         tie_word_embeddings=True, model_type="qwen3")
     c.model.lora = lora_block()            # rank 0: full fine-tuning; --config.model.lora.rank=8 for LoRA
     c.seq_len = 256
-    c.sft = policy_stage_block(steps=150, lr=3e-3, log_every=25, checkpoint_every=50, batch_size=16)
+    c.sft = ml_collections.ConfigDict(dict(batch_size=16, train=train_block(
+        steps=150, lr=3e-3, min_lr_ratio=1.0, b2=0.98, log_every=25, eval_every=0, checkpoint_every=50)))
     c.rl = policy_stage_block(steps=30, lr=1e-4, log_every=5, checkpoint_every=10, prompts_per_step=8,
                               n=4, temperature=1.0, max_new_tokens=48, rules="paper")
     # self-play: proposer SFT warm-up, then 4 functions x 4 proposals a step, 2 solutions per kept task (n=2)
@@ -57,7 +58,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.model.arch.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, head_dim=8)
         c.vocab_size = 320
         c.seq_len = 384                    # a 320-piece vocabulary takes more tokens per prompt
-        c.sft.update(steps=2, log_every=1, checkpoint_every=1, batch_size=4)
+        c.sft.batch_size = 4
+        c.sft.train.update(steps=2, log_every=1, checkpoint_every=1)
         c.rl.update(steps=1, log_every=1, checkpoint_every=1, prompts_per_step=2, n=2, max_new_tokens=16)
         c.self_play.update(steps=3, log_every=1, checkpoint_every=1, proposer_sft_steps=1, functions_per_step=2,
                            proposals_per_function=2, max_new_tokens=24)

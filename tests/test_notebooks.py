@@ -343,7 +343,7 @@ def test_sebench_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
             assert results["summary"][regime][key]["per_seed"] == [stats[f"mean@{k}"]]
         if regime != "base":
             steps = config.self_play.steps if regime.startswith("self_play") else (
-                config.sft.steps if regime.endswith("_sft") else config.rl.steps)
+                config.sft.train.steps if regime.endswith("_sft") else config.rl.steps)
             lines = (tmp_path / "run" / "seed_0" / regime / "metrics.jsonl").read_text().splitlines()
             assert [json.loads(x)["step"] for x in lines] == list(range(1, steps + 1)), regime
     again = job.run(config, str(tmp_path / "run"))

@@ -9,7 +9,7 @@
    checkpoint (`model.init_from`, its tokenizer); optionally LoRA (`model.lora.rank` > 0) on every regime.
 3. The regimes, each from its starting point, each a stage in <workdir>/seed_<s>/<regime>/:
      base           no training
-     open_sft       SFT on (prompt WITH docs -> reference solution)
+     open_sft       SFT on (prompt WITH docs -> reference solution), through the core training loop
      closed_sft     SFT on the same solutions after the prompt WITHOUT docs
      open_rl        GRPO from base: rollouts and update on the with-docs prompt
      closed_rl      GRPO from base: rollouts on the with-docs prompt, the update on the no-docs prompt with the
@@ -44,17 +44,18 @@ import numpy as np
 from flax import nnx
 
 from jaxsuite.agents.sandbox import SandboxPool
-from jaxsuite.core.build import build_tokenizer as build_configured_tokenizer
 from jaxsuite.core import files
+from jaxsuite.core.build import build_tokenizer as build_configured_tokenizer
 from jaxsuite.core.build import mesh_and_rules
-from jaxsuite.core.config_utils import config_hash
-from jaxsuite.core.loop import pad_batch
+from jaxsuite.core.config_utils import config_hash, loop_config
+from jaxsuite.core.loop import pad_batch, train_loop
 from jaxsuite.core.metrics import phase, pyplot
+from jaxsuite.core.pairs import PairBatches
 from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
 from jaxsuite.models.factory import init_model
-from jaxsuite.models.lora import LoraConfig, apply_lora, merge_and_unload
+from jaxsuite.models.lora import LoraConfig, adapters, apply_lora, is_lora_path, merge_and_unload
 from jaxsuite.rl.objectives import group_advantages
 from jaxsuite.rl.rollout import pack_rl_batch, sample_responses
 from jaxsuite.rl.stages import train_stage
@@ -159,8 +160,9 @@ def with_adapters(model, config, seed: int):
 
 
 def sft_stage(name, wd, model, bench, tokenizer, config, *, with_docs: bool, seed: int, mesh, rules):
-    """SFT through the RL core's update with advantage 1 at ratio 1: the token-mean NLL's gradient on the
-    response tokens only."""
+    """SFT on (prompt -> reference solution) through the core training loop (jaxsuite.core.loop.train_loop:
+    remat, chunked loss, accumulation, resumable), the loss on the response tokens only; returns the model and
+    the loop's summary. A finished stage runs zero steps: its weights come back from its last checkpoint."""
     train = bench.splits["train"]
     unsolved = [t["id"] for t in train if not t.get("solution")]
     if unsolved:
@@ -169,19 +171,16 @@ def sft_stage(name, wd, model, bench, tokenizer, config, *, with_docs: bool, see
                          "response) or run the RL and evaluation regimes only")
     prompts = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t in train]
     targets = [tokenizer.encode(P.solution_response(t)) + [tokenizer.eos_id] for t in train]
-    seq_len, batch_size = int(config.seq_len), int(config.sft.batch_size)
-
-    def step(policy, step, rng):
-        chosen = rng.choice(len(train), size=batch_size, replace=len(train) < batch_size)
-        batch = pack_rl_batch([prompts[i] for i in chosen], [targets[i] for i in chosen], [1.0] * batch_size,
-                              seq_len=seq_len, pad_id=0)
-        logp, _ = policy.score(batch)
-        batch["old_logprobs"] = logp
-        mask = batch["loss_mask"]
-        return {**policy.update(batch), "nll": float(-(logp * mask).sum() / mask.sum())}
-
-    return train_stage(name, wd, with_adapters(model, config, seed), config.sft, step, mesh=mesh, rules=rules,
-                       seed=seed)
+    sft, seq_len = config.sft, int(config.seq_len)
+    batches = PairBatches(prompts, targets, batch_size=int(sft.batch_size), seq_len=seq_len, seed=seed)
+    loop_cfg = loop_config(seed, sft.train, seq_len, int(sft.batch_size))
+    stage = Workdir.start(wd.path(name), primary=wd.primary)
+    model = with_adapters(model, config, seed)
+    out = train_loop(loop_cfg, stage, model, mesh=mesh, rules=rules, train_ds=batches,
+                     trainable=is_lora_path if adapters(model) else None, curve_title=f"SE-Bench {name}")
+    summary = out.summary()
+    stage.finish(loop_cfg, summary)
+    return out.model, summary
 
 
 def update_batch(rollout, tasks: list[dict], advantages, bench: Bench, tokenizer, config, *, with_docs: bool) -> dict:
