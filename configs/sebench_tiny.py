@@ -33,7 +33,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  "self_play_rl"]
     c.data = ml_collections.ConfigDict(dict(functions=FUNCTIONS, seed=0, per_function=6, multi_tasks=24,
                                             max_test_tasks=0, tasks_dir="", api_docs=""))
-    c.prompts = ml_collections.ConfigDict(dict(doc_form="summary", wrapper="{prompt}"))
+    # max_prompt_tokens: the bound --compile_only sizes the sampling loops for (this config's prompts: ~120)
+    c.prompts = ml_collections.ConfigDict(dict(doc_form="summary", wrapper="{prompt}", max_prompt_tokens=192))
     c.vocab_size = 512                     # a SentencePiece model trained on the bench's prompts (no c.tokenizer)
     c.model = ml_collections.ConfigDict()
     c.model.init_from = ""
@@ -42,8 +43,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                         tie_word_embeddings=True, model_type="qwen3")
     c.model.lora = lora_block()            # rank 0: full fine-tuning; --config.model.lora.rank=8 for LoRA
     c.seq_len = 256
-    c.sft = ml_collections.ConfigDict(dict(batch_size=16, train=train_block(
-        steps=150, lr=3e-3, min_lr_ratio=1.0, b2=0.98, log_every=25, eval_every=0, checkpoint_every=50)))
+    # SFT data: the tasks' reference solutions ("rollouts": the starting model's passing responses, as the paper;
+    # an untrained tiny model has none); epochs > 0 sets the steps from the number of pairs
+    c.sft = ml_collections.ConfigDict(dict(
+        source="reference", rollouts_per_task=5, temperature=0.6, batch_size=16, seq_len=0, epochs=0.0,
+        warmup_fraction=0.0,
+        train=train_block(steps=150, lr=3e-3, min_lr_ratio=1.0, b2=0.98, log_every=25, eval_every=0,
+                          checkpoint_every=50)))
     c.rl = policy_stage_block(steps=30, lr=1e-4, log_every=5, checkpoint_every=10, prompts_per_step=8,
                               n=4, temperature=1.0, max_new_tokens=48, rules="paper")
     # self-play: proposer SFT warm-up, then 4 functions x 4 proposals a step, 2 solutions per kept task (n=2)

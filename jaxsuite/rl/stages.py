@@ -26,12 +26,17 @@ PROGRESS_KEYS = ("nll", "loss", "reward_mean", "kept_share")
 
 
 def make_policy(model, block, *, mesh, rules, steps: int) -> Policy:
-    """A Policy for `block`: its optimizer over `steps` updates, symmetric clipping, no KL unless asked."""
+    """A Policy for `block`: its optimizer over `steps` updates, symmetric clipping, no KL unless asked; the
+    block may also set mini_batch_size (rows per optimizer update), accum_steps, remat and compute_dtype, the
+    memory options a large model on a pod needs."""
     optim = {**dict(block.optim), "steps": max(steps, 1)}
+    mini_batch = int(block.get("mini_batch_size", 0) or 0)
     return Policy(model, optim=optim, mesh=mesh, rules=rules,
                   loss=PolicyLossConfig(clip_low=float(block.clip), clip_high=float(block.clip),
                                         kl_coef=float(block.get("kl_coef", 0.0)),
-                                        temperature=float(block.get("temperature", 1.0))))
+                                        temperature=float(block.get("temperature", 1.0))),
+                  mini_batch_size=mini_batch or None, accum_steps=int(block.get("accum_steps", 1)),
+                  remat=str(block.get("remat", "none")), compute_dtype=block.get("compute_dtype", "float32"))
 
 
 def train_stage(name: str, wd: Workdir, model, block, step_fn: Callable[[Policy, int, np.random.Generator], dict],

@@ -34,7 +34,9 @@ and a finished one is not run again.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -159,26 +161,65 @@ def with_adapters(model, config, seed: int):
     return model
 
 
-def sft_stage(name, wd, model, bench, tokenizer, config, *, with_docs: bool, seed: int, mesh, rules):
-    """SFT on (prompt -> reference solution) through the core training loop (jaxsuite.core.loop.train_loop:
-    remat, chunked loss, accumulation, resumable), the loss on the response tokens only; returns the model and
-    the loop's summary. A finished stage runs zero steps: its weights come back from its last checkpoint."""
-    train = bench.splits["train"]
-    unsolved = [t["id"] for t in train if not t.get("solution")]
-    if unsolved:
-        raise ValueError(f"{name}: {len(unsolved)} training tasks have no 'solution' to train on (first: "
-                         f"{unsolved[0]}); the official files carry none, so give each record one (a passing "
-                         "response) or run the RL and evaluation regimes only")
-    prompts = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t in train]
-    targets = [tokenizer.encode(P.solution_response(t)) + [tokenizer.eos_id] for t in train]
-    sft, seq_len = config.sft, int(config.seq_len)
+def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, model, *, seed: int, pool) -> list[tuple[dict, str]]:
+    """(task, response) pairs the SFT regimes train on, per `sft.source`:
+      "reference"  each training task's reference solution (generated tasks carry one);
+      "rollouts"   the paper's data: `sft.rollouts_per_task` responses of `model` (the starting model) to each
+                   training task WITH the docs, at `sft.temperature`, the passing ones kept; collected once per
+                   seed into <seed workdir>/sft_data.jsonl and read back on a rerun."""
+    sft, train = config.sft, bench.splits["train"]
+    source = str(sft.get("source", "reference"))
+    if source == "reference":
+        unsolved = [t["id"] for t in train if not t.get("solution")]
+        if unsolved:
+            raise ValueError(f"sft.source='reference': {len(unsolved)} training tasks have no 'solution' (first: "
+                             f"{unsolved[0]}); the official files carry none: use sft.source='rollouts' (a model's "
+                             "passing responses, as the paper) or run the RL and evaluation regimes only")
+        return [(t, P.solution_response(t)) for t in train]
+    if source != "rollouts":
+        raise ValueError(f"sft.source must be 'reference' or 'rollouts', got {source!r}")
+    by_id = {t["id"]: t for t in train}
+    if wd.exists("sft_data.jsonl"):
+        return [(by_id[r["task"]], r["response"]) for r in wd.read_jsonl("sft_data.jsonl")]
+    n = int(sft.rollouts_per_task)
+    ids = [encode(tokenizer, prompt(bench, t, config, with_docs=True)) for t in train]
+    rollout = sample_responses(model, tokenizer, [""] * len(train), prompt_ids=ids, n=n,
+                               max_new_tokens=int(config.rl.max_new_tokens), temperature=float(sft.temperature),
+                               seed=seed * 15485863, batch_size=int(config.eval.batch_size))
+    outcomes = E.evaluate_many([(train[g], text) for g, text in zip(rollout.group_ids, rollout.texts)],
+                               package_dir=bench.package_dir, mapping=bench.mapping, pool=pool)
+    kept = [(train[g], text) for g, text, o in zip(rollout.group_ids, rollout.texts, outcomes) if o.correct]
+    log.info("SFT data: %d of %d responses pass (%d tasks x %d)", len(kept), len(outcomes), len(train), n)
+    if not kept:
+        raise ValueError("sft.source='rollouts': no response of the starting model passed; nothing to train on")
+    if wd.primary:
+        files.atomic_write_text(wd.path("sft_data.jsonl"), "".join(
+            json.dumps({"task": t["id"], "response": text}) + "\n" for t, text in kept))
+    return kept
+
+
+def sft_stage(name, wd, model, bench, tokenizer, config, pairs: list[tuple[dict, str]], *, with_docs: bool,
+              seed: int, mesh, rules):
+    """SFT on (prompt -> response) pairs through the core training loop (jaxsuite.core.loop.train_loop: remat,
+    chunked loss, accumulation, resumable), the loss on the response tokens only, after the prompt with the docs
+    (Open-SFT) or without them (Closed-SFT); returns the model and the loop's summary. `sft.epochs` > 0 sets the
+    steps to that many passes over the pairs. A finished stage runs zero steps: its weights come back from its
+    last checkpoint."""
+    sft = config.sft
+    seq_len = int(sft.get("seq_len", 0) or config.seq_len)     # the paper's SFT rows are longer than its RL rows
+    prompts = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t, _ in pairs]
+    targets = [tokenizer.encode(text) + [tokenizer.eos_id] for _, text in pairs]
     batches = PairBatches(prompts, targets, batch_size=int(sft.batch_size), seq_len=seq_len, seed=seed)
-    loop_cfg = loop_config(seed, sft.train, seq_len, int(sft.batch_size))
+    train_cfg = dict(sft.train)
+    if float(sft.get("epochs", 0) or 0) > 0:
+        train_cfg["steps"] = max(1, math.ceil(float(sft.epochs) * len(pairs) / int(sft.batch_size)))
+        train_cfg["warmup_steps"] = int(float(sft.get("warmup_fraction", 0.0)) * train_cfg["steps"])
+    loop_cfg = loop_config(seed, train_cfg, seq_len, int(sft.batch_size))
     stage = Workdir.start(wd.path(name), primary=wd.primary)
     model = with_adapters(model, config, seed)
     out = train_loop(loop_cfg, stage, model, mesh=mesh, rules=rules, train_ds=batches,
                      trainable=is_lora_path if adapters(model) else None, curve_title=f"SE-Bench {name}")
-    summary = out.summary()
+    summary = {**out.summary(), "pairs": len(pairs)}
     stage.finish(loop_cfg, summary)
     return out.model, summary
 
@@ -204,7 +245,7 @@ def rl_stage(name, wd, model, bench, tokenizer, config, *, update_with_docs: boo
         open_ids = [encode(tokenizer, prompt(bench, t, config, with_docs=True)) for t in chosen]
         rollout = sample_responses(policy.module(), tokenizer, [""] * q, prompt_ids=open_ids, n=n,
                                    max_new_tokens=int(rl.max_new_tokens), temperature=float(rl.temperature),
-                                   seed=seed * 7919 + step, batch_size=q * n)
+                                   seed=seed * 7919 + step, batch_size=int(rl.get("rollout_batch_size", 0) or q * n))
         outcomes = E.evaluate_many([(chosen[g], text) for g, text in zip(rollout.group_ids, rollout.texts)],
                                    package_dir=bench.package_dir, mapping=bench.mapping, rules=rules_eval, pool=pool)
         rewards = np.asarray([float(o.correct) for o in outcomes], np.float32)
@@ -313,6 +354,7 @@ def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, s
 def run_seed(config, wd: Workdir, bench: Bench, tokenizer, seed: int, mesh, rules, pool) -> dict[str, dict]:
     models: dict[str, Any] = {}
     evaluations: dict[str, dict] = {}
+    pairs = None                     # the SFT data, made when the first SFT regime needs it
     regimes = [r for r in REGIMES if r in set(config.regimes)]
     for i, regime in enumerate(regimes):
         with phase(f"seed {seed}, regime {i + 1}/{len(regimes)}: {regime}", 0):
@@ -328,7 +370,9 @@ def run_seed(config, wd: Workdir, bench: Bench, tokenizer, seed: int, mesh, rule
                 model, _ = self_play_stage(regime, wd, model, bench, tokenizer, config,
                                            mode=regime.rsplit("_", 1)[1], pool=pool, **common)
             elif regime.endswith("_sft"):
-                model, _ = sft_stage(regime, wd, model, bench, tokenizer, config,
+                if pairs is None:
+                    pairs = sft_pairs(bench, tokenizer, config, wd, models["base"], seed=seed, pool=pool)
+                model, _ = sft_stage(regime, wd, model, bench, tokenizer, config, pairs,
                                      with_docs=regime.startswith("open"), **common)
             elif regime.endswith("_rl"):
                 model, _ = rl_stage(regime, wd, model, bench, tokenizer, config,
@@ -376,6 +420,47 @@ def plot_regimes(summary: dict, k: int, wd: Workdir) -> str | None:
     return wd.save_figure(fig, "regimes.png")
 
 
+def programs(config, mesh, rules) -> list:
+    """Every program a run of these regimes compiles, abstract, for `--compile_only` (jaxsuite.core.aot): the
+    SFT step (the core loop's, at sft.seq_len), the GRPO update on one mini-batch and its scoring pass (at
+    seq_len: the longest prompt plus rl.max_new_tokens), the rollout sampling loop, and the evaluation's
+    sampling loop. Prompt lengths are bounded by `prompts.max_prompt_tokens` (no tokenizer is loaded). The
+    self-play stage's programs have these shapes or smaller (its proposer SFT rows go through the policy update)."""
+    from jaxsuite.core import aot
+    from jaxsuite.core.loop import training_programs
+    from jaxsuite.generate import generate_program
+    from jaxsuite.hf import abstract_model
+    from jaxsuite.rl.policy import PolicyLossConfig, policy_programs
+
+    out: list[aot.Program] = []
+    regimes = set(config.regimes)
+    prompt_len = int(config.prompts.max_prompt_tokens)
+    if regimes & {"open_sft", "closed_sft", "closed_sft_rl"}:
+        sft = config.sft
+        loop_cfg = loop_config(config.seed, sft.train, int(sft.get("seq_len", 0) or config.seq_len), int(sft.batch_size))
+        out += training_programs(loop_cfg, abstract_model(config), mesh=mesh, rules=rules, prefix="sft/")
+    model = abstract_model(config)
+    stop = model.config.eos_token_id
+    sample = dict(mesh=mesh, rules=rules, stop_tokens=() if stop is None else (int(stop),), top_k=0)
+    if regimes & {"open_rl", "closed_rl", "closed_sft_rl", "self_play_rl"}:
+        rl = config.rl
+        rows = int(rl.get("mini_batch_size", 0) or int(rl.prompts_per_step) * int(rl.n))
+        loss = PolicyLossConfig(clip_low=float(rl.clip), clip_high=float(rl.clip), kl_coef=float(rl.get("kl_coef", 0.0)),
+                                temperature=float(rl.temperature))
+        progs, _ = policy_programs(model, optim={**dict(rl.optim), "steps": max(1, int(rl.steps))}, loss=loss,
+                                   mesh=mesh, rules=rules, rows=rows, seq_len=int(config.seq_len),
+                                   accum_steps=int(rl.get("accum_steps", 1)),
+                                   compute_dtype=rl.get("compute_dtype", "float32"), remat=str(rl.get("remat", "none")),
+                                   prefix="rl/")
+        out += progs
+        batch = int(rl.get("rollout_batch_size", 0) or int(rl.prompts_per_step) * int(rl.n))
+        out.append(generate_program(model, batch, prompt_len, int(rl.max_new_tokens), with_logprobs=True,
+                                    name="rl/rollout", **sample))
+    out.append(generate_program(model, int(config.eval.batch_size), prompt_len, int(config.eval.max_new_tokens),
+                                name="eval/sample", **sample))
+    return out
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     unknown = sorted(set(config.regimes) - set(REGIMES))
     if unknown:
@@ -404,3 +489,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     for regime, stats in summary.items():
         log.info("%-14s %s", regime, "  ".join(f"{key} {v['mean']:.2f}" for key, v in stats.items()))
     return results
+
+
+run.programs = programs      # what `--compile_only` compiles for this job

@@ -1,6 +1,8 @@
 """The regimes' pieces without training: prompts (closed = open minus the docs), pass@k by hand, the closed-book
 RL splice, the bench prepared once and read back, and bad regime names. The whole job runs in the notebook test
 (tests/test_notebooks.py::test_sebench_notebook_runs), which also checks its report and a resumed rerun."""
+import json
+
 import numpy as np
 import pytest
 
@@ -107,9 +109,8 @@ def test_official_files_are_read_and_sft_without_solutions_is_refused(prepared, 
     config.data.update(tasks_dir=str(tmp_path), api_docs=str(tmp_path / "api_doc.jsonl"))
     official = job.prepare(config, Workdir.start(str(tmp_path / "run")))
     assert [t["query"] for t in official.splits["train"]] == [t["query"] for t in bench.splits["train"]]
-    with pytest.raises(ValueError, match="open_sft: 8 training tasks have no 'solution'"):
-        job.sft_stage("open_sft", None, None, official, tokenizer, config, with_docs=True, seed=0, mesh=None,
-                      rules=None)
+    with pytest.raises(ValueError, match="sft.source='reference': 8 training tasks have no 'solution'"):
+        job.sft_pairs(official, tokenizer, config, None, None, seed=0, pool=None)
     config.data.tasks_dir = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="missing/train.jsonl does not exist"):
         job.prepare(config, Workdir.start(str(tmp_path / "run2")))
@@ -128,3 +129,53 @@ def test_a_bucket_workdir_keeps_the_package_local(fake_bucket, tmp_path, monkeyp
     assert wd.exists("tasks/train.jsonl") and wd.exists("api_doc.jsonl") and wd.exists("mapping.json")
     assert not (tmp_path / "gs:").exists()
     assert job.prepare(config, wd).splits == bench.splits
+
+
+def test_rollout_sft_data_keeps_the_passing_responses_once(prepared, tmp_path, monkeypatch):
+    """sft.source='rollouts': of the sampled with-docs responses only those the evaluator passes are kept, saved
+    in the seed's workdir and read back instead of sampling again. The sampler is replaced by one that answers
+    each task's first sample with its reference and the rest with plain Python (the sampler has its own tests)."""
+    config, _, bench, tokenizer = prepared
+    config = load_config("configs/sebench_tiny.py:test")
+    config.sft.update(source="rollouts", rollouts_per_task=3)
+    train = bench.splits["train"]
+    calls = []
+
+    def sampler(model, tok, prompts, *, prompt_ids, n, **kwargs):
+        calls.append(prompt_ids)
+        texts = [P.solution_response(train[g]) if j == 0 else "```python\ndef solve(x):\n    return x\n```"
+                 for g in range(len(prompt_ids)) for j in range(n)]
+        rows = len(prompt_ids) * n
+        return Rollout([[1]] * rows, [[2]] * rows, np.ones(rows, bool), [None] * rows, texts,
+                       np.repeat(np.arange(len(prompt_ids)), n), 0.0, n)
+
+    monkeypatch.setattr(job, "sample_responses", sampler)
+    wd = Workdir.start(str(tmp_path / "seed_0"))
+    from jaxsuite.agents.sandbox import SandboxPool
+    with SandboxPool(workers=2) as pool:
+        pairs = job.sft_pairs(bench, tokenizer, config, wd, None, seed=0, pool=pool)
+        assert [t["id"] for t, _ in pairs] == [t["id"] for t in train]
+        assert all(text == P.solution_response(t) for t, text in pairs)
+        assert calls[0] == [job.encode(tokenizer, job.prompt(bench, t, config, with_docs=True)) for t in train]
+        assert job.sft_pairs(bench, tokenizer, config, wd, None, seed=0, pool=pool) == pairs and len(calls) == 1
+    config.sft.source = "teacher"
+    with pytest.raises(ValueError, match="sft.source must be 'reference' or 'rollouts'"):
+        job.sft_pairs(bench, tokenizer, config, wd, None, seed=0, pool=None)
+
+
+def test_sft_epochs_set_the_steps_from_the_pairs(prepared, tmp_path):
+    config, _, bench, tokenizer = prepared
+    config = load_config("configs/sebench_tiny.py:test")
+    config.sft.update(epochs=1.5, warmup_fraction=0.5)          # 8 pairs, batch 4: ceil(1.5 * 8 / 4) = 3 steps
+    from jaxsuite.core.build import mesh_and_rules
+    mesh, rules = mesh_and_rules(config)
+    model = job.starting_model(config, tokenizer, 0, mesh, rules)
+    pairs = [(t, P.solution_response(t)) for t in bench.splits["train"]]
+    wd = Workdir.start(str(tmp_path / "seed_0"))
+    _, summary = job.sft_stage("closed_sft", wd, model, bench, tokenizer, config, pairs, with_docs=False, seed=0,
+                               mesh=mesh, rules=rules)
+    assert summary["steps"] == 3 and summary["pairs"] == 8
+    lines = (tmp_path / "seed_0" / "closed_sft" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
+    lrs = [json.loads(x)["train/lr"] for x in lines]
+    assert lrs[0] < lrs[-1] == pytest.approx(config.sft.train.lr)        # warm-up over the first half (1 step)
