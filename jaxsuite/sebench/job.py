@@ -237,6 +237,9 @@ def rl_stage(name, wd, model, bench, tokenizer, config, *, update_with_docs: boo
     """GRPO with the evaluator as reward: rollouts always see the docs; the update is on the with-docs prompt
     (open RL) or on the no-docs prompt with the same response tokens (closed RL)."""
     rl, train = config.rl, bench.splits["train"]
+    if not update_with_docs and int(rl.get("closed_mini_batch_size", 0) or 0):
+        # the released closed-book RL updates in larger mini-batches than its open-book RL (32 prompts, not 16)
+        rl = ml_collections.ConfigDict({**rl.to_dict(), "mini_batch_size": int(rl.closed_mini_batch_size)})
     rules_eval = E.RELEASED_RL_RULES if str(rl.rules) == "released" else E.PAPER_RULES
     q, n = int(rl.prompts_per_step), int(rl.n)
 
@@ -453,6 +456,14 @@ def programs(config, mesh, rules) -> list:
                                    compute_dtype=rl.get("compute_dtype", "float32"), remat=str(rl.get("remat", "none")),
                                    prefix="rl/")
         out += progs
+        closed = int(rl.get("closed_mini_batch_size", 0) or 0)
+        if closed and closed != rows and regimes & {"closed_rl", "closed_sft_rl"}:
+            progs, _ = policy_programs(model, optim={**dict(rl.optim), "steps": max(1, int(rl.steps))}, loss=loss,
+                                       mesh=mesh, rules=rules, rows=closed, seq_len=int(config.seq_len),
+                                       accum_steps=int(rl.get("accum_steps", 1)) * closed // rows,
+                                       compute_dtype=rl.get("compute_dtype", "float32"),
+                                       remat=str(rl.get("remat", "none")), prefix="rl_closed/")
+            out += [p for p in progs if p.name.endswith("update")]
         batch = int(rl.get("rollout_batch_size", 0) or int(rl.prompts_per_step) * int(rl.n))
         out.append(generate_program(model, batch, prompt_len, int(rl.max_new_tokens), with_logprobs=True,
                                     name="rl/rollout", **sample))

@@ -179,3 +179,13 @@ def test_sft_epochs_set_the_steps_from_the_pairs(prepared, tmp_path):
     assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
     lrs = [json.loads(x)["train/lr"] for x in lines]
     assert lrs[0] < lrs[-1] == pytest.approx(config.sft.train.lr)        # warm-up over the first half (1 step)
+
+
+def test_the_paper_config_loads_and_names_a_missing_task_file(tmp_path, monkeypatch):
+    config = load_config("configs/sebench_qwen3_8b.py")
+    assert (config.sft.train.lr, config.sft.batch_size, config.sft.seq_len, config.sft.epochs) == (1e-5, 32, 20480, 4.0)
+    assert (config.rl.prompts_per_step, config.rl.n, config.rl.optim.lr, config.rl.max_new_tokens) == (32, 8, 1e-6, 8192)
+    assert config.sft.source == "rollouts" and config.topology == "v5p:2x2x2"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="data/sebench/train.jsonl does not exist"):
+        job.run(config, str(tmp_path / "run"))
