@@ -49,6 +49,7 @@ def train_stage(name: str, wd: Workdir, model, block, step_fn: Callable[[Policy,
     if not finished:
         stage = Workdir.start(stage.root, primary=wd.primary)
     policy = make_policy(model, block, mesh=mesh, rules=rules, steps=steps)
+    del model              # the policy holds its own copy; a caller that passed the module inline frees it here
     ckpt = Checkpointer(stage.root, max_to_keep=1)
     restored = ckpt.restore_latest(policy.abstract_state())
     start = 0

@@ -34,6 +34,7 @@ and a finished one is not run again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -43,7 +44,6 @@ from typing import Any
 
 import ml_collections
 import numpy as np
-from flax import nnx
 
 from jaxsuite.agents.sandbox import SandboxPool
 from jaxsuite.core import files
@@ -57,7 +57,7 @@ from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
 from jaxsuite.models.factory import init_model
-from jaxsuite.models.lora import LoraConfig, adapters, apply_lora, is_lora_path, merge_and_unload
+from jaxsuite.models.lora import LoraConfig, apply_lora, is_lora_path, merge_and_unload
 from jaxsuite.rl.objectives import group_advantages
 from jaxsuite.rl.rollout import pack_rl_batch, sample_responses
 from jaxsuite.rl.stages import train_stage
@@ -161,10 +161,10 @@ def with_adapters(model, config, seed: int):
     return model
 
 
-def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, model, *, seed: int, pool) -> list[tuple[dict, str]]:
+def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int, pool) -> list[tuple[dict, str]]:
     """(task, response) pairs the SFT regimes train on, per `sft.source`:
       "reference"  each training task's reference solution (generated tasks carry one);
-      "rollouts"   the paper's data: `sft.rollouts_per_task` responses of `model` (the starting model) to each
+      "rollouts"   the paper's data: `sft.rollouts_per_task` responses of `start()` (the starting model) to each
                    training task WITH the docs, at `sft.temperature`, the passing ones kept; collected once per
                    seed into <seed workdir>/sft_data.jsonl and read back on a rerun."""
     sft, train = config.sft, bench.splits["train"]
@@ -183,7 +183,7 @@ def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, model, *, seed: int,
         return [(by_id[r["task"]], r["response"]) for r in wd.read_jsonl("sft_data.jsonl")]
     n = int(sft.rollouts_per_task)
     ids = [encode(tokenizer, prompt(bench, t, config, with_docs=True)) for t in train]
-    rollout = sample_responses(model, tokenizer, [""] * len(train), prompt_ids=ids, n=n,
+    rollout = sample_responses(start(), tokenizer, [""] * len(train), prompt_ids=ids, n=n,
                                max_new_tokens=int(config.rl.max_new_tokens), temperature=float(sft.temperature),
                                seed=seed * 15485863, batch_size=int(config.eval.batch_size))
     outcomes = E.evaluate_many([(train[g], text) for g, text in zip(rollout.group_ids, rollout.texts)],
@@ -198,11 +198,11 @@ def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, model, *, seed: int,
     return kept
 
 
-def sft_stage(name, wd, model, bench, tokenizer, config, pairs: list[tuple[dict, str]], *, with_docs: bool,
+def sft_stage(name, wd, start, bench, tokenizer, config, pairs: list[tuple[dict, str]], *, with_docs: bool,
               seed: int, mesh, rules):
     """SFT on (prompt -> response) pairs through the core training loop (jaxsuite.core.loop.train_loop: remat,
     chunked loss, accumulation, resumable), the loss on the response tokens only, after the prompt with the docs
-    (Open-SFT) or without them (Closed-SFT); returns the model and the loop's summary. `sft.epochs` > 0 sets the
+    (Open-SFT) or without them (Closed-SFT), from `start()`; returns the model and the loop's summary. `sft.epochs` > 0 sets the
     steps to that many passes over the pairs. A finished stage runs zero steps: its weights come back from its
     last checkpoint."""
     sft = config.sft
@@ -216,9 +216,10 @@ def sft_stage(name, wd, model, bench, tokenizer, config, pairs: list[tuple[dict,
         train_cfg["warmup_steps"] = int(float(sft.get("warmup_fraction", 0.0)) * train_cfg["steps"])
     loop_cfg = loop_config(seed, train_cfg, seq_len, int(sft.batch_size))
     stage = Workdir.start(wd.path(name), primary=wd.primary)
-    model = with_adapters(model, config, seed)
-    out = train_loop(loop_cfg, stage, model, mesh=mesh, rules=rules, train_ds=batches,
-                     trainable=is_lora_path if adapters(model) else None, curve_title=f"SE-Bench {name}")
+    lora = int(config.model.lora.rank) > 0
+    # the starting model is made inside the call: once the loop holds its train state, nothing else holds it
+    out = train_loop(loop_cfg, stage, with_adapters(start(), config, seed), mesh=mesh, rules=rules,
+                     train_ds=batches, trainable=is_lora_path if lora else None, curve_title=f"SE-Bench {name}")
     summary = {**out.summary(), "pairs": len(pairs)}
     stage.finish(loop_cfg, summary)
     return out.model, summary
@@ -233,7 +234,7 @@ def update_batch(rollout, tasks: list[dict], advantages, bench: Bench, tokenizer
     return pack_rl_batch(prompt_ids, rollout.response_ids, advantages, seq_len=int(config.seq_len), pad_id=0)
 
 
-def rl_stage(name, wd, model, bench, tokenizer, config, *, update_with_docs: bool, seed: int, mesh, rules, pool):
+def rl_stage(name, wd, start, bench, tokenizer, config, *, update_with_docs: bool, seed: int, mesh, rules, pool):
     """GRPO with the evaluator as reward: rollouts always see the docs; the update is on the with-docs prompt
     (open RL) or on the no-docs prompt with the same response tokens (closed RL)."""
     rl, train = config.rl, bench.splits["train"]
@@ -259,7 +260,7 @@ def rl_stage(name, wd, model, bench, tokenizer, config, *, update_with_docs: boo
         metrics.update(reward_mean=float(rewards.mean()), **{f"share_{k}": v for k, v in shares.items()})
         return metrics
 
-    return train_stage(name, wd, with_adapters(model, config, seed), rl, step, mesh=mesh, rules=rules, seed=seed)
+    return train_stage(name, wd, with_adapters(start(), config, seed), rl, step, mesh=mesh, rules=rules, seed=seed)
 
 
 def _sft_batch(prompts: list[list[int]], targets: list[list[int]], policy, seq_len: int, rows: int) -> dict:
@@ -269,7 +270,7 @@ def _sft_batch(prompts: list[list[int]], targets: list[list[int]], policy, seq_l
     return batch
 
 
-def self_play_stage(name, wd, model, bench, tokenizer, config, *, mode: str, seed: int, mesh, rules, pool):
+def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, seed: int, mesh, rules, pool):
     """Self-play (see jaxsuite.sebench.selfplay): `proposer_sft_steps` SFT steps on proposals made from the
     training tasks, then steps that sample proposals, keep the sound ones and learn from them by SFT (mode
     "sft") or GRPO (mode "rl")."""
@@ -323,7 +324,12 @@ def self_play_stage(name, wd, model, bench, tokenizer, config, *, mode: str, see
                               pad_id=0, rows=rows)
         return {**metrics, **policy.update(batch), "reward_mean": float(solved.mean())}
 
-    return train_stage(name, wd, with_adapters(model, config, seed), sp, step, mesh=mesh, rules=rules, seed=seed)
+    return train_stage(name, wd, with_adapters(start(), config, seed), sp, step, mesh=mesh, rules=rules, seed=seed)
+
+
+def cached_evaluation(wd: Workdir, name: str) -> dict | None:
+    """A finished evaluation's summary (<name>/eval.json), or None."""
+    return wd.read_json(f"{name}/eval.json")["summary"] if wd.exists(f"{name}/eval.json") else None
 
 
 def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, seed: int, pool) -> dict:
@@ -331,7 +337,7 @@ def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, s
     response is kept in <name>/eval.json, and a finished evaluation is read back."""
     cached = f"{name}/eval.json"
     if wd.exists(cached):
-        return wd.read_json(cached)["summary"]
+        return cached_evaluation(wd, name)
     k, ev = int(config.eval.k), config.eval
     summary, records = {}, []
     for setting, with_docs in SETTINGS.items():
@@ -355,34 +361,45 @@ def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, s
 
 
 def run_seed(config, wd: Workdir, bench: Bench, tokenizer, seed: int, mesh, rules, pool) -> dict[str, dict]:
-    models: dict[str, Any] = {}
-    evaluations: dict[str, dict] = {}
-    pairs = None                     # the SFT data, made when the first SFT regime needs it
+    """Every regime of one seed, in order, each evaluated once. No model is kept between regimes: a regime's
+    start is built when it is needed (the base model loaded or initialised again, an earlier regime read back
+    from its finished stage), so during a training step nothing else of this job holds device memory (what
+    `--compile_only` reports is then the whole footprint)."""
     regimes = [r for r in REGIMES if r in set(config.regimes)]
+    for regime in regimes:
+        if STARTS[regime] is not None and STARTS[regime] not in regimes:
+            raise ValueError(f"regime {regime} starts from {STARTS[regime]}; add it to config.regimes")
+    common = dict(seed=seed, mesh=mesh, rules=rules)
+    made: dict[str, Any] = {"pairs": None}       # the SFT data, made when the first SFT regime needs it
+
+    def base():
+        return starting_model(config, tokenizer, seed, mesh, rules)
+
+    def trained(regime: str):
+        """The model `regime` ends with: trained now, or read back from its finished stage (zero steps)."""
+        if regime == "base":
+            return base()
+        start = functools.partial(trained, STARTS[regime])
+        if regime.startswith("self_play"):
+            return self_play_stage(regime, wd, start, bench, tokenizer, config, mode=regime.rsplit("_", 1)[1],
+                                   pool=pool, **common)[0]
+        if regime.endswith("_sft"):
+            if made["pairs"] is None:
+                made["pairs"] = sft_pairs(bench, tokenizer, config, wd, base, seed=seed, pool=pool)
+            return sft_stage(regime, wd, start, bench, tokenizer, config, made["pairs"],
+                             with_docs=regime.startswith("open"), **common)[0]
+        return rl_stage(regime, wd, start, bench, tokenizer, config, update_with_docs=regime == "open_rl", pool=pool,
+                        **common)[0]
+
+    evaluations: dict[str, dict] = {}
     for i, regime in enumerate(regimes):
         with phase(f"seed {seed}, regime {i + 1}/{len(regimes)}: {regime}", 0):
-            start = STARTS[regime]
-            if start is None:
-                model = starting_model(config, tokenizer, seed, mesh, rules)
-            else:
-                if start not in models:
-                    raise ValueError(f"regime {regime} starts from {start}; add it to config.regimes")
-                model = nnx.merge(*nnx.split(models[start]))     # its own module: LoRA edits it in place
-            common = dict(seed=seed, mesh=mesh, rules=rules)
-            if regime.startswith("self_play"):
-                model, _ = self_play_stage(regime, wd, model, bench, tokenizer, config,
-                                           mode=regime.rsplit("_", 1)[1], pool=pool, **common)
-            elif regime.endswith("_sft"):
-                if pairs is None:
-                    pairs = sft_pairs(bench, tokenizer, config, wd, models["base"], seed=seed, pool=pool)
-                model, _ = sft_stage(regime, wd, model, bench, tokenizer, config, pairs,
-                                     with_docs=regime.startswith("open"), **common)
-            elif regime.endswith("_rl"):
-                model, _ = rl_stage(regime, wd, model, bench, tokenizer, config,
-                                    update_with_docs=regime == "open_rl", pool=pool, **common)
-            models[regime] = model
-            evaluations[regime] = evaluate_model(model, bench, tokenizer, config, wd, regime, seed=seed, pool=pool)
-            log.info("%s: %s", regime, {key: round(v[f"mean@{int(config.eval.k)}"], 3) for key, v in evaluations[regime].items()})
+            evaluations[regime] = cached_evaluation(wd, regime)
+            if evaluations[regime] is None:
+                evaluations[regime] = evaluate_model(trained(regime), bench, tokenizer, config, wd, regime,
+                                                     seed=seed, pool=pool)
+            log.info("%s: %s", regime, {key: round(v[f"mean@{int(config.eval.k)}"], 3)
+                                        for key, v in evaluations[regime].items()})
     return evaluations
 
 
@@ -428,7 +445,8 @@ def programs(config, mesh, rules) -> list:
     SFT step (the core loop's, at sft.seq_len), the GRPO update on one mini-batch and its scoring pass (at
     seq_len: the longest prompt plus rl.max_new_tokens), the rollout sampling loop, and the evaluation's
     sampling loop. Prompt lengths are bounded by `prompts.max_prompt_tokens` (no tokenizer is loaded). The
-    self-play stage's programs have these shapes or smaller (its proposer SFT rows go through the policy update)."""
+    self-play stage's programs have these shapes or smaller (its proposer SFT rows go through the policy update).
+    Nothing is resident beside them: `run_seed` keeps no model between regimes."""
     from jaxsuite.core import aot
     from jaxsuite.core.loop import training_programs
     from jaxsuite.generate import generate_program
