@@ -23,8 +23,10 @@ Differences from the paper: full fine-tuning in the same jaxsuite step for every
 (add "self_play_sft" / "self_play_rl" to run it).
 
 Target: `topology` = v5p:2x2x2 (8 chips of 95 GiB, FSDP over all 8; the paper trains on 8 GPUs), bfloat16
-compute and full remat for SFT and GRPO, the SFT loss in 1024-token chunks. See benchmarks/RESULTS.md for what
-`--compile_only` reports.
+compute and full remat for SFT and GRPO, the SFT loss in 1024-token chunks. It fits: `--compile_only`
+compiles all six programs (SFT step, GRPO update, its scoring pass, the closed-book update, rollout and
+evaluation sampling); the largest, the SFT step, totals 93.9 GiB per chip, the GRPO updates 77.2
+(benchmarks/RESULTS.md). Allow 30 minutes and 12 GB of host memory for the compile.
 """
 import ml_collections
 
