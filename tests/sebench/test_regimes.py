@@ -198,3 +198,25 @@ def test_the_paper_config_loads_and_names_a_missing_task_file(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="data/sebench/train.jsonl does not exist"):
         job.run(config, str(tmp_path / "run"))
+
+
+def test_with_lora_a_regime_trains_only_the_adapters(prepared, tmp_path):
+    config, _, bench, tokenizer = prepared
+    config = load_config("configs/sebench_tiny.py:test")
+    config.model.lora.rank = 4
+    from flax import nnx
+    from jaxsuite.core.build import mesh_and_rules
+    from jaxsuite.models.lora import adapters, is_lora_path
+    mesh, rules = mesh_and_rules(config)
+    base = job.starting_model(config, tokenizer, 0, mesh, rules)
+    before = {k: np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(base, nnx.Param))}
+    pairs = [(t, P.solution_response(t)) for t in bench.splits["train"]]
+    trained, _ = job.sft_stage("closed_sft", Workdir.start(str(tmp_path / "seed_0")),
+                               lambda: job.starting_model(config, tokenizer, 0, mesh, rules), bench, tokenizer,
+                               config, pairs, with_docs=False, seed=0, mesh=mesh, rules=rules)
+    assert adapters(trained)
+    after = {k: np.asarray(v) for k, v in nnx.to_flat_state(nnx.state(trained, nnx.Param))}
+    frozen = [k for k in after if not is_lora_path(tuple(str(p) for p in k))]
+    assert frozen and all(np.array_equal(after[k], before[k]) for k in frozen)
+    changed = [k for k in after if is_lora_path(tuple(str(p) for p in k)) and "b" in str(k[-1]).lower()]
+    assert changed and any(np.abs(after[k]).max() > 0 for k in changed)       # B starts at zero, then learns
