@@ -418,7 +418,7 @@ def aggregate(per_seed: dict[int, dict[str, dict]], k: int) -> dict:
 
 def plot_regimes(summary: dict, k: int, wd: Workdir) -> str | None:
     plt = pyplot()
-    regimes = list(summary)
+    regimes = [r for r in REGIMES if r in summary]      # the regimes in their order, whatever the dict's
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, split in zip(axes, TEST_SPLITS):
         x = np.arange(len(regimes))
@@ -434,7 +434,7 @@ def plot_regimes(summary: dict, k: int, wd: Workdir) -> str | None:
         ax.set_title(f"{split} (mean@{k}; bars: min-max over seeds)")
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("accuracy")
-    axes[0].legend(loc="upper left")
+    axes[1].legend(loc="upper right")      # the multi-function panel has the room
     fig.suptitle("SE-Bench regimes: accuracy on the obfuscated library")
     fig.tight_layout()
     return wd.save_figure(fig, "regimes.png")
