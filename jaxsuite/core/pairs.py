@@ -12,7 +12,7 @@ batches as an uninterrupted one.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -56,19 +56,22 @@ class PairBatches:
         return pack_pairs([self.prompts[i] for i in pick], [self.responses[i] for i in pick], self.seq_len,
                           self.pad_id)
 
-    def __iter__(self) -> "_PairIterator":
-        return _PairIterator(self)
+    def __iter__(self) -> "StepIterator":
+        return StepIterator(self.batch)
 
 
-class _PairIterator:
-    def __init__(self, parent: PairBatches):
-        self.parent, self.step = parent, 0
+class StepIterator:
+    """Batches `batch(0)`, `batch(1)`, ... of a stream that is a pure function of its step: its checkpointed state
+    is that step alone (`get_state` / `set_state`, what jaxsuite.core.checkpoint saves beside the train state)."""
+
+    def __init__(self, batch: Callable[[int], dict[str, np.ndarray]]):
+        self.batch, self.step = batch, 0
 
     def __iter__(self):
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        out = self.parent.batch(self.step)
+        out = self.batch(self.step)
         self.step += 1
         return out
 

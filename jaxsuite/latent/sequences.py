@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxsuite.core.pairs import StepIterator
 from jaxsuite.latent.chem_tasks import ChemExample, format_answer, format_cot, format_prompt
 from jaxsuite.latent.head import LatentTokens
 
@@ -112,8 +113,8 @@ class ExampleBatches:
         if longest > seq_len:
             raise ValueError(f"the longest {form} row has {longest} tokens; seq_len is {seq_len}")
 
-    def __iter__(self):
-        return _BatchIterator(self)
+    def __iter__(self) -> StepIterator:
+        return StepIterator(self.batch)
 
     def batch(self, step: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng([self.seed, step])
@@ -122,22 +123,3 @@ class ExampleBatches:
         if self.features is not None:
             out["mol_features"], out["mol_mask"] = self.features([self.sources[i] for i in pick])
         return out
-
-
-class _BatchIterator:
-    def __init__(self, parent: ExampleBatches):
-        self.parent, self.step = parent, 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> dict[str, np.ndarray]:
-        out = self.parent.batch(self.step)
-        self.step += 1
-        return out
-
-    def get_state(self) -> dict[str, int]:
-        return {"step": self.step}
-
-    def set_state(self, state: dict[str, int]) -> None:
-        self.step = int(state["step"])
