@@ -44,6 +44,11 @@ WING_EXTRAS = {
     # a tokenizer's own chat template as transformers does, without needing transformers
     # fastapi + uvicorn serve the OpenAI-compatible API (python -m jaxsuite.serve); httpx drives any such endpoint
     "agents": ["json5>=0.9", "bm25s>=0.2", "jinja2>=3.1.6", "fastapi>=0.110", "uvicorn>=0.29", "httpx>=0.27"],
+    # EvoOpt-LLM: cvxpy is the modelling language of the reference programs (HiGHS through highspy as its
+    # solver); highspy also reads LP files into the structured form; pyscipopt (SCIP) is the second, independent
+    # solver the generated optima are checked with and the source of the GNN's solution pools; pulp (with its
+    # bundled CBC) is one more API whose programs the execution check must read
+    "opt": ["cvxpy>=1.5", "highspy>=1.7", "pyscipopt>=5.0", "pulp>=2.8"],
 }
 ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
 

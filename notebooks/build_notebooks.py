@@ -619,6 +619,67 @@ print(record["setting"], record["split"], record["task"], "->", record["category
 print(record["response"][:400])"""),
 ]
 
+EVOOPT = [
+    new_markdown_cell("""# EvoOpt-LLM: words to MILP, new rules into old models, and learned variable pruning
+
+Generated industrial problems (production, transportation, assignment, knapsack, facility location, blending,
+scheduling, inventory) with their optima; the execution check that runs a solver program in the sandbox and
+judges its optimum whatever API it uses; constraint injection verified by solving; and the predict-and-search
+GNN. Then the three modules at toy scale (`configs/evoopt_tiny.py`). See docs/evoopt.md.
+
+The tests run this notebook with the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from
+`JAXSUITE_NOTEBOOK_VARIANT` (default `cpu`)."""),
+    new_code_cell("""import json, os
+import numpy as np
+from IPython.display import Image, display
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.optmodel import checker, families, injection, job
+from jaxsuite.optmodel.model import solve_scip, to_lp
+from jaxsuite.optmodel.programs import APIS, answer_text, render_program
+from jaxsuite.optmodel.repair import repair_answer
+
+VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
+WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/evoopt_notebook_{VARIANT}"))
+print(VARIANT, "->", WORKDIR)"""),
+    new_markdown_cell("## 1. A problem with ground truth\nThe statement holds every number of the model; the "
+                      "optimum is HiGHS's, checked against SCIP."),
+    new_code_cell("""problem = families.generate("facility", rng=np.random.default_rng(0), size="toy", phrasing=0)
+print(problem.statement, "\\n")
+print(answer_text(problem.model)[:900])
+print("optimum: HiGHS", round(problem.optimum, 4), "| SCIP", round(solve_scip(problem.model).objective, 4))"""),
+    new_markdown_cell("## 2. The execution check in every API\nThe same model as cvxpy, PuLP, SCIP, HiGHS and SciPy "
+                      "programs, each run in the sandbox and judged by ORLM's rule; then a broken program before "
+                      "and after rule-based repair."),
+    new_code_cell("""for api in APIS:
+    result = checker.check_program(render_program(problem.model, api), problem.optimum, rule="orlm")
+    print(f"{api:10s} -> {result.outcome:10s} objective {result.objective} correct {result.correct}")
+broken = answer_text(problem.model).replace("import cvxpy as cp\\n", "").replace(" <= 0", " ≤ 0")
+print("broken   ->", checker.check_program(broken, problem.optimum).outcome)
+fixed, rules = repair_answer(broken)
+print("repaired ->", checker.check_program(fixed, problem.optimum).outcome, "by", rules)"""),
+    new_markdown_cell("## 3. Constraint injection\nA rule the current optimum breaks; the answer must keep the "
+                      "objective and every constraint, and its optimum must be the original's plus the rule."),
+    new_code_cell("""task = injection.make_injection(problem.model, np.random.default_rng(1))
+print("rule:", task.rule, "| optimum", round(task.optimum_before, 3), "->", round(task.optimum_after, 3))
+print("reference answer:", injection.verify_injection(task, injection.injection_answer(task)).to_dict())
+print("model unchanged: ", injection.verify_injection(task, to_lp(task.original)).to_dict())"""),
+    new_markdown_cell("## 4. The three modules at toy scale\nModel construction at several training sizes, "
+                      "injection and pruning, with the same function `python -m jaxsuite.launch` calls, so a "
+                      "stopped notebook resumes."),
+    new_code_cell("""config = load_config(f"configs/evoopt_tiny.py:{VARIANT}")
+results = job.run(config, WORKDIR)
+k = results["k"]
+for n, stats in results["construction"].items():
+    print(f"{n:>4s} samples: executability {stats['raw']['executability']:.2f} -> {stats['repaired']['executability']:.2f}"
+          f" repaired, accuracy mean@{k} {stats['raw'][f'mean@{k}']:.2f} -> {stats['repaired'][f'mean@{k}']:.2f}")
+print("injection:", results["injection"])
+print("pruning F1: LLM", round(results["pruning"]["llm"]["f1"], 3), "| GNN", round(results["pruning"]["gnn"]["small_prf"]["f1"], 3))
+print("GNN search: gap", round(results["pruning"]["gnn"]["pruned_gap"], 4), "vs", round(results["pruning"]["gnn"]["plain_gap"], 4),
+      f"plain, {results['pruning']['gnn']['speedup']:.2f}x the speed")
+for plot in results["plots"]:
+    display(Image(plot))"""),
+]
+
 INSTALL_TEXT = """## Running it in Colab or any fresh runtime
 The next cell installs jaxsuite when it is not importable (in a checkout or the tests it does nothing). Set \
 `JAXSUITE_SOURCE` there (or in the environment) to this repository's git URL, `git+https://<host>/<owner>/jaxsuite`, \
@@ -679,7 +740,7 @@ def write(cells, path: str) -> None:
 NOTEBOOKS = {"01_quickstart.ipynb": (QUICKSTART, "test"), "02_hypenet_halo.ipynb": (HYPENET_HALO, "all"),
              "03_ldl_forecasting.ipynb": (LDL_FORECASTING, "forecast"), "04_cpmobius.ipynb": (CPMOBIUS, "rl"),
              "05_latentchem.ipynb": (LATENTCHEM, "chem"), "06_agents.ipynb": (AGENTS, "agents"),
-             "07_sebench.ipynb": (SEBENCH, "agents")}
+             "07_sebench.ipynb": (SEBENCH, "agents"), "08_evoopt.ipynb": (EVOOPT, "opt")}
 
 
 def main(argv=None) -> None:

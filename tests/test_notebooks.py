@@ -348,3 +348,40 @@ def test_sebench_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
             assert [json.loads(x)["step"] for x in lines] == list(range(1, steps + 1)), regime
     again = job.run(config, str(tmp_path / "run"))
     assert again["summary"] == results["summary"]
+
+
+def test_evoopt_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
+    """notebooks/08_evoopt.ipynb on the smoke-test config: every API's program correct, repair restoring a broken
+    one, injection verified; then the job's report checked against the answers it kept, the stages' steps, and
+    a rerun that resumes (nothing trained or evaluated again)."""
+    text = run_notebook("08_evoopt.ipynb", monkeypatch, tmp_path, fresh_kernel,
+                        {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
+    for api in ("cvxpy", "pulp", "pyscipopt", "highspy", "scipy"):
+        assert f"{api:10s} -> optimum" in text and "correct True" in text.split(f"{api:10s} ->")[1].split("\n")[0], api
+    assert "broken   -> failed" in text and "repaired -> optimum" in text
+    assert "reference answer: {'parsed': True" in text and "'ok': True}" in text.split("reference answer:")[1].split("\n")[0]
+    assert "'ok': False" in text.split("model unchanged:")[1].split("\n")[0]
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    for name in ("data_efficiency.png", "pruning.png"):
+        check_png(run / name)
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.optmodel import job
+    config = load_config("configs/evoopt_tiny.py:test")
+    k = results["k"]
+    assert sorted(results["construction"], key=int) == [str(n) for n in config.construct.train_sizes]
+    for n, stats in results["construction"].items():
+        saved = json.loads((run / f"construct_{n}" / "eval.json").read_text())
+        rows = saved["responses"]
+        assert len(rows) == config.data.test_problems * k
+        assert stats["raw"][f"mean@{k}"] == sum(r["correct"] for r in rows) / len(rows)
+        assert stats["repaired"][f"mean@{k}"] == sum(r["repaired_correct"] for r in rows) / len(rows)
+        assert stats["raw"]["generation_rate"] == sum(r["outcome"] != "no_code" for r in rows) / len(rows)
+        lines = (run / f"construct_{n}" / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines] == list(range(1, config.construct.train.steps + 1))
+    injected = json.loads((run / "inject" / "eval.json").read_text())
+    assert results["injection"]["success"] == sum(a["ok"] for a in injected["answers"]) / len(injected["answers"])
+    gnn = results["pruning"]["gnn"]
+    assert gnn["instances"]["test"] == config.pruning.gnn_test and 0 <= gnn["small_prf"]["f1"] <= 1
+    again = job.run(config, str(run))
+    assert again["construction"] == results["construction"] and again["pruning"] == results["pruning"]

@@ -8,6 +8,7 @@ heavy dependency that only one wing needs is an extra of setup.py:
     [forecast]  numpyro   jaxsuite.forecast (the Bayesian structural baseline)
     [rl]        sympy     jaxsuite.rl (the math environment: CPMobius, R-Zero, RENT)
     [agents]    json5     jaxsuite.agents (tool-call parsing), bm25s (local retrieval), jinja2 (chat templates)
+    [opt]       cvxpy     jaxsuite.optmodel (EvoOpt-LLM: solvers highspy, pyscipopt, pulp for models and programs)
 
 The module that uses such a package calls `require` on the line before importing it:
 

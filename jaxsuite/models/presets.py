@@ -5,6 +5,7 @@ model from these, so it needs nothing downloaded; a run loads the real config.js
 Published parameter counts (technical reports / model cards) are what `count_params` must reproduce; tests
 check it with `jax.eval_shape`, so nothing is allocated.
 """
+import dataclasses
 import re
 
 from jaxsuite.models.config import DecoderConfig
@@ -45,6 +46,11 @@ QWEN2P5_MATH_PRESETS: dict[str, DecoderConfig] = {
                         num_attention_heads=28, num_key_value_heads=4, tie_word_embeddings=False,
                         **_QWEN2P5_MATH_COMMON),
 }
+# Qwen2.5-Instruct (the general models): the same layer shapes, with rope_theta 1e6, a 32K context in config.json
+# (longer with YaRN, not applied) and <|im_end|> (151645) as the end of a turn. EvoOpt-LLM's 7B-class base.
+QWEN2P5_INSTRUCT_PRESETS: dict[str, DecoderConfig] = {
+    size: dataclasses.replace(cfg, rope_theta=1_000_000.0, max_position_embeddings=32768, eos_token_id=151645)
+    for size, cfg in QWEN2P5_MATH_PRESETS.items()}
 # Qwen2.5's report (Table 1 / model cards): 1.54B (1.31B non-embedding) and 7.61B (6.53B non-embedding).
 QWEN2P5_PUBLISHED_BILLIONS = {"1.5b": 1.54, "7b": 7.61}
 QWEN2P5_PUBLISHED_NON_EMBEDDING_BILLIONS = {"1.5b": 1.31, "7b": 6.53}
@@ -52,11 +58,14 @@ QWEN2P5_PUBLISHED_NON_EMBEDDING_BILLIONS = {"1.5b": 1.31, "7b": 6.53}
 
 def preset_of_hub_id(hub_id: str) -> DecoderConfig | None:
     """The architecture of a released hub id this module knows ("Qwen/Qwen3-1.7B", "Qwen/Qwen3-8B-Base",
-    "Qwen/Qwen2.5-Math-7B-Instruct", ...), or None."""
+    "Qwen/Qwen2.5-Math-7B-Instruct", "Qwen/Qwen2.5-7B-Instruct", ...), or None."""
     m = re.fullmatch(r"Qwen/Qwen3-([\d.]+[bB])(?:-Base)?", hub_id)
     if m:
         return QWEN3_PRESETS.get(m.group(1).lower())
     m = re.fullmatch(r"Qwen/Qwen2\.5-Math-([\d.]+[bB])(?:-Instruct)?", hub_id)
     if m:
         return QWEN2P5_MATH_PRESETS.get(m.group(1).lower())
+    m = re.fullmatch(r"Qwen/Qwen2\.5-([\d.]+[bB])-Instruct", hub_id)
+    if m:
+        return QWEN2P5_INSTRUCT_PRESETS.get(m.group(1).lower())
     return None

@@ -8,17 +8,30 @@ a rollout and its update); the stage writes each step's metrics to <wd>/<name>/m
 policy every `checkpoint_every` steps, and on a rerun resumes from the last checkpoint, or, when the stage
 finished earlier with the same block, restores its final state without running a step. The agent runtime's
 lookup demonstration and SE-Bench's regimes train this way.
+
+    model, summary = sft_stage("sft", wd, with_adapters(model, config.model.lora, seed), prompts, targets,
+                               config.sft, seq_len=1024, seed=0, mesh=mesh, rules=rules, lora=True)
+
+`sft_stage` is supervised fine-tuning on (prompt -> response) token pairs through the core training loop
+(remat, chunked loss, accumulation, resumable), the loss on the response tokens only; `with_adapters` adds LoRA
+adapters for it when the block's rank is > 0 (an earlier stage's adapters merged first). SE-Bench's SFT
+regimes and EvoOpt-LLM's model-construction, injection and pruning stages train this way.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from jaxsuite.core.checkpoint import Checkpointer
+from jaxsuite.core.config_utils import loop_config
+from jaxsuite.core.loop import train_loop
 from jaxsuite.core.metrics import Progress
+from jaxsuite.core.pairs import PairBatches
 from jaxsuite.core.workdir import Workdir
+from jaxsuite.models.lora import LoraConfig, apply_lora, is_lora_path, merge_and_unload
 from jaxsuite.rl.policy import Policy, PolicyLossConfig
 
 log = logging.getLogger(__name__)
@@ -75,3 +88,34 @@ def train_stage(name: str, wd: Workdir, model, block, step_fn: Callable[[Policy,
                "first": history[0] if history else None, "last": history[-1] if history else None}
     stage.finish(block, {"summary": summary})
     return policy.module(), summary
+
+
+def with_adapters(model, lora_block, seed: int):
+    """LoRA adapters on `model` when `lora_block.rank` > 0 (an earlier stage's adapters are merged first);
+    the model unchanged otherwise."""
+    if lora_block is None or int(lora_block.rank) <= 0:
+        return model
+    merge_and_unload(model)
+    apply_lora(model, LoraConfig.from_config(lora_block), seed=seed)
+    return model
+
+
+def sft_stage(name: str, wd: Workdir, model, prompts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
+              block, *, seq_len: int, seed: int, mesh, rules, lora: bool = False, title: str = "") -> tuple[Any, dict]:
+    """SFT on (prompt -> target) token pairs in wd/<name> through `core.loop.train_loop`; `block` holds
+    batch_size, a `train` block and optionally epochs (> 0: the steps are that many passes over the pairs) and
+    warmup_fraction. With `lora`, only the adapter weights train. A finished stage runs zero steps: its weights
+    come back from its last checkpoint. Returns the model and the loop's summary."""
+    batch_size = int(block.batch_size)
+    batches = PairBatches(prompts, targets, batch_size=batch_size, seq_len=seq_len, seed=seed)
+    train_cfg = dict(block.train)
+    if float(block.get("epochs", 0) or 0) > 0:
+        train_cfg["steps"] = max(1, math.ceil(float(block.epochs) * len(prompts) / batch_size))
+        train_cfg["warmup_steps"] = int(float(block.get("warmup_fraction", 0.0)) * train_cfg["steps"])
+    loop_cfg = loop_config(seed, train_cfg, seq_len, batch_size)
+    stage = Workdir.start(wd.path(name), primary=wd.primary)
+    out = train_loop(loop_cfg, stage, model, mesh=mesh, rules=rules, train_ds=batches,
+                     trainable=is_lora_path if lora else None, curve_title=title or name)
+    summary = {**out.summary(), "pairs": len(prompts)}
+    stage.finish(loop_cfg, summary)
+    return out.model, summary

@@ -37,7 +37,6 @@ import dataclasses
 import functools
 import json
 import logging
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -50,16 +49,16 @@ from jaxsuite.core import files
 from jaxsuite.core.build import build_tokenizer as build_configured_tokenizer
 from jaxsuite.core.build import mesh_and_rules
 from jaxsuite.core.config_utils import config_hash, loop_config
-from jaxsuite.core.loop import pad_batch, train_loop
+from jaxsuite.core.loop import pad_batch
 from jaxsuite.core.metrics import phase, pyplot
-from jaxsuite.core.pairs import PairBatches
 from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
 from jaxsuite.models.factory import init_model
-from jaxsuite.models.lora import LoraConfig, apply_lora, is_lora_path, merge_and_unload
+from jaxsuite.rl.estimators import mean_at_k, pass_at_k
 from jaxsuite.rl.objectives import group_advantages
 from jaxsuite.rl.rollout import pack_rl_batch, sample_responses
+from jaxsuite.rl import stages
 from jaxsuite.rl.stages import train_stage
 from jaxsuite.sebench import docs as sedocs
 from jaxsuite.sebench import evaluate as E
@@ -151,16 +150,6 @@ def starting_model(config, tokenizer, seed: int, mesh, rules):
     return init_model(DecoderConfig(**{**dict(config.model.arch), "vocab_size": tokenizer.vocab_size}), seed=seed)
 
 
-def with_adapters(model, config, seed: int):
-    """LoRA for a regime's training when model.lora.rank > 0: an earlier regime's adapters are merged first."""
-    block = config.model.get("lora")
-    if block is None or int(block.rank) <= 0:
-        return model
-    merge_and_unload(model)
-    apply_lora(model, LoraConfig.from_config(block), seed=seed)
-    return model
-
-
 def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int, pool) -> list[tuple[dict, str]]:
     """(task, response) pairs the SFT regimes train on, per `sft.source`:
       "reference"  each training task's reference solution (generated tasks carry one);
@@ -200,29 +189,17 @@ def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int,
 
 def sft_stage(name, wd, start, bench, tokenizer, config, pairs: list[tuple[dict, str]], *, with_docs: bool,
               seed: int, mesh, rules):
-    """SFT on (prompt -> response) pairs through the core training loop (jaxsuite.core.loop.train_loop: remat,
-    chunked loss, accumulation, resumable), the loss on the response tokens only, after the prompt with the docs
-    (Open-SFT) or without them (Closed-SFT), from `start()`; returns the model and the loop's summary. `sft.epochs` > 0 sets the
-    steps to that many passes over the pairs. A finished stage runs zero steps: its weights come back from its
-    last checkpoint."""
+    """SFT (jaxsuite.rl.stages.sft_stage) on (prompt -> response) pairs, the prompt with the docs (Open-SFT) or
+    without them (Closed-SFT), from `start()`; returns the model and the loop's summary. `sft.epochs` > 0 sets
+    the steps to that many passes over the pairs."""
     sft = config.sft
     seq_len = int(sft.get("seq_len", 0) or config.seq_len)     # the paper's SFT rows are longer than its RL rows
     prompts = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t, _ in pairs]
     targets = [tokenizer.encode(text) + [tokenizer.eos_id] for _, text in pairs]
-    batches = PairBatches(prompts, targets, batch_size=int(sft.batch_size), seq_len=seq_len, seed=seed)
-    train_cfg = dict(sft.train)
-    if float(sft.get("epochs", 0) or 0) > 0:
-        train_cfg["steps"] = max(1, math.ceil(float(sft.epochs) * len(pairs) / int(sft.batch_size)))
-        train_cfg["warmup_steps"] = int(float(sft.get("warmup_fraction", 0.0)) * train_cfg["steps"])
-    loop_cfg = loop_config(seed, train_cfg, seq_len, int(sft.batch_size))
-    stage = Workdir.start(wd.path(name), primary=wd.primary)
-    lora = int(config.model.lora.rank) > 0
     # the starting model is made inside the call: once the loop holds its train state, nothing else holds it
-    out = train_loop(loop_cfg, stage, with_adapters(start(), config, seed), mesh=mesh, rules=rules,
-                     train_ds=batches, trainable=is_lora_path if lora else None, curve_title=f"SE-Bench {name}")
-    summary = {**out.summary(), "pairs": len(pairs)}
-    stage.finish(loop_cfg, summary)
-    return out.model, summary
+    return stages.sft_stage(name, wd, stages.with_adapters(start(), config.model.get("lora"), seed), prompts, targets,
+                            sft, seq_len=seq_len, seed=seed, mesh=mesh, rules=rules,
+                            lora=int(config.model.lora.rank) > 0, title=f"SE-Bench {name}")
 
 
 def update_batch(rollout, tasks: list[dict], advantages, bench: Bench, tokenizer, config, *, with_docs: bool) -> dict:
@@ -260,7 +237,7 @@ def rl_stage(name, wd, start, bench, tokenizer, config, *, update_with_docs: boo
         metrics.update(reward_mean=float(rewards.mean()), **{f"share_{k}": v for k, v in shares.items()})
         return metrics
 
-    return train_stage(name, wd, with_adapters(start(), config, seed), rl, step, mesh=mesh, rules=rules, seed=seed)
+    return train_stage(name, wd, stages.with_adapters(start(), config.model.get("lora"), seed), rl, step, mesh=mesh, rules=rules, seed=seed)
 
 
 def _sft_batch(prompts: list[list[int]], targets: list[list[int]], policy, seq_len: int, rows: int) -> dict:
@@ -324,7 +301,7 @@ def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, see
                               pad_id=0, rows=rows)
         return {**metrics, **policy.update(batch), "reward_mean": float(solved.mean())}
 
-    return train_stage(name, wd, with_adapters(start(), config, seed), sp, step, mesh=mesh, rules=rules, seed=seed)
+    return train_stage(name, wd, stages.with_adapters(start(), config.model.get("lora"), seed), sp, step, mesh=mesh, rules=rules, seed=seed)
 
 
 def cached_evaluation(wd: Workdir, name: str) -> dict | None:
@@ -351,8 +328,8 @@ def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, s
             outcomes = E.evaluate_many(pairs, package_dir=bench.package_dir, mapping=bench.mapping, pool=pool)
             correct = np.asarray([o.correct for o in outcomes]).reshape(len(tasks), k).sum(1)
             summary[f"{setting}/{split}"] = {
-                f"mean@{k}": P.mean_at_k(correct.tolist(), k), f"pass@{k}": float(np.mean(
-                    [P.pass_at_k(k, int(c), k) for c in correct])), "shares": E.shares(outcomes), "tasks": len(tasks)}
+                f"mean@{k}": mean_at_k(correct.tolist(), k), f"pass@{k}": float(np.mean(
+                    [pass_at_k(k, int(c), k) for c in correct])), "shares": E.shares(outcomes), "tasks": len(tasks)}
             records += [{"setting": setting, "split": split, "task": t["id"], "response": text,
                          "category": o.category, "reason": o.reason} for (t, text), o in zip(pairs, outcomes)]
     if wd.primary:

@@ -13,9 +13,8 @@ doc, as the paper does. `wrapper` puts the prompt into a chat template ("{prompt
 """
 from __future__ import annotations
 
-import math
 import re
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from jaxsuite.sebench.docs import ApiDoc, doc_key
 
@@ -67,17 +66,3 @@ def task_prompt(task: dict, docs: Mapping[str, ApiDoc], *, with_docs: bool, pack
 def solution_response(task: dict) -> str:
     """The training target for a task: its reference solution as one python block."""
     return f"```python\n{task['solution'].strip()}\n```"
-
-
-def pass_at_k(samples: int, correct: int, k: int) -> float:
-    """The unbiased pass@k estimator (Chen et al. 2021): 1 - C(n - c, k) / C(n, k)."""
-    if not 1 <= k <= samples:
-        raise ValueError(f"pass@k needs 1 <= k <= samples, got k={k}, samples={samples}")
-    if samples - correct < k:
-        return 1.0
-    return 1.0 - math.comb(samples - correct, k) / math.comb(samples, k)
-
-
-def mean_at_k(correct: Sequence[int], samples: int) -> float:
-    """mean@k: the accuracy averaged over each task's `samples` attempts, then over tasks."""
-    return float(sum(correct) / (samples * len(correct))) if correct else 0.0

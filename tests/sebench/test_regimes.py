@@ -44,15 +44,6 @@ def test_the_closed_prompt_is_the_open_one_minus_the_docs(api):
         P.task_prompt(TASK, api, with_docs=True, doc_form="long")
 
 
-def test_pass_at_k_and_mean_at_k_by_hand():
-    assert P.pass_at_k(4, 0, 1) == 0.0 and P.pass_at_k(4, 1, 1) == 0.25
-    assert P.pass_at_k(4, 1, 2) == pytest.approx(1 - 3 / 6)          # 1 - C(3,2)/C(4,2)
-    assert P.pass_at_k(4, 3, 2) == 1.0 and P.pass_at_k(5, 2, 5) == 1.0
-    assert P.mean_at_k([1, 0, 4], 4) == pytest.approx(5 / 12)
-    with pytest.raises(ValueError, match="1 <= k <= samples"):
-        P.pass_at_k(2, 1, 3)
-
-
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     config = load_config("configs/sebench_tiny.py:test")
