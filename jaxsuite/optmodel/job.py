@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import json
 import logging
+import math
 from typing import Any
 
 import ml_collections
@@ -340,7 +341,10 @@ def programs(config, mesh, rules) -> list:
     if lora is not None and int(lora.rank) > 0:
         apply_lora(model, LoraConfig.from_config(lora), seed=int(config.seed))
         trainable = is_lora_path
-    loop_cfg = loop_config(int(config.seed), c.train, int(config.seq_len), int(c.batch_size))
+    train = dict(c.train)
+    if float(c.get("epochs", 0) or 0) > 0:      # the steps of the largest train size (the schedule's length)
+        train["steps"] = max(1, math.ceil(float(c.epochs) * max(int(n) for n in c.train_sizes) / int(c.batch_size)))
+    loop_cfg = loop_config(int(config.seed), train, int(config.seq_len), int(c.batch_size))
     out = training_programs(loop_cfg, model, mesh=mesh, rules=rules, trainable=trainable, prefix="sft/")
     plain = abstract_model(config)
     stop = plain.config.eos_token_id
@@ -365,6 +369,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     def base():          # built (or read back) each time a stage starts from it: no model kept between stages
         return base_model(config, tokenizer, data, wd, **common)
 
+    if not config.model.get("init_from") and int(config.pretrain.train.steps) > 0:
+        with phase("the base: pre-training on the disjoint pool", 0):
+            base()       # trained once here (a later stage reads it back), so the progress lines say which phase
     k = int(config.eval.k)
     curve: dict[str, dict] = {}
     with SandboxPool(workers=int(config.eval.workers)) as pool:
@@ -414,3 +421,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
              injection["success"], llm["f1"], gnn["small_prf"]["f1"], gnn["pruned_gap"], gnn["plain_gap"],
              gnn["speedup"])
     return results
+
+run.programs = programs      # what `--compile_only` compiles for this job

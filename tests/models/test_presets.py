@@ -56,3 +56,15 @@ def test_qwen2p5_math_sizes_match_published_counts(size):
     assert preset_of_hub_id(f"Qwen/Qwen2.5-Math-{name}") is cfg
     assert preset_of_hub_id(f"Qwen/Qwen2.5-Math-{name}-Instruct") is cfg
     assert preset_of_hub_id("Qwen/Qwen2.5-Math-72B") is None
+
+
+@pytest.mark.parametrize("size", ["1.5b", "7b"])
+def test_qwen2p5_instruct_shares_the_shapes_with_its_own_context(size):
+    """EvoOpt's 7B-class base: Qwen2.5-Instruct has the Math models' layer shapes (so their published counts),
+    with rope_theta 1e6, a 32K context and <|im_end|> as the end of a turn."""
+    from jaxsuite.models.presets import QWEN2P5_INSTRUCT_PRESETS, QWEN2P5_MATH_PRESETS, preset_of_hub_id
+    cfg, math_cfg = QWEN2P5_INSTRUCT_PRESETS[size], QWEN2P5_MATH_PRESETS[size]
+    assert count_params(cfg) == count_params(math_cfg)
+    assert (cfg.rope_theta, cfg.max_position_embeddings, cfg.eos_token_id) == (1e6, 32768, 151645)
+    assert preset_of_hub_id(f"Qwen/Qwen2.5-{size.upper()}-Instruct") is cfg
+    assert preset_of_hub_id(f"Qwen/Qwen2.5-{size.upper()}") is None      # the base models' context differs
