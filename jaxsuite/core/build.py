@@ -21,7 +21,7 @@ for a deviceless compile.
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 
@@ -46,6 +46,26 @@ def build_tokenizer(config) -> Tokenizer:
         raise ValueError(f"config.tokenizer must name a tokenizer (e.g. 'stdlib:4096', 'byte', a path or a hub "
                          f"id), got {spec!r}")
     return load_tokenizer(spec)
+
+
+def job_tokenizer(config, wd, texts: Callable[[], Sequence[str]]) -> Tokenizer:
+    """`config.tokenizer` when the config names one; else the job's own SentencePiece model of
+    `config.vocab_size` pieces: <workdir>/tokenizer.model, trained on `texts()` the first time (the generated
+    texts a toy job learns from) and read back on a rerun."""
+    from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
+    if config.get("tokenizer"):
+        return build_tokenizer(config)
+    if wd.exists("tokenizer.model"):
+        return SentencePieceTokenizer(wd.read_bytes("tokenizer.model"))
+    tok = train_sentencepiece(list(texts()), int(config.vocab_size), num_threads=1)
+    wd.write_bytes("tokenizer.model", tok.serialized_model())
+    return tok
+
+
+def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
+    """A prompt's ids as generation and SFT rows start them: the tokenizer's BOS first when it has one."""
+    bos = getattr(tokenizer, "bos_id", None)
+    return ([bos] if bos is not None and bos >= 0 else []) + tokenizer.encode(text)
 
 
 def build_datasets(config, tokenizer: Tokenizer) -> tuple[Any, Any]:

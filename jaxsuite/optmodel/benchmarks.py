@@ -25,6 +25,7 @@ import json
 import re
 from pathlib import Path
 
+from jaxsuite.core import files
 from jaxsuite.optmodel.model import LinearModel, solve
 
 BENCHMARKS = ("optibench", "mamo_easy", "mamo_complex", "nl4opt")
@@ -52,16 +53,8 @@ def _open_lines(path: str | Path) -> list[tuple[int, str]]:
 
 
 def _json_lines(path: str | Path) -> list[tuple[int, dict]]:
-    records = []
-    for number, line in _open_lines(path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {number}: invalid JSON ({e.msg}, column {e.colno})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number}: expected a JSON object")
-        records.append((number, record))
-    return records
+    _open_lines(path)                          # missing or empty: its own message
+    return list(files.iter_jsonl_objects(path))
 
 
 def _field(record: dict, key: str, path, number) -> object:

@@ -38,10 +38,8 @@ import numpy as np
 
 from jaxsuite.agents.sandbox import SandboxPool
 from jaxsuite.core import files
-from jaxsuite.core.build import build_tokenizer as build_configured_tokenizer
-from jaxsuite.core.build import mesh_and_rules
+from jaxsuite.core.build import encode_prompt, job_tokenizer, mesh_and_rules
 from jaxsuite.core.metrics import phase, pyplot
-from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
 from jaxsuite.models.factory import init_model
@@ -120,21 +118,13 @@ def save_data(data: Data, wd: Workdir) -> None:
 
 
 def make_tokenizer(config, wd: Workdir, data: Data):
-    if config.get("tokenizer"):
-        return build_configured_tokenizer(config)
-    if wd.exists("tokenizer.model"):
-        return SentencePieceTokenizer(wd.read_bytes("tokenizer.model"))
-    texts = list(data.pretrain) + [construction_prompt(q.statement) + answer_text(q.model) for q in data.train]
-    texts += [I.injection_prompt(t) + I.injection_answer(t) for t in data.inject_train]
-    texts += [PR.pruning_prompt(m) for m in data.prune_train]
-    tok = train_sentencepiece(texts, int(config.vocab_size), num_threads=1)
-    wd.write_bytes("tokenizer.model", tok.serialized_model())
-    return tok
+    """The configured tokenizer, or a SentencePiece model trained on the data's texts."""
+    def texts():
+        out = list(data.pretrain) + [construction_prompt(q.statement) + answer_text(q.model) for q in data.train]
+        out += [I.injection_prompt(t) + I.injection_answer(t) for t in data.inject_train]
+        return out + [PR.pruning_prompt(m) for m in data.prune_train]
+    return job_tokenizer(config, wd, texts)
 
-
-def encode(tokenizer, text: str) -> list[int]:
-    bos = getattr(tokenizer, "bos_id", None)
-    return ([bos] if bos is not None and bos >= 0 else []) + tokenizer.encode(text)
 
 
 def wrapped(config, prompts: list[str]) -> list[str]:
@@ -145,7 +135,7 @@ def wrapped(config, prompts: list[str]) -> list[str]:
 
 def _fitting(config, tokenizer, prompts: list[str], targets: list[str], what: str):
     """Token pairs that fit seq_len (the rest dropped and counted: a long medium-size model is no toy target)."""
-    p_ids = [encode(tokenizer, p) for p in wrapped(config, prompts)]
+    p_ids = [encode_prompt(tokenizer, p) for p in wrapped(config, prompts)]
     t_ids = [tokenizer.encode(t) + [tokenizer.eos_id] for t in targets]
     seq_len = int(config.seq_len)
     keep = [i for i in range(len(p_ids)) if len(p_ids[i]) + len(t_ids[i]) <= seq_len]
@@ -187,7 +177,7 @@ def evaluate_construction(model, tokenizer, problems: list[F.Problem], config, w
     if wd.exists(f"{name}/eval.json"):
         return wd.read_json(f"{name}/eval.json")["summary"]
     ev, k = config.eval, int(config.eval.k)
-    ids = [encode(tokenizer, p) for p in wrapped(config, [construction_prompt(q.statement) for q in problems])]
+    ids = [encode_prompt(tokenizer, p) for p in wrapped(config, [construction_prompt(q.statement) for q in problems])]
     rollout = sample_responses(model, tokenizer, [""] * len(problems), prompt_ids=ids, n=k,
                                max_new_tokens=int(ev.max_new_tokens), temperature=float(ev.temperature),
                                seed=int(config.seed) * 7919, batch_size=int(ev.batch_size))
@@ -218,7 +208,7 @@ def _check_all(texts, references, config, pool: SandboxPool) -> list[C.CheckResu
 
 
 def _greedy(model, tokenizer, prompts: list[str], config, max_new_tokens: int) -> list[str]:
-    ids = [encode(tokenizer, p) for p in wrapped(config, prompts)]
+    ids = [encode_prompt(tokenizer, p) for p in wrapped(config, prompts)]
     rollout = sample_responses(model, tokenizer, [""] * len(prompts), prompt_ids=ids, n=1,
                                max_new_tokens=max_new_tokens, temperature=0.0, seed=int(config.seed),
                                batch_size=int(config.eval.batch_size))

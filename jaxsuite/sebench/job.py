@@ -46,12 +46,10 @@ import numpy as np
 
 from jaxsuite.agents.sandbox import SandboxPool
 from jaxsuite.core import files
-from jaxsuite.core.build import build_tokenizer as build_configured_tokenizer
-from jaxsuite.core.build import mesh_and_rules
+from jaxsuite.core.build import encode_prompt, job_tokenizer, mesh_and_rules
 from jaxsuite.core.config_utils import config_hash, loop_config
 from jaxsuite.core.loop import pad_batch
 from jaxsuite.core.metrics import phase, pyplot
-from jaxsuite.core.tokenizer import SentencePieceTokenizer, train_sentencepiece
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
 from jaxsuite.models.factory import init_model
@@ -127,20 +125,9 @@ def prompt(bench: Bench, task: dict, config, *, with_docs: bool) -> str:
 
 def make_tokenizer(config, wd: Workdir, bench: Bench):
     """The configured tokenizer, or a SentencePiece model trained on the bench's prompts and solutions."""
-    if config.get("tokenizer"):
-        return build_configured_tokenizer(config)
-    if wd.exists("tokenizer.model"):
-        return SentencePieceTokenizer(wd.read_bytes("tokenizer.model"))
-    texts = [prompt(bench, t, config, with_docs=True) + P.solution_response(t)
-             for s in SPLITS for t in bench.splits[s]]
-    tok = train_sentencepiece(texts, int(config.vocab_size), num_threads=1)
-    wd.write_bytes("tokenizer.model", tok.serialized_model())
-    return tok
+    return job_tokenizer(config, wd, lambda: [prompt(bench, t, config, with_docs=True) + P.solution_response(t)
+                                              for s in SPLITS for t in bench.splits[s]])
 
-
-def encode(tokenizer, text: str) -> list[int]:
-    bos = getattr(tokenizer, "bos_id", None)
-    return ([bos] if bos is not None and bos >= 0 else []) + tokenizer.encode(text)
 
 
 def starting_model(config, tokenizer, seed: int, mesh, rules):
@@ -171,7 +158,7 @@ def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int,
     if wd.exists("sft_data.jsonl"):
         return [(by_id[r["task"]], r["response"]) for r in wd.read_jsonl("sft_data.jsonl")]
     n = int(sft.rollouts_per_task)
-    ids = [encode(tokenizer, prompt(bench, t, config, with_docs=True)) for t in train]
+    ids = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=True)) for t in train]
     rollout = sample_responses(start(), tokenizer, [""] * len(train), prompt_ids=ids, n=n,
                                max_new_tokens=int(config.rl.max_new_tokens), temperature=float(sft.temperature),
                                seed=seed * 15485863, batch_size=int(config.eval.batch_size))
@@ -194,7 +181,7 @@ def sft_stage(name, wd, start, bench, tokenizer, config, pairs: list[tuple[dict,
     the steps to that many passes over the pairs."""
     sft = config.sft
     seq_len = int(sft.get("seq_len", 0) or config.seq_len)     # the paper's SFT rows are longer than its RL rows
-    prompts = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t, _ in pairs]
+    prompts = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t, _ in pairs]
     targets = [tokenizer.encode(text) + [tokenizer.eos_id] for _, text in pairs]
     # the starting model is made inside the call: once the loop holds its train state, nothing else holds it
     return stages.sft_stage(name, wd, stages.with_adapters(start(), config.model.get("lora"), seed), prompts, targets,
@@ -207,7 +194,7 @@ def update_batch(rollout, tasks: list[dict], advantages, bench: Bench, tokenizer
     no-docs prompt with the same response tokens spliced on (closed RL, as the released code does), so the
     update's log-probs and the policy ratio are the closed-book model's."""
     prompt_ids = rollout.prompt_ids if with_docs else [
-        encode(tokenizer, prompt(bench, tasks[g], config, with_docs=False)) for g in rollout.group_ids]
+        encode_prompt(tokenizer, prompt(bench, tasks[g], config, with_docs=False)) for g in rollout.group_ids]
     return pack_rl_batch(prompt_ids, rollout.response_ids, advantages, seq_len=int(config.seq_len), pad_id=0)
 
 
@@ -223,7 +210,7 @@ def rl_stage(name, wd, start, bench, tokenizer, config, *, update_with_docs: boo
 
     def step(policy, step, rng):
         chosen = [train[i] for i in rng.choice(len(train), size=q, replace=len(train) < q)]
-        open_ids = [encode(tokenizer, prompt(bench, t, config, with_docs=True)) for t in chosen]
+        open_ids = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=True)) for t in chosen]
         rollout = sample_responses(policy.module(), tokenizer, [""] * q, prompt_ids=open_ids, n=n,
                                    max_new_tokens=int(rl.max_new_tokens), temperature=float(rl.temperature),
                                    seed=seed * 7919 + step, batch_size=int(rl.get("rollout_batch_size", 0) or q * n))
@@ -257,7 +244,7 @@ def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, see
     warm = int(sp.proposer_sft_steps)
     q, n = int(sp.functions_per_step), int(sp.proposals_per_function)
     rows = q * n * (1 + int(sp.solutions_per_task))
-    examples = [(encode(tokenizer, S.proposal_prompt(bench.docs[t["selected_functions"][0]], package=package,
+    examples = [(encode_prompt(tokenizer, S.proposal_prompt(bench.docs[t["selected_functions"][0]], package=package,
                                                      wrapper=wrapper)),
                  tokenizer.encode(S.proposal_response(t)) + [tokenizer.eos_id]) for t in train]
 
@@ -268,7 +255,7 @@ def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, see
                                seq_len, rows)
             return {**policy.update(batch), "phase": 0.0}
         chosen = [functions[i] for i in rng.choice(len(functions), size=q, replace=len(functions) < q)]
-        ids = [encode(tokenizer, S.proposal_prompt(bench.docs[f], package=package, wrapper=wrapper)) for f in chosen]
+        ids = [encode_prompt(tokenizer, S.proposal_prompt(bench.docs[f], package=package, wrapper=wrapper)) for f in chosen]
         proposals = sample_responses(policy.module(), tokenizer, [""] * q, prompt_ids=ids, n=n,
                                      max_new_tokens=int(sp.max_new_tokens), temperature=float(sp.temperature),
                                      seed=seed * 7919 + step, batch_size=q * n)
@@ -279,7 +266,7 @@ def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, see
         metrics = {"phase": 1.0, "kept_share": float(valid.mean()), "kept_tasks": float(len(tasks))}
         if not tasks:
             return {**metrics, "reward_mean": 0.0, "updates": 0.0}
-        closed = [encode(tokenizer, prompt(bench, t, config, with_docs=False)) for t in tasks]
+        closed = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=False)) for t in tasks]
         if mode == "sft":        # its own sound proposals, and each kept task's solution after the no-docs prompt
             keep = [i for i, k in enumerate(kept) if k is not None]
             batch = _sft_batch([proposals.prompt_ids[i] for i in keep] + closed,
@@ -320,7 +307,7 @@ def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, s
     for setting, with_docs in SETTINGS.items():
         for split in TEST_SPLITS:
             tasks = bench.splits[split]
-            ids = [encode(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t in tasks]
+            ids = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t in tasks]
             rollout = sample_responses(model, tokenizer, [""] * len(tasks), prompt_ids=ids, n=k,
                                        max_new_tokens=int(ev.max_new_tokens), temperature=float(ev.temperature),
                                        seed=seed * 104729 + len(records), batch_size=int(ev.batch_size))

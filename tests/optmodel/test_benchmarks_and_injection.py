@@ -57,7 +57,7 @@ def test_bad_benchmark_files_fail_in_one_line(tmp_path):
     with pytest.raises(ValueError, match="is empty"):
         B.read_mamo(tmp_path / "empty.jsonl")
     (tmp_path / "bad.jsonl").write_text('{"Question": "q", "Answer": "1"}\n{"Question": "q", "Answer": \n')
-    with pytest.raises(ValueError, match=r"bad.jsonl: line 2: invalid JSON"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: malformed JSON"):
         B.read_mamo(tmp_path / "bad.jsonl")
     (tmp_path / "word.jsonl").write_text('{"Question": "q", "Answer": "ten"}\n')
     with pytest.raises(ValueError, match="line 1: Answer 'ten' is not a number"):

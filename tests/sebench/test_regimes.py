@@ -65,7 +65,7 @@ def test_the_bench_is_prepared_once_and_read_back(prepared):
 def test_closed_rl_scores_the_same_responses_after_the_no_docs_prompt(prepared):
     config, _, bench, tokenizer = prepared
     tasks = bench.splits["train"][:2]
-    open_ids = [job.encode(tokenizer, job.prompt(bench, t, config, with_docs=True)) for t in tasks]
+    open_ids = [job.encode_prompt(tokenizer, job.prompt(bench, t, config, with_docs=True)) for t in tasks]
     responses = [tokenizer.encode(P.solution_response(t)) + [tokenizer.eos_id] for t in tasks for _ in range(2)]
     rollout = Rollout([p for p in open_ids for _ in range(2)], responses, np.ones(4, bool), [None] * 4,
                       [""] * 4, np.repeat(np.arange(2), 2), 0.0, 2)
@@ -74,7 +74,7 @@ def test_closed_rl_scores_the_same_responses_after_the_no_docs_prompt(prepared):
     closed = job.update_batch(rollout, tasks, advantages, bench, tokenizer, config, with_docs=False)
     for row in range(4):
         task = tasks[row // 2]
-        closed_ids = job.encode(tokenizer, job.prompt(bench, task, config, with_docs=False))
+        closed_ids = job.encode_prompt(tokenizer, job.prompt(bench, task, config, with_docs=False))
         assert len(closed_ids) < len(open_ids[row // 2])
         for batch, prompt_ids in ((opened, open_ids[row // 2]), (closed, closed_ids)):
             mask = batch["loss_mask"][row].astype(bool)
@@ -147,7 +147,7 @@ def test_rollout_sft_data_keeps_the_passing_responses_once(prepared, tmp_path, m
         pairs = job.sft_pairs(bench, tokenizer, config, wd, lambda: None, seed=0, pool=pool)
         assert [t["id"] for t, _ in pairs] == [t["id"] for t in train]
         assert all(text == P.solution_response(t) for t, text in pairs)
-        assert calls[0] == [job.encode(tokenizer, job.prompt(bench, t, config, with_docs=True)) for t in train]
+        assert calls[0] == [job.encode_prompt(tokenizer, job.prompt(bench, t, config, with_docs=True)) for t in train]
         assert job.sft_pairs(bench, tokenizer, config, wd, lambda: None, seed=0, pool=pool) == pairs
         assert len(calls) == 1
     config.sft.source = "teacher"
