@@ -15,7 +15,7 @@ Node features (min-max normalised per feature within each graph):
                     objective node 0)
 The network embeds both sides to `width`, then four half-convolutions v->c, c->v, v->c, c->v: each message
 is relu(W h_src + U e) summed over the edges into the destination (`jax.ops.segment_sum`), and the
-destination is updated by an MLP of [h_dst, sum]. A last MLP gives one logit per variable.
+destination is updated by an MLP of [h_dst, LayerNorm(sum)]. A last MLP gives one logit per variable.
 
 Loss: binary cross-entropy on the binary variables against up to S pool solutions of the instance, each
 weighted by softmax(-objective / T) for a minimisation (softmax(+objective / T) for a maximisation; the
@@ -130,18 +130,21 @@ class MLP(nnx.Module):
 
 
 class HalfConvolution(nnx.Module):
-    """Messages from one side of the bipartite graph to the other, summed per destination node."""
+    """Messages from one side of the bipartite graph to the other, summed per destination node, the sum
+    layer-normalised before the update (as the bipartite GCN of Gasse et al. normalises its aggregate): a
+    constraint over hundreds of variables sums hundreds of messages, and unnormalised sums blow the logits up."""
 
     def __init__(self, width: int, *, rngs: nnx.Rngs):
         self.source = nnx.Linear(width, width, rngs=rngs)
         self.edge = nnx.Linear(1, width, rngs=rngs)
+        self.norm = nnx.LayerNorm(width, rngs=rngs)
         self.update = MLP(2 * width, width, width, rngs=rngs)
 
     def __call__(self, h_src, h_dst, src, dst, value, mask):
         # h_src [N_src, W], h_dst [N_dst, W], src/dst/value/mask [E]
         message = jax.nn.relu(self.source(h_src)[src] + self.edge(value[:, None])) * mask[:, None]   # [E, W]
         summed = jax.ops.segment_sum(message, dst, num_segments=h_dst.shape[0])                     # [N_dst, W]
-        return self.update(jnp.concatenate([h_dst, summed], axis=-1))
+        return self.update(jnp.concatenate([h_dst, self.norm(summed)], axis=-1))
 
 
 class PredictAndSearchGNN(nnx.Module):
