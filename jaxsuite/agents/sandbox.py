@@ -206,10 +206,14 @@ def reveal_plan(paths: Iterable[str]) -> dict[str, list[str]]:
 
 
 def interpreter_paths() -> list[str]:
-    """What the sandboxed interpreter must reach: its binary, its standard library and its site-packages."""
+    """What the sandboxed interpreter must reach: its binary, its standard library and its site-packages, and
+    any other site-packages folder on sys.path (one a .pth line adds: a virtualenv that borrows another
+    environment's packages, as Colab-style installs and the notebook tests do)."""
     import sysconfig
+    extra = [p for p in sys.path if p and os.path.basename(os.path.normpath(p)) in ("site-packages", "dist-packages")
+             and os.path.isdir(p)]
     return [os.path.realpath(sys.executable), sys.base_prefix, sys.prefix,
-            *{sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}]
+            *{sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}, *sorted(set(extra))]
 
 
 def dedicated_uids_available() -> bool:
