@@ -47,6 +47,7 @@ from jaxsuite.optmodel import checker as C
 from jaxsuite.optmodel import families as F
 from jaxsuite.optmodel import injection as I
 from jaxsuite.optmodel import pruning as PR
+from jaxsuite.optmodel.gnn import bipartite_graph, pad_graphs
 from jaxsuite.optmodel.model import solve, to_lp
 from jaxsuite.optmodel.programs import answer_text, construction_prompt
 from jaxsuite.optmodel.repair import repair_answer
@@ -242,8 +243,7 @@ def gnn_pruning(data: Data, config, wd: Workdir) -> dict:
     with phase("pruning: GNN training", 0):
         gnn, losses = PR.train_gnn(train, steps=int(p.steps), learning_rate=float(p.lr), width=int(p.width),
                                    temperature=float(p.temperature), seed=int(config.seed), log_every=int(p.log_every))
-    small = PR.pool_labels(data.prune_test, pool=1)
-    probs = PR.predict(gnn, small.batch)
+    probs = PR.predict(gnn, pad_graphs([bipartite_graph(m) for m in data.prune_test]))    # no solve needed
     predicted = [[n for j, n in enumerate(m.names) if m.variables[n].kind == "binary" and probs[i, j] < 0.5]
                  for i, m in enumerate(data.prune_test)]
     gold = [PR.gold_zeros(m, solve(m).values) for m in data.prune_test]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import time
 from typing import Sequence
@@ -89,9 +88,9 @@ def train_gnn(data: PoolData, *, steps: int = 200, learning_rate: float = 1e-3, 
     solutions, valid, maximize = map(jnp.asarray, (data.solutions, data.valid, data.maximize))
 
     @jax.jit
-    def step(params, opt_state, idx):
+    def step(params, opt_state, everything, idx):     # the graphs are an argument, not constants baked in
         def loss_fn(p):
-            batch = jax.tree.map(lambda x: x[idx], data.batch)
+            batch = jax.tree.map(lambda x: x[idx], everything)
             logits = nnx.merge(graphdef, p)(batch)
             return solution_weighted_bce(logits, batch, solutions[idx], objectives[idx], valid[idx],
                                          maximize[idx], temperature)
@@ -104,7 +103,7 @@ def train_gnn(data: PoolData, *, steps: int = 200, learning_rate: float = 1e-3, 
     n = len(data.models)
     for i in range(steps):
         idx = jnp.asarray(rng.choice(n, size=min(batch_size, n), replace=False))
-        params, opt_state, loss = step(params, opt_state, idx)
+        params, opt_state, loss = step(params, opt_state, data.batch, idx)
         losses.append(float(loss))
         if log_every and (i + 1) % log_every == 0:
             print(f"[gnn] step {i + 1}/{steps} loss {losses[-1]:.4f}", flush=True)
@@ -215,4 +214,4 @@ def compare_search(model: LinearModel, probs: np.ndarray, best: float, *, k0: in
                       "gap": primal_gap(plain.objective, best)},
             "pruned": {"status": pruned.status, "objective": pruned.objective, "seconds": pruned.seconds,
                        "gap": primal_gap(pruned.objective, best)},
-            "speedup": plain.seconds / max(pruned.seconds, 1e-9) if not math.isnan(plain.seconds) else None}
+            "speedup": plain.seconds / max(pruned.seconds, 1e-9)}
