@@ -1,7 +1,7 @@
 """jaxsuite: JAX/Flax reimplementations of recent Tsinghua/OpenBMB training systems.
 
 Install the core (the foundation, pre-training and HALO, the main job):   pip install -e .
-Add a wing's heavy dependency:        pip install -e ".[chem]"   (or forecast, rl, agents; all = every wing)
+Add a wing's heavy dependency:        pip install -e ".[chem]"   (or forecast, rl, agents, opt, data; all = every wing)
 Install for the tests:                pip install -e ".[test]"   (every wing + PyTorch/transformers as the
                                                                   parity reference + pytest + import-linter)
 
@@ -49,6 +49,13 @@ WING_EXTRAS = {
     # solver the generated optima are checked with and the source of the GNN's solution pools; pulp (with its
     # bundled CBC) is one more API whose programs the execution check must read
     "opt": ["cvxpy>=1.5", "highspy>=1.7", "pyscipopt>=5.0", "pulp>=2.8"],
+    # tiered data management: datatrove is the pipeline engine (readers, writers, exact and MinHash dedup, and
+    # executors for a local pool, Slurm and Ray with resumable sharded tasks), its processing extra brings
+    # trafilatura and inscriptis for HTML extraction; orjson is what its JSON-lines reader needs;
+    # lxml_html_clean is the part of lxml that trafilatura 1.x's justext imports but lxml >= 5.2 ships separately;
+    # py3langid is language identification with its model inside the wheel (datatrove's fastText filter would
+    # download lid.176 from the hub, which these machines cannot)
+    "data": ["datatrove[processing]>=0.10,<0.11", "orjson>=3.9", "lxml_html_clean>=0.4", "py3langid>=0.3"],
 }
 ALL = sorted({req for reqs in WING_EXTRAS.values() for req in reqs})
 

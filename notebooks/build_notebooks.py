@@ -680,6 +680,67 @@ for plot in results["plots"]:
     display(Image(plot))"""),
 ]
 
+TIERS = [
+    new_markdown_cell("""# Tiered data management: raw pages to verified knowledge, with models in the loop
+
+The L0 -> L4 pipeline of arXiv 2602.09003 on datatrove: HTML extraction with fallbacks, the UltraData L1 rules,
+language identification, exact and MinHash dedup (L1); an LM judge's 0-5 labels distilled into a hashed n-gram
+classifier (L2); LM refinement with a fact check (L3); verified, indexed Q&A and facts (L4). Then tiered against
+mixed training on the same tokens, and the decay verification (`configs/tiers_tiny.py`). See docs/tiers.md.
+
+The tests run this notebook with the workdir from `JAXSUITE_NOTEBOOK_WORKDIR` and the `test` variant from
+`JAXSUITE_NOTEBOOK_VARIANT` (default `cpu`)."""),
+    new_code_cell("""import json, os
+from IPython.display import Image, display
+from jaxsuite.core.config_utils import load_config
+from jaxsuite.tiers import cleaning, corpus, job, refine
+
+VARIANT = os.environ.get("JAXSUITE_NOTEBOOK_VARIANT", "cpu")
+WORKDIR = os.environ.get("JAXSUITE_NOTEBOOK_WORKDIR", os.path.abspath(f"runs/tiers_notebook_{VARIANT}"))
+print(VARIANT, "->", WORKDIR)"""),
+    new_markdown_cell("## 1. The L1 rules on one noisy page\nInvisible and private-use characters, runs of blank "
+                      "lines, navigation and button lines; then the document rules. The length bound counts words "
+                      "(a CJK character is one), where the released rule counts characters in every language."),
+    new_code_cell("""page = ("Home | About | Contact\\nSkip to main content\\nThe heapq\\u200b module keeps the smallest item "
+        "first.\\ue000\\n\\n\\n\\nShare on Facebook\\nIt offers heappush and heappop, which run in logarithmic time.")
+text, reason, edits = cleaning.clean_text(page, cleaning.L1Rules())
+print(repr(text), "| dropped:", reason, "| edits:", {k: v for k, v in edits.items() if v})
+chinese = "解析器每次读取一行文本，并为它找到的每条记录返回一个字段列表，然后继续处理下一行直到文件结束。"
+print("released rule:", cleaning.document_verdict(chinese, cleaning.L1Rules.released()),
+      "| ours:", cleaning.document_verdict(chinese, cleaning.L1Rules()))"""),
+    new_markdown_cell("## 2. Extraction with fallbacks and language identification\nTrafilatura first; inscriptis "
+                      "when it keeps too little; the standard library's parser last."),
+    new_code_cell("""pages = {p.kind: p for p in corpus.embedded_corpus(seed=0, scale=0.1)}
+lang = cleaning.LanguageIdFilter(["en"])
+for kind in ("reference", "lesson", "news", "foreign"):
+    name, text = cleaning.extract_with_fallbacks(pages[kind].html)
+    print(f"{kind:10s} {name:12s} {lang.classify(text)[0]}  {text[:90]!r}")"""),
+    new_markdown_cell("## 3. The fact check L3 applies\nNumbers and names must come from the source, and most "
+                      "content words too."),
+    new_code_cell("""source = "The function json.dumps serialises an object to a JSON string. It was added in Python 2.6."
+for output in ("Q: What does json.dumps do?\\nA: The function json.dumps serialises an object to a JSON string.",
+               "The function json.dumps was added in Python 3.9 and serialises an object.",
+               "The function pickle.dumps serialises an object to a JSON string."):
+    print(refine.fact_check(source, output))"""),
+    new_markdown_cell("## 4. All tiers, then the training comparisons\nThe same function `python -m jaxsuite.launch` "
+                      "calls: datatrove skips finished tasks and training resumes, so a stopped notebook resumes."),
+    new_code_cell("""config = load_config(f"configs/tiers_tiny.py:{VARIANT}")
+results = job.run(config, WORKDIR)
+print("L0 -> L1:", results["L1"]["L0"], "->", results["L1"]["L1"], "| dropped:", results["L1"]["dropped"])
+q = results["L2"]
+print(f"L2: {q['L2']} kept at threshold {q['threshold']:.3f} ({q['threshold_from']}); held-out P/R/F1 "
+      f"{q['heldout']['precision']:.2f}/{q['heldout']['recall']:.2f}/{q['heldout']['f1']:.2f}")
+print("L3:", results["L3"]["kept"], "of", results["L3"]["outputs"], "outputs kept;", results["L3"]["rejected_because"])
+print("L4:", results["L4"]["unique"], "verified items")
+t = results["training"]
+print("tiered:", t["tiered"]["heldout"])
+print("mixed: ", t["mixed"]["heldout"])
+for cand in config.decay.candidates:
+    print(f"decay {cand}:", t["decay"][cand].get("heldout", t["decay"][cand]))
+for plot in results["plots"]:
+    display(Image(plot))"""),
+]
+
 INSTALL_TEXT = """## Running it in Colab or any fresh runtime
 The next cell installs jaxsuite when it is not importable (in a checkout or the tests it does nothing). Set \
 `JAXSUITE_SOURCE` there (or in the environment) to this repository's git URL, `git+https://<host>/<owner>/jaxsuite`, \
@@ -740,7 +801,8 @@ def write(cells, path: str) -> None:
 NOTEBOOKS = {"01_quickstart.ipynb": (QUICKSTART, "test"), "02_hypenet_halo.ipynb": (HYPENET_HALO, "all"),
              "03_ldl_forecasting.ipynb": (LDL_FORECASTING, "forecast"), "04_cpmobius.ipynb": (CPMOBIUS, "rl"),
              "05_latentchem.ipynb": (LATENTCHEM, "chem"), "06_agents.ipynb": (AGENTS, "agents"),
-             "07_sebench.ipynb": (SEBENCH, "agents"), "08_evoopt.ipynb": (EVOOPT, "opt")}
+             "07_sebench.ipynb": (SEBENCH, "agents"), "08_evoopt.ipynb": (EVOOPT, "opt"),
+             "09_tiers.ipynb": (TIERS, "data,agents")}
 
 
 def main(argv=None) -> None:

@@ -385,3 +385,43 @@ def test_evoopt_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     assert gnn["instances"]["test"] == config.pruning.gnn_test and 0 <= gnn["small_prf"]["f1"] <= 1
     again = job.run(config, str(run))
     assert again["construction"] == results["construction"] and again["pruning"] == results["pruning"]
+
+
+def test_tiers_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
+    """notebooks/09_tiers.ipynb on the smoke-test config: the L1 rules, extraction and the fact check on examples;
+    then the job's report checked against the files each tier wrote, the training stages' steps, and a rerun that
+    resumes (no datatrove task, training step or generation run again)."""
+    text = run_notebook("09_tiers.ipynb", monkeypatch, tmp_path, fresh_kernel,
+                        {"JAXSUITE_NOTEBOOK_VARIANT": "test", "JAXSUITE_NOTEBOOK_WORKDIR": str(tmp_path / "run")})
+    assert ("'The heapq module keeps the smallest item first.\\n\\nIt offers heappush and heappop, which run in "
+            "logarithmic time.' | dropped: None") in text
+    assert "released rule: short_no_punctuation | ours: None" in text
+    assert "foreign" in text and text.split("foreign")[1].split()[1] != "en"
+    checks = [line for line in text.splitlines() if line.startswith("{'ok'")]
+    assert [c.startswith("{'ok': True") for c in checks] == [True, False, False]
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    for name in ("tiers.png", "training.png"):
+        check_png(run / name)
+    from jaxsuite.core.config_utils import load_config
+    from jaxsuite.tiers import pipeline as P
+    config = load_config("configs/tiers_tiny.py:test")
+    l1 = results["L1"]
+    assert l1["L0"] == results["L0"]["pages"] == sum(results["L0"]["kinds"].values())
+    assert l1["L1"] == len(P.read_documents(str(run / "L1"))) == l1["L0"] - sum(l1["dropped"].values())
+    assert results["L2"]["L2"] == len(P.read_documents(str(run / "L2")))
+    refined = (run / "L3" / "refined.jsonl").read_text().splitlines()
+    rejected = (run / "L3" / "rejected.jsonl").read_text().splitlines()
+    assert results["L3"]["kept"] == len(refined) and results["L3"]["outputs"] == len(refined) + len(rejected)
+    for line in refined + rejected:
+        row = json.loads(line)
+        assert {"source_id", "kind", "prompt", "model", "seed", "check"} <= set(row)
+    t = results["training"]
+    for arm in ("tiered", "mixed"):
+        for i, (name, _) in enumerate(t["stages"]):
+            lines = (run / arm / f"{i}_{name}" / "metrics.jsonl").read_text().splitlines()
+            assert [json.loads(x)["step"] for x in lines] == list(range(1, t["steps"][i] + 1)), (arm, name)
+    assert t["tokens_per_arm"] == sum(t["steps"]) * config.training.batch_size * config.training.seq_len
+    from jaxsuite.tiers import job
+    again = job.run(config, str(run))
+    assert again["L1"] == results["L1"] and again["L2"] == results["L2"] and again["training"] == results["training"]

@@ -569,3 +569,50 @@ def make_lm_dataset(
         packed = grain.experimental.WindowShuffleIterDataset(packed, window_size=int(shuffle_window),
                                                              seed=(int(seed) + 1) % 2**32)
     return packed.batch(batch_size // shard_count, drop_remainder=drop_remainder)
+
+
+def mixture_lm_dataset(
+    sources: Sequence[Any],
+    weights: Sequence[float],
+    tokenizer: Tokenizer | str,
+    seq_len: int,
+    batch_size: int,
+    *,
+    seed: int,
+    shard_index: int | None = None,
+    shard_count: int | None = None,
+    append_eos: bool = True,
+    prepend_bos: bool = False,
+    text_key: str = "text",
+    shuffle_window: int = 256,
+) -> grain.IterDataset:
+    """Packed LM batches drawn from several sources in proportion to `weights`, by packed window: a share w of
+    the windows, so of the tokens, comes from each source (grain's IterDataset.mix). Each source is an infinite,
+    shuffled stream packed on its own (a window never spans two sources), seeded by (seed, its index), so the
+    mixture is the same on any device count. For a data-mixture comparison with equal tokens: the same steps
+    and batch shape, different weights."""
+    if len(sources) != len(weights) or not sources:
+        raise ValueError(f"need one weight per source, got {len(sources)} sources and {len(weights)} weights")
+    if any(float(w) < 0 for w in weights) or sum(float(w) for w in weights) <= 0:
+        raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {list(weights)}")
+    shard_index = jax.process_index() if shard_index is None else shard_index
+    shard_count = jax.process_count() if shard_count is None else shard_count
+    if batch_size % shard_count:
+        raise ValueError(f"global batch_size {batch_size} is not divisible by the process count {shard_count}")
+    tokenizer = load_tokenizer(tokenizer)
+    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
+    streams, kept = [], []
+    for i, (source, w) in enumerate(zip(sources, weights)):
+        if float(w) == 0:
+            continue
+        docs = document_dataset(open_source(source, text_key=text_key), seed=int(seed) * 1000 + i, shuffle=True,
+                                shard_index=shard_index, shard_count=shard_count)
+        tokens = docs.map(_Tokenize(tokenizer, prepend_bos, append_eos)).to_iter_dataset()
+        packed = PackedWindowsIterDataset(tokens, seq_len=seq_len, pad_id=pad_id)
+        if shuffle_window > 1:
+            packed = grain.experimental.WindowShuffleIterDataset(packed, window_size=int(shuffle_window),
+                                                                 seed=(int(seed) * 1000 + i + 1) % 2**32)
+        streams.append(packed)
+        kept.append(float(w))
+    mixed = streams[0] if len(streams) == 1 else grain.IterDataset.mix(streams, kept)
+    return mixed.batch(batch_size // shard_count, drop_remainder=True)

@@ -9,6 +9,7 @@ heavy dependency that only one wing needs is an extra of setup.py:
     [rl]        sympy     jaxsuite.rl (the math environment: CPMobius, R-Zero, RENT)
     [agents]    json5     jaxsuite.agents (tool-call parsing), bm25s (local retrieval), jinja2 (chat templates)
     [opt]       cvxpy     jaxsuite.optmodel (EvoOpt-LLM: solvers highspy, pyscipopt, pulp for models and programs)
+    [data]      datatrove jaxsuite.tiers (tiered data: the pipeline engine; trafilatura, inscriptis, py3langid)
 
 The module that uses such a package calls `require` on the line before importing it:
 

@@ -124,7 +124,8 @@ CONFIG_VARIANTS = {
     "latentchem_tiny.py": [None, "test"], "latentchem_qwen3_8b.py": [None], "ldl_tiny.py": [None, "test"],
     "ldl_m5.py": [None, "all_levels"], "agent_tiny.py": [None, "test"], "lora_forgetting.py": [None, "test"],
     "sebench_tiny.py": [None, "test"], "sebench_qwen3_8b.py": [None], "evoopt_tiny.py": [None, "test"],
-    "evoopt_7b.py": [None], "evoopt_bench.py": [None, "local"],
+    "evoopt_7b.py": [None], "evoopt_bench.py": [None, "local"], "tiers_tiny.py": [None, "test"],
+    "tiers_pod.py": [None],
 }
 
 
@@ -153,7 +154,7 @@ def test_every_config_shares_the_train_block_shape_and_names_its_tokenizer_once(
                                                     if isinstance(v, ml_collections.ConfigDict)]:
             if isinstance(block.get("data"), ml_collections.ConfigDict):
                 assert "tokenizer" not in block.data and "vocab_size" not in block.data, (name, arg, where)
-        if any(j in config.job for j in ("agents.lookup", "sebench", "optmodel.job")) and not config.get("tokenizer"):
+        if any(j in config.job for j in ("agents.lookup", "sebench", "optmodel.job", "tiers.job")) and not config.get("tokenizer"):
             assert isinstance(config.vocab_size, int), (name, arg)       # a tokenizer trained on generated texts
         elif "forecast" not in config.job and "bench_eval" not in config.job:   # bench_eval asks a served model               # every language-model job names its tokenizer once
             assert blocks and isinstance(config.tokenizer, str) and config.tokenizer, (name, arg)
