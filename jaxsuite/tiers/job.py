@@ -104,6 +104,10 @@ def run_l1(config, wd: Workdir) -> dict:
         with phase(f"datatrove: {name} ({tasks} tasks)", 0):
             previous = P.run_stage(name, steps, tasks=tasks, logging_dir=files.join_path(f["logs"], name),
                                    executor=p.executor, depends=previous)
+    last, last_tasks = stage_list[-1][0], stage_list[-1][2]
+    if P.incomplete_ranks(files.join_path(f["logs"], last), last_tasks):       # submitted to Slurm or Ray
+        raise P.StageIncomplete(f"the L0 -> L1 stages were submitted to {p.executor.kind}; rerun this command when "
+                                f"they finish (logs under {f['logs']}): finished stages are skipped")
     return l1_counts(wd)
 
 
@@ -246,9 +250,11 @@ def run_l2(config, wd: Workdir, tokenizer, judge, l1_docs: list[dict]) -> dict:
                                                              output_filename="${rank}.jsonl", compression=None)),
              JsonlWriter(f["L2"], output_filename="${rank}.jsonl", compression=None)]
     with phase("datatrove: l2_select (the classifier scores L1)", 0):
-        # workers=1: the classifier runs in this process, batched on its accelerator
+        # locally with one worker whatever pipeline.executor says: the classifier runs in this process, batched on
+        # its accelerator, and the job reads L2 next (a Slurm or Ray run of this step: the same steps, any executor)
         P.run_stage("l2_select", steps, tasks=int(config.pipeline.tasks),
-                    logging_dir=files.join_path(f["logs"], "l2_select"), executor=config.pipeline.executor, workers=1)
+                    logging_dir=files.join_path(f["logs"], "l2_select"),
+                    executor=ml_collections.ConfigDict({"kind": "local"}), workers=1)
     rubric = [d.get("metadata", {}).get("quality") for d in sample]
     known = [i for i, r in enumerate(rubric) if r is not None]
     out = {"seed_documents": len(sample), "heldout_documents": int(held.sum()), "keep_at": keep_at,

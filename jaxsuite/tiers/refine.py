@@ -156,10 +156,8 @@ def demonstration(task: RefineTask) -> str:
 # The fact check
 # ------------------------------------------------------------------------------------------------------------
 def _sentence_initial(text: str) -> set[int]:
-    starts = {0}
-    for m in re.finditer(r"(?:[.!?:]\s+|\n\s*(?:[-*]\s+|Q:\s*|A:\s*)?)", text):
-        starts.add(m.end())
-    return starts
+    """Where a sentence, list item or Q/A line starts (its first word is capitalised anyway)."""
+    return {m.end() for m in re.finditer(r"(?:^|[.!?:]\s+|\n)\s*(?:[-*]\s+|Q:\s*|A:\s*)?", text)}
 
 
 def names_in(text: str) -> set[str]:

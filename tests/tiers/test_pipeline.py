@@ -189,3 +189,21 @@ def test_stage_errors_name_the_stage_and_its_logs(tmp_path):
         assert "l1_filter" in str(e) and "logs" in str(e)
     else:     # datatrove's JSON reader skips a malformed line with a warning: then the stage completes
         assert P.incomplete_ranks(str(tmp_path / "logs"), 1) == []
+
+
+def test_slurm_and_ray_executors_come_from_the_config(tmp_path):
+    slurm = ml_collections.ConfigDict({"kind": "slurm", "workers": 4, "slurm": {
+        "partition": "cpu", "time": "01:00:00", "cpus_per_task": 2, "mem_per_cpu_gb": 3, "venv_path": ""}})
+    first = P.make_executor([], tasks=8, logging_dir=str(tmp_path / "a"), executor=slurm, name="l1_filter")
+    second = P.make_executor([], tasks=1, logging_dir=str(tmp_path / "b"), executor=slurm, name="exact_find",
+                             depends=first)
+    assert type(first).__name__ == "SlurmPipelineExecutor"
+    assert (first.tasks, first.workers, first.partition, first.cpus_per_task, first.mem_per_cpu_gb) == (8, 4, "cpu", 2, 3)
+    assert first.job_name == "tiers_l1_filter" and second.depends is first
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        ray_cfg = ml_collections.ConfigDict({"kind": "ray", "workers": 2, "ray": {"cpus_per_task": 1,
+                                                                                   "mem_per_cpu_gb": 1.0}})
+        with pytest.raises(ImportError, match="needs ray: pip install ray"):
+            P.make_executor([], tasks=2, logging_dir=str(tmp_path / "c"), executor=ray_cfg, name="x")

@@ -71,3 +71,8 @@ def test_export_and_retrieval(tmp_path):
     from jaxsuite.agents.retrieval import BM25Index
     index = BM25Index.load(paths["index"])
     assert index.search("comma separated rows", k=1)[0].document.id == "i1"
+
+
+def test_names_skip_the_first_word_of_sentences_list_items_and_qa_lines():
+    text = "- In this lesson we study json.dumps.\n- It was written by Guido. Then Tim read it.\nQ: What is X?\nA: Yes."
+    assert R.names_in(text) == {"json.dumps", "Guido", "Tim"}        # "Then" starts a sentence; "X" is one letter

@@ -1,0 +1,78 @@
+"""The over-seeds helper: intervals against hand-computed values, aggregation, and real launcher runs over seeds and
+forced device counts (a toy job that reports what it saw), resumed without running again."""
+import json
+import math
+import os
+import sys
+import textwrap
+
+import pytest
+
+from jaxsuite.core import seeds
+
+
+def test_interval_by_hand():
+    s = seeds.interval([1.0, 2.0, 3.0])
+    # t(0.975, 2) = 4.302652729911275; std = 1; half = 4.3027 / sqrt(3)
+    assert s["mean"] == 2.0 and s["std"] == pytest.approx(1.0)
+    assert s["hi"] - s["mean"] == pytest.approx(4.302652729911275 / math.sqrt(3))
+    one = seeds.interval([5.0])
+    assert one["n"] == 1 and one["mean"] == 5.0 and math.isnan(one["lo"])
+    with pytest.raises(ValueError, match="no values"):
+        seeds.interval([])
+
+
+def test_flatten_and_aggregate():
+    assert seeds.flatten({"a": {"b": 1, "c": [2, {"d": 3.5}]}, "e": "x", "f": True, "g": float("nan")}) == {
+        "a.b": 1.0, "a.c.0": 2.0, "a.c.1.d": 3.5}
+    results = {(1, 0): {"acc": 0.5, "only": 1}, (1, 1): {"acc": 0.7}, (8, 0): {"acc": 0.6}}
+    summary = seeds.aggregate(results)
+    assert set(summary["all"]) == {"acc"}                  # a key some run lacks is left out
+    assert summary["by_devices"]["1"]["acc"]["mean"] == pytest.approx(0.6)
+    assert summary["by_devices"]["8"]["acc"]["n"] == 1 and summary["all"]["acc"]["n"] == 3
+
+
+TOY_JOB = textwrap.dedent('''
+    import json, os
+    import jax
+
+    def run(config, workdir):
+        out = {"seed": int(config.seed), "devices": jax.device_count(), "value": 0.1 * int(config.seed) + 1.0}
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(out, f)
+        with open(os.path.join(workdir, "calls.txt"), "a") as f:
+            f.write("run\\n")
+        return out
+''')
+TOY_CONFIG = textwrap.dedent('''
+    import ml_collections
+
+    def get_config(arg=None):
+        c = ml_collections.ConfigDict()
+        c.job = "toy_seeds_job:run"
+        c.seed = 0
+        return c
+''')
+
+
+def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, capsys):
+    (tmp_path / "toy_seeds_job.py").write_text(TOY_JOB)
+    (tmp_path / "toy_seeds.py").write_text(TOY_CONFIG)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    root = tmp_path / "runs"
+    argv = ["--config", str(tmp_path / "toy_seeds.py"), "--seeds", "0,1,2", "--devices", "1,3", "--workdir", str(root),
+            "--metric", "value"]
+    summary = seeds.main(argv)
+    assert summary["runs"] == [[1, 0], [1, 1], [1, 2], [3, 0], [3, 1], [3, 2]]
+    for d in (1, 3):
+        assert summary["by_devices"][str(d)]["devices"]["mean"] == d            # the forced device count reached JAX
+        assert summary["by_devices"][str(d)]["value"]["mean"] == pytest.approx(1.1)
+    assert summary["all"]["seed"]["mean"] == 1.0
+    assert json.loads((root / "seeds.json").read_text())["all"]["value"]["n"] == 6
+    assert (root / "seeds.png").stat().st_size > 1000
+    assert "value [3 devices]: 1.1000" in capsys.readouterr().out
+    seeds.main(argv)                                                            # finished runs are read back
+    assert all((root / f"d{d}_s{s}" / "calls.txt").read_text() == "run\n" for d in (1, 3) for s in range(3))
+    with pytest.raises(SystemExit):
+        seeds.main([*argv[:-2], "--metric", "nope"])
