@@ -340,23 +340,21 @@ def run_l4(config, wd: Workdir, l3: list[dict], sources: dict[str, str]) -> dict
 # ------------------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------------------
-def tier_texts(wd: Workdir, l1_docs, l2_docs, l3, l4_items) -> dict[str, list[str]]:
-    return {"L1": [d["text"] for d in l1_docs], "L2": [d["text"] for d in l2_docs], "L3": [r["text"] for r in l3],
-            "L4": [i.text() for i in l4_items]}
+def tier_texts(wd: Workdir, l1_docs, l2_docs, l3, l4_items) -> dict[str, list[tuple[str, str]]]:
+    """Each tier's (source document id, text): an L2 document is an L1 one, and L3/L4 texts name their source."""
+    return {"L1": [(str(d["id"]), d["text"]) for d in l1_docs], "L2": [(str(d["id"]), d["text"]) for d in l2_docs],
+            "L3": [(str(r["source_id"]), r["text"]) for r in l3], "L4": [(i.source_id, i.text()) for i in l4_items]}
 
 
-def split_heldout(texts: dict[str, list[str]], fraction: float) -> tuple[dict, dict]:
-    """(train, held-out) per tier by a hash of each text; a tier with 2+ texts keeps at least one of each."""
-    train, held = {}, {}
-    for tier, docs in texts.items():
-        h = [_fraction(t, f"eval-{tier}") < fraction for t in docs]
-        if len(docs) >= 2 and all(not x for x in h):
-            h[0] = True
-        if len(docs) >= 2 and all(h):
-            h[-1] = False
-        train[tier] = [t for t, x in zip(docs, h) if not x]
-        held[tier] = [t for t, x in zip(docs, h) if x]
-    return train, held
+def split_heldout(texts: dict[str, list[tuple[str, str]]], fraction: float) -> tuple[dict, dict]:
+    """(train, held-out) texts per tier, split by source document: a source held out is held out of every tier
+    (an L2 document is also in L1, and L3/L4 texts are made from L2 documents), so no arm trains on a held-out
+    document through another tier."""
+    def held(source: str) -> bool:
+        return _fraction(source, "heldout-source") < fraction
+    train = {tier: [t for s, t in rows if not held(s)] for tier, rows in texts.items()}
+    heldout = {tier: [t for s, t in rows if held(s)] for tier, rows in texts.items()}
+    return train, heldout
 
 
 def compare_training(config, wd: Workdir, tokenizer, texts: dict[str, list[str]], l4_items, *, mesh, rules) -> dict:
@@ -366,6 +364,8 @@ def compare_training(config, wd: Workdir, tokenizer, texts: dict[str, list[str]]
     t = config.training
     train_texts, held_texts = split_heldout(texts, float(t.heldout_fraction))
     held_qa = [(i.question, i.answer) for i in l4_items if i.kind == "qa" and i.text() in set(held_texts["L4"])]
+    if not held_texts["L1"]:
+        raise ValueError(f"training.heldout_fraction={float(t.heldout_fraction)} holds out no L1 document; raise it")
     usable = {k for k, v in train_texts.items() if len(v) >= int(t.min_documents)}
     tiered = [(str(name), {str(tier): 1.0}) for name, tier in t.stages if str(tier) in usable]
     skipped = [str(tier) for _, tier in t.stages if str(tier) not in usable]
@@ -453,7 +453,7 @@ def plot_training(training: dict, wd: Workdir) -> str | None:
     axes[0].set_xticks(x, [k.replace("_nll", "") for k in keys])
     axes[0].set_ylabel("held-out NLL (nats/token)")
     axes[0].set_title(f"Tiered vs mixed, same tokens ({training['tokens_per_arm']:,} each)")
-    axes[0].legend()
+    axes[0].legend(title="arm")
     d = training["decay"]
     cands = [c for c in d if isinstance(d[c], dict) and "heldout" in d[c]]
     for off, k in zip(np.linspace(-0.3, 0.3, max(len(keys), 1)), keys):
@@ -463,7 +463,7 @@ def plot_training(training: dict, wd: Workdir) -> str | None:
     axes[1].set_xlabel(f"candidate ({d['candidate_share']:.0%}) + {d['general']}")
     axes[1].set_ylabel("held-out NLL after the decay")
     axes[1].set_title("Decay verification")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, title="held-out set", title_fontsize=8)
     fig.tight_layout()
     return wd.save_figure(fig, "training.png")
 

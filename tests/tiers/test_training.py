@@ -111,3 +111,17 @@ def test_a_schedule_trains_the_same_on_1_and_8_devices_and_resumes_without_a_ste
     assert s_again["two"]["resumed_from_step"] == 2 and s_again["one"]["resumed_from_step"] == 3
     pa = jax.tree.leaves(jax.device_get(nnx.state(again)))
     assert all(np.array_equal(a, b) for a, b in zip(p1, pa))
+
+
+def test_held_out_sources_are_held_out_of_every_tier():
+    from jaxsuite.tiers.job import split_heldout
+    sources = [f"doc-{i}" for i in range(200)]
+    texts = {"L1": [(s, f"text of {s}") for s in sources], "L2": [(s, f"text of {s}") for s in sources[::2]],
+             "L3": [(s, f"a rewrite of {s}") for s in sources[::3]]}
+    train, held = split_heldout(texts, 0.1)
+    held_sources = {t.removeprefix("text of ") for t in held["L1"]}
+    assert 8 <= len(held_sources) <= 35                                  # about 10% of 200
+    for tier in texts:
+        assert not any(t.split()[-1] in held_sources for t in train[tier]), tier
+        assert all(t.split()[-1] in held_sources for t in held[tier]), tier
+        assert len(train[tier]) + len(held[tier]) == len(texts[tier])
