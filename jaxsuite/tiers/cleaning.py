@@ -39,6 +39,7 @@ require("datatrove", extra="data", for_="jaxsuite.tiers (tiered data management)
 from datatrove.data import Document
 from datatrove.pipeline.extractors.base import BaseExtractor
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.utils.word_tokenizers import WordTokenizer
 
 # ------------------------------------------------------------------------------------------------------------
 # Rule 1: characters
@@ -304,8 +305,6 @@ class LanguageIdFilter(BaseFilter):
 # ------------------------------------------------------------------------------------------------------------
 # Words for MinHash shingles
 # ------------------------------------------------------------------------------------------------------------
-from datatrove.utils.word_tokenizers import WordTokenizer  # noqa: E402 - grouped with its only user
-
 _WORD = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?。！？])\s+")
 

@@ -29,10 +29,8 @@ dependency, and the job stops after submitting (rerun it once they finish: compl
 """
 from __future__ import annotations
 
-import glob
 import json
 import logging
-import os
 from typing import Any, Sequence
 
 from jaxsuite.core import files
@@ -139,7 +137,8 @@ def make_executor(steps: list, *, tasks: int, logging_dir: str, executor: Any, n
 
 
 def incomplete_ranks(logging_dir: str, tasks: int) -> list[int]:
-    done = {os.path.basename(p) for p in glob.glob(os.path.join(logging_dir, "completions", "*"))}
+    folder = files.as_path(logging_dir) / "completions"
+    done = {p.name for p in folder.glob("*")} if folder.exists() else set()
     return [r for r in range(tasks) if f"{r:05d}" not in done]
 
 
@@ -172,9 +171,8 @@ def stage_stats(logging_dir: str) -> dict[str, dict[str, float]]:
     """{step name: {stat: total}} summed over every rank's stats file (the executor's own stats.json covers only
     the ranks of its last run, so a resumed stage would under-count)."""
     out: dict[str, dict[str, float]] = {}
-    for path in sorted(glob.glob(os.path.join(logging_dir, "stats", "*.json"))):
-        with open(path) as f:
-            steps = json.load(f)
+    for path in _sorted_glob(files.join_path(logging_dir, "stats"), "*.json"):
+        steps = json.loads(path.read_text())
         for step in steps:
             name = step.get("name", "?")
             bucket = out.setdefault(name, {})
@@ -185,17 +183,22 @@ def stage_stats(logging_dir: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _sorted_glob(folder: str, pattern: str) -> list:
+    """The folder's files matching `pattern`, by name, through etils.epath (a local folder or a bucket)."""
+    path = files.as_path(folder)
+    return sorted(path.glob(pattern), key=lambda p: p.name) if path.exists() else []
+
+
 def count_documents(folder: str) -> int:
     n = 0
-    for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
-        with open(path) as f:
-            n += sum(1 for line in f if line.strip())
+    for path in _sorted_glob(folder, "*.jsonl"):
+        n += sum(1 for line in path.read_text().splitlines() if line.strip())
     return n
 
 
 def read_documents(folder: str) -> list[dict]:
     """Every document of a folder of datatrove JSON-lines shards, in file then line order."""
     out = []
-    for path in sorted(glob.glob(os.path.join(folder, "*.jsonl"))):
+    for path in _sorted_glob(folder, "*.jsonl"):
         out.extend(row for _, row in files.iter_jsonl_objects(path))
     return out

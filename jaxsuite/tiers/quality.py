@@ -60,17 +60,36 @@ def judge_target(score: int) -> str:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _candidate_log_probs(graphdef, state, ids, mask):
-    """Sum of log p(token) over the masked positions of each row: ids [R, T] int32, mask [R, T] (1 on the
-    candidate's tokens, as targets)."""
+def _span_stats(graphdef, state, ids, mask):
+    """Per row of ids [R, T]: the sum of log p(token) and of argmax hits over the target positions where mask
+    [R, T] is 1, and their count."""
     model = nnx.merge(graphdef, state)
     logits = model(ids[:, :-1])                                              # [R, T-1, V]
     lp = token_log_probs(logits, ids[:, 1:])                                 # [R, T-1]
-    return jnp.sum(lp * mask[:, 1:], axis=-1)                                # [R]
+    hits = (jnp.argmax(logits, axis=-1) == ids[:, 1:]).astype(jnp.float32)   # [R, T-1]
+    m = mask[:, 1:]
+    return jnp.sum(lp * m, -1), jnp.sum(hits * m, -1), jnp.sum(m, -1)
 
 
-def _bucket(n: int, multiple: int = 32) -> int:
-    return max(multiple, -(-n // multiple) * multiple)
+def span_token_stats(model, rows: Sequence[Sequence[int]], spans: Sequence[tuple[int, int]], *,
+                     batch_size: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Teacher-forced scoring of token spans: for each row of ids and its span [a, b) of target positions, the
+    sum of log p over the span, the number of argmax hits in it and its length ([R] arrays each). Rows go in
+    fixed batches of `batch_size`, widths rounded up to a multiple of 32: few shapes, few compiles. The judge
+    scores its candidates and the training comparison its held-out texts with it."""
+    graphdef, state = nnx.split(model)
+    out = np.zeros((3, len(rows)), np.float32)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start:start + batch_size]
+        width = max(32, -(-max(len(r) for r in chunk) // 32) * 32)
+        ids = np.zeros((batch_size, width), np.int32)
+        mask = np.zeros((batch_size, width), np.float32)
+        for i, (r, (a, b)) in enumerate(zip(chunk, spans[start:start + batch_size])):
+            ids[i, :len(r)] = r
+            mask[i, a:b] = 1.0
+        stats = _span_stats(graphdef, state, ids, mask)
+        out[:, start:start + len(chunk)] = np.asarray(jnp.stack(stats))[:, :len(chunk)]
+    return out[0], out[1], out[2]
 
 
 def judge_log_probs(model, tokenizer, prompts: Sequence[str], *, batch_size: int = 16,
@@ -78,7 +97,6 @@ def judge_log_probs(model, tokenizer, prompts: Sequence[str], *, batch_size: int
     """[N, C] log p(candidate | prompt) for every prompt and candidate (" 0" ... " 5" by default), each candidate's
     tokens teacher-forced after the prompt; prompts start with the tokenizer's BOS when it has one."""
     from jaxsuite.core.build import encode_prompt
-    graphdef, state = nnx.split(model)
     cand_ids = [tokenizer.encode(judge_target(int(c)) if c.isdigit() else c) for c in candidates]
     rows, spans = [], []
     for p in prompts:
@@ -86,18 +104,8 @@ def judge_log_probs(model, tokenizer, prompts: Sequence[str], *, batch_size: int
         for c in cand_ids:
             rows.append(head + c)
             spans.append((len(head), len(head) + len(c)))
-    out = np.zeros(len(rows), np.float32)
-    step = batch_size * len(cand_ids)
-    for start in range(0, len(rows), step):
-        chunk = rows[start:start + step]
-        width = _bucket(max(len(r) for r in chunk))
-        ids = np.zeros((step, width), np.int32)
-        mask = np.zeros((step, width), np.float32)
-        for i, (r, (a, b)) in enumerate(zip(chunk, spans[start:start + step])):
-            ids[i, :len(r)] = r
-            mask[i, a:b] = 1.0
-        out[start:start + len(chunk)] = np.asarray(_candidate_log_probs(graphdef, state, ids, mask))[:len(chunk)]
-    return out.reshape(len(prompts), len(cand_ids))
+    lp, _, _ = span_token_stats(model, rows, spans, batch_size=batch_size * len(cand_ids))
+    return lp.reshape(len(prompts), len(cand_ids))
 
 
 def labels_from_log_probs(log_probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -157,11 +165,16 @@ def _expected_scores(params, feats, mask):
 
 
 def predict_scores(params: dict, rows: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
-    """The expected score (0-5) of each feature row."""
+    """The expected score (0-5) of each feature row. Batches are padded to `batch_size` rows and a power-of-two
+    width, so scoring a corpus compiles a handful of shapes, not one per batch."""
     out = []
     for start in range(0, len(rows), batch_size):
-        feats, mask = pad_features(rows[start:start + batch_size])
-        out.append(np.asarray(_expected_scores(params, feats, mask)))
+        chunk = rows[start:start + batch_size]
+        feats, mask = pad_features(chunk)
+        width = 1 << max(4, (feats.shape[1] - 1).bit_length())
+        pad = ((0, batch_size - len(chunk)), (0, width - feats.shape[1]))
+        scores = _expected_scores(params, np.pad(feats, pad), np.pad(mask, pad))
+        out.append(np.asarray(scores)[:len(chunk)])
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 

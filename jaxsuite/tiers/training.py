@@ -19,20 +19,15 @@ teacher-forced next-token accuracy given "Q: ...\\nA:".
 """
 from __future__ import annotations
 
-import functools
 import math
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
 
 from jaxsuite.core.config_utils import loop_config
 from jaxsuite.core.data import InMemorySource, mixture_lm_dataset
 from jaxsuite.core.loop import train_loop
-from jaxsuite.core.train import token_log_probs
 from jaxsuite.core.workdir import Workdir
+from jaxsuite.tiers.quality import span_token_stats
 
 
 def same_token_mixture(stages: Sequence[tuple[str, dict]], steps: Sequence[int]) -> list[tuple[str, dict]]:
@@ -74,33 +69,6 @@ def run_schedule(arm: str, wd: Workdir, model, stages: Sequence[tuple[str, dict]
 # ------------------------------------------------------------------------------------------------------------
 # Held-out metrics
 # ------------------------------------------------------------------------------------------------------------
-@functools.partial(jax.jit, static_argnums=0)
-def _token_stats(graphdef, state, ids, mask):
-    """Per row: sum of log p over masked target positions and the count of masked argmax hits."""
-    model = nnx.merge(graphdef, state)
-    logits = model(ids[:, :-1])                                           # [R, T-1, V]
-    lp = token_log_probs(logits, ids[:, 1:])
-    hits = (jnp.argmax(logits, axis=-1) == ids[:, 1:]).astype(jnp.float32)
-    m = mask[:, 1:]
-    return jnp.sum(lp * m, -1), jnp.sum(hits * m, -1), jnp.sum(m, -1)
-
-
-def _score_rows(model, rows: list[list[int]], spans: list[tuple[int, int]], batch_size: int = 16):
-    graphdef, state = nnx.split(model)
-    lp_sum = hits = count = 0.0
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start:start + batch_size]
-        width = max(32, -(-max(len(r) for r in chunk) // 32) * 32)
-        ids = np.zeros((batch_size, width), np.int32)
-        mask = np.zeros((batch_size, width), np.float32)
-        for i, (r, (a, b)) in enumerate(zip(chunk, spans[start:start + batch_size])):
-            ids[i, :len(r)] = r
-            mask[i, a:b] = 1.0
-        lp, h, c = (np.asarray(x) for x in _token_stats(graphdef, state, ids, mask))
-        lp_sum, hits, count = lp_sum + float(lp.sum()), hits + float(h.sum()), count + float(c.sum())
-    return lp_sum, hits, count
-
-
 def held_out_metrics(model, tokenizer, texts: dict[str, list[str]], qa: Sequence[tuple[str, str]], *,
                      seq_len: int) -> dict:
     """{"<tier>_nll", "<tier>_perplexity" per tier of `texts`; "qa_answer_nll", "qa_answer_accuracy"}."""
@@ -111,8 +79,8 @@ def held_out_metrics(model, tokenizer, texts: dict[str, list[str]], qa: Sequence
         rows = [(bos + tokenizer.encode(t))[:seq_len + 1] for t in docs if t.strip()]
         if not rows:
             continue
-        lp, _, n = _score_rows(model, rows, [(1, len(r)) for r in rows])
-        out[f"{tier}_nll"] = -lp / max(n, 1)
+        lp, _, n = span_token_stats(model, rows, [(1, len(r)) for r in rows])
+        out[f"{tier}_nll"] = -lp.sum() / max(n.sum(), 1)
         out[f"{tier}_perplexity"] = math.exp(min(out[f"{tier}_nll"], 50.0))
     if qa:
         rows, spans = [], []
@@ -122,7 +90,7 @@ def held_out_metrics(model, tokenizer, texts: dict[str, list[str]], qa: Sequence
             row = (head + tail)[:seq_len + 1]
             rows.append(row)
             spans.append((min(len(head), len(row)), len(row)))
-        lp, hits, n = _score_rows(model, rows, spans)
-        out["qa_answer_nll"] = -lp / max(n, 1)
-        out["qa_answer_accuracy"] = hits / max(n, 1)
+        lp, hits, n = span_token_stats(model, rows, spans)
+        out["qa_answer_nll"] = -lp.sum() / max(n.sum(), 1)
+        out["qa_answer_accuracy"] = hits.sum() / max(n.sum(), 1)
     return {k: round(float(v), 5) for k, v in out.items()}
