@@ -52,7 +52,8 @@ def padded_rows(rows: int, multiple: int) -> int:
 def pad_batch(local: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
     """Appends all-zero rows up to `rows`. A zero row has loss_mask 0 (and segment id 0, the padding segment),
     so every loss, which sums over real tokens and divides by their count, is unchanged: the extra rows only
-    let a small global batch split evenly over more devices than it has rows for."""
+    let a small global batch split evenly over more devices than it has rows for. Index arrays named
+    `*_slots` (latent_slots) are padded with -1, "no slot", so a padded row does no latent work either."""
     out = {}
     for k, v in local.items():
         v = np.asarray(v)
@@ -61,7 +62,9 @@ def pad_batch(local: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
             out[k] = v
             continue
         pad = np.zeros((extra, *v.shape[1:]), v.dtype)
-        if k == "positions":   # ordinary positions, so position-dependent layers see nothing unusual
+        if k.endswith("_slots"):   # index arrays (e.g. latent_slots): -1 is "no slot", so a padded row has none
+            pad[:] = -1
+        elif k == "positions":   # ordinary positions, so position-dependent layers see nothing unusual
             pad[:] = np.arange(v.shape[1], dtype=v.dtype)
         out[k] = np.concatenate([v, pad])
     return out

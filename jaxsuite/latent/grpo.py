@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.metrics import Progress
+from jaxsuite.core.sharding import use_sharding
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.generate import generate
 from jaxsuite.latent.chem_tasks import ChemExample, correctness_reward, extract_answer, format_reward, type_reward
@@ -82,9 +83,11 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
         inputs = {}
         if features is not None:
             inputs["mol_features"], inputs["mol_mask"] = features([e.source for e in rows])
-        out = generate(policy.module(), prompts, int(cfg.max_new_tokens), temperature=float(cfg.temperature),
-                       top_p=float(cfg.top_p), stop_tokens=fmt.eos_id, pad_token_id=fmt.pad_id, seed=seed * 7 + step,
-                       prefill_hook=hook, hook_inputs=inputs, extra_cache_slots=max_latents + 1)
+        with use_sharding(mesh, rules):          # the job's mesh and rules, not generate's default-rules fallback
+            out = generate(policy.module(), prompts, int(cfg.max_new_tokens), temperature=float(cfg.temperature),
+                           top_p=float(cfg.top_p), stop_tokens=fmt.eos_id, pad_token_id=fmt.pad_id,
+                           seed=seed * 7 + step, prefill_hook=hook, hook_inputs=inputs,
+                           extra_cache_slots=max_latents + 1)
         texts = [tokenizer.decode([t for t in s if t != fmt.eos_id]) for s in out.sequences()]
         rewards = np.asarray([chem_reward(e, t) for e, t in zip(rows, texts)], np.float32)
         advantages = group_advantages(rewards, np.repeat(np.arange(q), n))

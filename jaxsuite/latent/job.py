@@ -253,7 +253,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     stages["cot_baseline"] = describe(cot)
 
     eval_kw = dict(max_new_tokens=int(config.eval.max_new_tokens), max_latent_steps=max_latents,
-                   batch_size=int(config.eval.batch_size), features=features)
+                   batch_size=int(config.eval.batch_size), features=features, mesh=mesh, rules=rules)
     cot_summary = ev.summary(test, ev.answer_all(cot.model, test, tokenizer, fmt, latent=False, **eval_kw))
     del cot
     log.info("CoT baseline: accuracy %.3f, %.2f steps", cot_summary["accuracy"], cot_summary["mean_text_steps"])

@@ -350,6 +350,9 @@ def test_zero_rows_pad_a_small_batch_onto_more_devices_without_changing_the_step
     placed = loop.batch_placer(config, sharding8, accum_steps=1)(small)
     assert placed["inputs"].shape == (4, T) and float(placed["loss_mask"][3:].sum()) == 0.0
     np.testing.assert_array_equal(np.asarray(placed["positions"][3]), np.arange(T))
+    # an index array of slots pads with -1 ("no slot"): a padded row does no latent work
+    slots = loop.pad_batch({"latent_slots": np.asarray([[4, 5], [6, -1]], np.int32)}, 4)["latent_slots"]
+    np.testing.assert_array_equal(slots, [[4, 5], [6, -1], [-1, -1], [-1, -1]])
 
     results = []
     for mesh, batch in ((mesh8(), placed), (mesh1(), small)):

@@ -162,6 +162,38 @@ def test_tiny_latentchem_job_end_to_end(tmp_path, monkeypatch, check_png):
     assert set(saved["stages"]) == {"sft_answer", "sft_cot", "cot_baseline", "latent_stage1"}
     assert saved["grpo"]["steps"] == 2 and saved["grpo"]["accuracy_after"] == pytest.approx(latent_ok.mean())
 
+    # The same job on 1 device (issue 20): a few steps of every stage (SMILES-encoder pre-training, answer and CoT
+    # SFT, the CoT baseline, the latent curriculum, GRPO) see the same rows in the same order, agree within float
+    # tolerance, and give the same answers at evaluation.
+    import jax
+    from jaxsuite.core.build import mesh_and_rules
+    from jaxsuite.latent import job
+
+    if jax.device_count() < 8:
+        pytest.skip("the 1-against-8-device half needs the 8 forced host devices of tests/conftest.py")
+    monkeypatch.setattr(job, "mesh_and_rules", lambda c: mesh_and_rules(c, devices=jax.devices()[:1]))
+    one = run(config, str(tmp_path / "one_device"))
+    stages = sorted(p.parent.name for p in tmp_path.glob("*/metrics.jsonl"))
+    assert stages == ["cot_baseline", "grpo", "latent_stage1", "mol_encoder", "sft_answer", "sft_cot"]
+    for stage in stages:
+        rows8, rows1 = (_metrics(root / stage / "metrics.jsonl") for root in (tmp_path, tmp_path / "one_device"))
+        assert [r["step"] for r in rows1] == [r["step"] for r in rows8] and rows1, stage
+        for r1, r8 in zip(rows1, rows8):
+            for key in r1:
+                if key.endswith("tokens") or key in ("reward_mean", "latent_steps", "updates"):
+                    assert r8[key] == r1[key], (stage, r1["step"], key)      # the same rows in the same order
+                elif key != "time":
+                    assert r8[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (stage, r1["step"], key)
+    for key in ("cot", "latent"):
+        for field in ("accuracy", "mean_latent_steps", "mean_text_steps", "mean_generated_tokens"):
+            assert one[key][field] == results[key][field], (key, field)
+    assert [one["win_rate"][k] for k in ("wins", "losses", "ties")] == \
+        [results["win_rate"][k] for k in ("wins", "losses", "ties")]
+
+
+def _metrics(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
 
 def test_chem_reward_by_hand():
     from jaxsuite.latent.grpo import chem_reward
