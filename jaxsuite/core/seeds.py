@@ -5,8 +5,9 @@
 
 Each run is `python -m jaxsuite.launch --config <config> --config.seed=<seed> --workdir <root>/d<D>_s<S>` in its
 own process, with D forced host devices on the CPU (`--xla_force_host_platform_device_count`, set before JAX
-starts; on an accelerator the count is what the host has, so pass only that). A run whose results.json exists
-is not run again, so the command resumes. Then every numeric leaf of the runs' results.json (dotted keys) is
+starts; on an accelerator the count is what the host has, so pass only that), and its own cache folder per
+device count ($JAXSUITE_CACHE/devices_<D>), so that a cached artefact such as HALO's teacher is built on each
+device count rather than reused. A run whose results.json exists is not run again, so the command resumes. Then every numeric leaf of the runs' results.json (dotted keys) is
 aggregated per device count and over all runs: mean, sample standard deviation, and the 95% interval of the mean
 (Student's t with n-1 degrees of freedom; a single run has no interval). Writes <root>/seeds.json and, for the
 `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar, per device count).
@@ -93,6 +94,9 @@ def run_all(config: str, seeds: Sequence[int], devices: Sequence[int], root: str
                 flags = " ".join(f for f in env.get("XLA_FLAGS", "").split()
                                  if not f.startswith("--xla_force_host_platform_device_count"))
                 env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={int(d)}".strip()
+                # one cache per device count: what a run caches (HALO's pre-trained teacher) is built again on
+                # this device count instead of being reused from a run on another
+                env["JAXSUITE_CACHE"] = str(files.cache_dir() / f"devices_{int(d)}")
                 log(f"[seeds] devices={d} seed={s}: {' '.join(launch_command(config, s, wd, overrides))}")
                 proc = subprocess.run(launch_command(config, s, wd, overrides), env=env)
                 if proc.returncode != 0:

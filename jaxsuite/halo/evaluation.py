@@ -19,7 +19,7 @@ import functools
 import math
 import statistics
 import time
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -215,15 +215,43 @@ def _save(plt, fig, ax, out_png: str) -> str:
     return save_figure(fig, out_png, dpi=120)   # through etils.epath: a gs:// workdir works
 
 
-def plot_passkey(results: dict[str, dict[int, float]], out_png: str, train_length: int | None = None) -> str:
-    """Passkey accuracy against context length, one line per model; a dashed line at the training length."""
+def retrieval_verdict(passkey: dict[str, dict[int, float]], teacher: str) -> dict[str, Any]:
+    """Whether the passkey comparison says anything, and what. HALO's claim is that the student keeps the
+    teacher's retrieval, so it is measurable only at lengths where the teacher retrieves: with the teacher at 0
+    everywhere the comparison is untestable (every model's 0 is the teacher's failure, not the student's).
+    Otherwise `retained` is each other model's accuracy over the teacher's at those lengths, and
+    `retained_mean` its mean (1 = kept, 0 = lost)."""
+    ref = passkey[teacher]
+    lengths = sorted(n for n, a in ref.items() if a > 0)
+    if not lengths:
+        return {"testable": False, "lengths": [],
+                "note": f"retrieval untestable: the teacher scores 0 at every length ({', '.join(map(str, sorted(ref)))}"
+                        "), so the students' zeros say nothing (configs/halo_tiny.py:passkey has a teacher that "
+                        "retrieves)"}
+    retained = {name: {str(n): res[n] / ref[n] for n in lengths} for name, res in passkey.items() if name != teacher}
+    means = {name: float(np.mean(list(r.values()))) for name, r in retained.items()}
+    note = (f"retrieval testable at {', '.join(map(str, lengths))} tokens (teacher > 0); share of the teacher's "
+            "accuracy kept: " + ", ".join(f"{name} {m:.2f}" for name, m in means.items()))
+    return {"testable": True, "lengths": lengths, "retained": retained, "retained_mean": means, "note": note}
+
+
+def plot_passkey(results: dict[str, dict[int, float]], out_png: str, train_length: int | None = None,
+                 untestable: str = "") -> str:
+    """Passkey accuracy against context length, one line per model; a dashed line at the training length.
+    With `untestable` (the teacher retrieves at no length) no lines are drawn, only that sentence."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     xs = set()
     for name, res in results.items():
         ls = sorted(res)
         xs |= set(ls)
-        ax.plot(ls, [res[x] for x in ls], marker="o", label=name)
+        if not untestable:
+            ax.plot(ls, [res[x] for x in ls], marker="o", label=name)
+    if untestable:
+        import textwrap
+        ax.text(0.5, 0.5, textwrap.fill(untestable, 48), ha="center", va="center", transform=ax.transAxes,
+                fontsize=10, bbox=dict(boxstyle="round", facecolor="0.95", edgecolor="0.6"))
+        ax.plot([], [], " ", label="no model plotted")
     if xs:
         _log2_axis(ax, xs)
     if train_length:

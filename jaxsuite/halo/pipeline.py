@@ -1,7 +1,9 @@
 """The HALO pipeline job (`jaxsuite.halo.pipeline:run`): Qwen3 teacher -> HypeNet, end to end, then a report.
 
   teacher      config.teacher.init_from (HF folder / hub id), or pre-trained here with config.teacher.pretrain
-               (the pre-training job; cached across runs under $JAXSUITE_CACHE/halo_teacher/<config hash>)
+               (the pre-training job; cached across runs under $JAXSUITE_CACHE/halo_teacher/<config hash>;
+               with config.seed = S > 0 its seed is teacher.pretrain.seed + S, so a run over seeds
+               (python -m jaxsuite.core.seeds) varies the teacher as well as the stages)
   stage 1      per-layer alignment of a Lightning student for every layer          -> workdir/stage1/hf
   selection    if config.student.attention_layers is empty: replace each layer alone by its student, score
                recall (passkey retrieval) against language modelling (next-token accuracy) and keep the
@@ -9,7 +11,9 @@
   stage 2      logit distillation into the hybrid                                  -> workdir/stage2/hf
   stage 3      long-context next-token fine-tuning                                 -> workdir/stage3/hf
   evaluation   teacher vs HypeNet (and HypeNet with HyPE scaling switched on): perplexity, passkey accuracy
-               by context length, perplexity by position, decode ms per token and cache memory by context
+               by context length, perplexity by position, decode ms per token and cache memory by context;
+               results.json's `retrieval` says whether retrieval is testable (the teacher retrieves at some
+               length) and, if so, the share of the teacher's passkey accuracy each student keeps there
 
 Every step is resumable: a stage (or teacher) whose folder holds the finished-marker of the config it would
 run with (jaxsuite.core.workdir) is skipped, an interrupted one resumes from its checkpoints, and a finished
@@ -51,6 +55,9 @@ def prepare_teacher(config, workdir: str | Workdir) -> str:
     if config.teacher.init_from:
         return config.teacher.init_from
     pre = config.teacher.pretrain
+    if int(config.seed):    # a run over seeds (jaxsuite.core.seeds) varies the teacher too: its seed + ours
+        pre = ml_collections.ConfigDict(pre.to_dict())
+        pre.seed = int(pre.get("seed", 0)) + int(config.seed)
     if "job" not in pre:
         raise ValueError("set teacher.init_from (an HF folder or hub id) or teacher.pretrain (a pre-training "
                          "config, as configs/qwen3_pretrain.py builds)")
@@ -168,15 +175,19 @@ def compare(config, workdir: str | Workdir, teacher_dir: str, hypenet_dir: str, 
         row.update({f"cache MiB@{n}": round(v / 2**20, 2) for n, v in mem[name].items()})
         table[name] = row
         log.info("evaluated %s in %.1f s: %s", name, time.perf_counter() - t0, row)
-    md = ev.results_table(table)
+    retrieval = ev.retrieval_verdict(passkey, "teacher (Qwen3)")
+    log.info("%s", retrieval["note"])
+    md = ev.results_table(table) + f"\n\n{retrieval['note'][0].upper()}{retrieval['note'][1:]}."
     if wd.primary:
-        ev.plot_passkey(passkey, wd.path("passkey.png"), train_length=train_length)
+        ev.plot_passkey(passkey, wd.path("passkey.png"), train_length=train_length,
+                        untestable="" if retrieval["testable"] else retrieval["note"])
         ev.plot_ppl_by_position(by_pos, wd.path("ppl_by_position.png"))
         ev.plot_decode({k: v for k, v in ms.items() if not k.startswith("HypeNet +")},
                        {k: v for k, v in mem.items() if not k.startswith("HypeNet +")},
                        wd.path("decode.png"))
     wd.write_text("results.md", md + "\n")
     return {"table": table, "passkey": {k: {str(n): a for n, a in v.items()} for k, v in passkey.items()},
+            "retrieval": retrieval,
             "ppl_by_position": by_pos, "markdown": md}
 
 

@@ -37,7 +37,8 @@ TOY_JOB = textwrap.dedent('''
     import jax
 
     def run(config, workdir):
-        out = {"seed": int(config.seed), "devices": jax.device_count(), "value": 0.1 * int(config.seed) + 1.0}
+        out = {"seed": int(config.seed), "devices": jax.device_count(), "value": 0.1 * int(config.seed) + 1.0,
+               "cache": os.environ["JAXSUITE_CACHE"]}
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(out, f)
@@ -60,6 +61,7 @@ def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, c
     (tmp_path / "toy_seeds_job.py").write_text(TOY_JOB)
     (tmp_path / "toy_seeds.py").write_text(TOY_CONFIG)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("JAXSUITE_CACHE", str(tmp_path / "cache"))
     root = tmp_path / "runs"
     argv = ["--config", str(tmp_path / "toy_seeds.py"), "--seeds", "0,1,2", "--devices", "1,3", "--workdir", str(root),
             "--metric", "value"]
@@ -69,6 +71,9 @@ def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, c
         assert summary["by_devices"][str(d)]["devices"]["mean"] == d            # the forced device count reached JAX
         assert summary["by_devices"][str(d)]["value"]["mean"] == pytest.approx(1.1)
     assert summary["all"]["seed"]["mean"] == 1.0
+    for d in (1, 3):                # each device count builds its own cached artefacts
+        run = json.loads((root / f"d{d}_s0" / "results.json").read_text())
+        assert run["cache"] == str(tmp_path / "cache" / f"devices_{d}")
     assert json.loads((root / "seeds.json").read_text())["all"]["value"]["n"] == 6
     assert (root / "seeds.png").stat().st_size > 1000
     assert "value [3 devices]: 1.1000" in capsys.readouterr().out

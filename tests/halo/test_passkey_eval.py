@@ -240,6 +240,18 @@ def test_next_token_accuracy_matches_numpy_and_compiles_once_per_structure(decod
 
 
 # --- reporting --------------------------------------------------------------------------------------------------
+def test_retrieval_verdict_by_hand(tmp_path, check_png):
+    zero = ev.retrieval_verdict({"teacher": {64: 0.0, 128: 0.0}, "student": {64: 0.0, 128: 0.0}}, "teacher")
+    assert not zero["testable"] and zero["lengths"] == [] and "untestable" in zero["note"]
+    some = ev.retrieval_verdict({"teacher": {64: 0.5, 128: 0.25, 256: 0.0}, "student": {64: 0.25, 128: 0.25,
+                                                                                      256: 0.5}}, "teacher")
+    assert some["testable"] and some["lengths"] == [64, 128]          # 256: the teacher fails, nothing to keep
+    assert some["retained"] == {"student": {"64": 0.5, "128": 1.0}} and some["retained_mean"] == {"student": 0.75}
+    # untestable: the sentence instead of lines of zeros (6 x 4 inches at 120 dpi)
+    ev.plot_passkey({"teacher": {64: 0.0}, "student": {64: 0.0}}, str(tmp_path / "u.png"), untestable=zero["note"])
+    check_png(tmp_path / "u.png", size=(720, 480), coloured=False)
+
+
 def test_plots_and_table(tmp_path):
     assert ev.plot_passkey({"a": {1024: 1.0, 2048: 0.5}, "b": {1024: 1.0}}, str(tmp_path / "p.png"),
                            train_length=1024).endswith("p.png")
