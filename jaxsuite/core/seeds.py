@@ -3,14 +3,15 @@
     python -m jaxsuite.core.seeds --config configs/tiers_tiny.py --seeds 0,1,2,3,4 --devices 1,8 \\
         --workdir runs/tiers_seeds --metric L2.heldout.f1 --metric training.tiered.heldout.L2_nll
 
-Each run is `python -m jaxsuite.launch --config <config> --config.seed=<seed> --workdir <root>/d<D>_s<S>` in its
-own process, with D forced host devices on the CPU (`--xla_force_host_platform_device_count`, set before JAX
-starts; on an accelerator the count is what the host has, so pass only that), and its own cache folder per
-device count ($JAXSUITE_CACHE/devices_<D>), so that a cached artefact such as HALO's teacher is built on each
-device count rather than reused. A run whose results.json exists is not run again, so the command resumes. Then every numeric leaf of the runs' results.json (dotted keys) is
-aggregated per device count and over all runs: mean, sample standard deviation, and the 95% interval of the mean
-(Student's t with n-1 degrees of freedom; a single run has no interval). Writes <root>/seeds.json and, for the
-`--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar, per device count).
+Each run is `python -m jaxsuite.launch --config <config> --config.seed=<seed> --workdir <root>/d<D>_s<S>` in its own
+process, with D forced host devices on the CPU (`--xla_force_host_platform_device_count`, set before JAX starts; on
+an accelerator the count is what the host has, so pass only that), and its own cache folder per device count
+($JAXSUITE_CACHE/devices_<D>), so that a cached artefact such as HALO's teacher is built on each device count rather
+than reused. A run whose results.json exists is not run again, so the command resumes. Then every numeric leaf of
+the runs' results.json (dotted keys) is aggregated per device count and over all runs: mean, sample standard
+deviation, and the 95% interval of the mean (Student's t with n-1 degrees of freedom; a single run has no interval).
+Writes <root>/seeds.json and, for the `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar,
+per device count).
 
 A headline is reproducible at toy scale when the intervals of the two device counts overlap and the interval
 over all runs excludes the comparison's null (e.g. a difference of 0): `seeds.json` holds what is needed.

@@ -224,10 +224,10 @@ def retrieval_verdict(passkey: dict[str, dict[int, float]], teacher: str) -> dic
     ref = passkey[teacher]
     lengths = sorted(n for n, a in ref.items() if a > 0)
     if not lengths:
+        every = ", ".join(map(str, sorted(ref)))
         return {"testable": False, "lengths": [],
-                "note": f"retrieval untestable: the teacher scores 0 at every length ({', '.join(map(str, sorted(ref)))}"
-                        "), so the students' zeros say nothing (configs/halo_tiny.py:passkey has a teacher that "
-                        "retrieves)"}
+                "note": f"retrieval untestable: the teacher scores 0 at every length ({every}), so the students' "
+                        "zeros say nothing (configs/halo_tiny.py:passkey has a teacher that retrieves)"}
     retained = {name: {str(n): res[n] / ref[n] for n in lengths} for name, res in passkey.items() if name != teacher}
     means = {name: float(np.mean(list(r.values()))) for name, r in retained.items()}
     note = (f"retrieval testable at {', '.join(map(str, lengths))} tokens (teacher > 0); share of the teacher's "
