@@ -3,7 +3,6 @@ forced device counts (a toy job that reports what it saw), resumed without runni
 import json
 import math
 import os
-import sys
 import textwrap
 
 import pytest
