@@ -9,14 +9,14 @@ are its latent steps (plus any text lines it still writes, which the last curric
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
 from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
 
-from jaxsuite.core import sharding as shd
-from jaxsuite.core.sharding import use_sharding
+from jaxsuite.core.sharding import DEFAULT_RULES, use_sharding
 from jaxsuite.generate import generate
 from jaxsuite.latent.chem_tasks import ChemExample, check_answer, extract_answer
 from jaxsuite.latent.head import latent_hook, molecule_prefill
@@ -32,10 +32,10 @@ def text_steps(text: str) -> int:
 def answer_all(model, examples: Sequence[ChemExample], tokenizer, fmt: SequenceFormat, *, latent: bool,
                max_new_tokens: int, max_latent_steps: int, batch_size: int,
                features: Callable | None = None, corrupt: str = "none", seed: int = 0, mesh=None,
-               rules=None) -> dict[str, Any]:
+               rules=DEFAULT_RULES) -> dict[str, Any]:
     """Greedy answers to every example. Returns texts, latent_steps [N], text_steps [N], generated tokens [N]
-    and seconds (wall time after a warm-up batch). `mesh`/`rules` (the job's) shard the rows; without them
-    generate falls back to the mesh the weights live on with the default rules."""
+    and seconds (wall time after a warm-up batch). `mesh`/`rules` (the job's) shard the rows; without a mesh
+    generate uses the sharding context in force, else the mesh the weights live on with the default rules."""
     prompts = [prompt_ids(e, tokenizer, fmt, latent=latent) for e in examples]
     if latent:
         hook = latent_hook(max_latent_steps, model.updater is not None, corrupt)
@@ -57,7 +57,7 @@ def answer_all(model, examples: Sequence[ChemExample], tokenizer, fmt: SequenceF
                 inputs.update(mol_features=feats, mol_mask=mask)
             if corrupt == "noise":
                 inputs["rng"] = jax.random.key(seed * 7919 + call)
-        with use_sharding(mesh, shd.DEFAULT_RULES if rules is None else rules):
+        with use_sharding(mesh, rules) if mesh is not None else contextlib.nullcontext():
             out = generate(model, part, max_new_tokens, stop_tokens=fmt.eos_id, pad_token_id=fmt.pad_id,
                            prefill_hook=hook, hook_inputs=inputs, extra_cache_slots=extra)
         steps = out.extras.get("latent_steps", np.zeros(batch_size, np.int32))
