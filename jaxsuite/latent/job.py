@@ -10,10 +10,12 @@
   4. The latent branch: the Coconut curriculum from the CoT model, stage k hiding the first k steps behind
      k * c latent slots (optional counterfactual hinge), evaluated after every stage; then, with
      `grpo.steps` > 0, GRPO with the paper's rewards (jaxsuite.latent.grpo).
-  5. Evaluation on the test set: accuracy per task, the non-tie win rate of latent vs CoT, reasoning steps,
-     wall-clock answering time and speed-up, and the causal test (latents replaced by zeros or noise).
-Writes results.json, stages.png (accuracy and steps per curriculum stage), and one folder per stage (each with
-its own metrics.jsonl, checkpoints/, results.json and finished-marker: jaxsuite.core.workdir).
+  5. Evaluation on the test set: accuracy per task, the accuracy gain and non-tie win rate of latent vs CoT,
+     reasoning steps, wall-clock answering time and speed-up (for the final model, which is the headline, and
+     under `before_grpo` for the curriculum's), and the causal test (latents replaced by zeros or noise).
+Writes results.json, correct.json (each test question right or wrong, per model), stages.png (accuracy and
+steps per curriculum stage), and one folder per stage (each with its own metrics.jsonl, checkpoints/,
+results.json and finished-marker: jaxsuite.core.workdir).
 """
 from __future__ import annotations
 
@@ -115,6 +117,16 @@ def plot_stages(curve: list[dict], cot: dict, wd: Workdir, name: str = "stages.p
         ax.legend(fontsize=8)
     fig.tight_layout()
     return wd.save_figure(fig, name)
+
+
+def against_cot(latent: dict, cot: dict) -> dict:
+    """The latent model against the CoT baseline on the same questions: accuracy gain (latent - CoT, the paired
+    difference a run over seeds gives an interval for), the non-tie win rate, the reduction in reasoning forward
+    passes (CoT: tokens before <answer>; latent: latent steps + any such tokens) and the wall-clock speed-up."""
+    return {"accuracy_gain": latent["accuracy"] - cot["accuracy"],
+            "win_rate": ev.win_rate(latent["correct"], cot["correct"]),
+            "reasoning_pass_reduction": cot["mean_reasoning_passes"] / max(latent["mean_reasoning_passes"], 1e-9),
+            "wall_clock_speedup": cot["seconds"] / max(latent["seconds"], 1e-9)}
 
 
 def _public(summary: dict) -> dict:
@@ -271,7 +283,7 @@ def run(config, workdir: str) -> dict[str, Any]:
                                                              "mean_reasoning_steps", "seconds")}})
         log.info("latent stage %d: accuracy %.3f, %.2f latent + %.2f text steps", k, s["accuracy"],
                  s["mean_latent_steps"], s["mean_text_steps"])
-    grpo = None
+    grpo, curriculum_summary = None, s
     if int(config.grpo.steps) > 0:
         from jaxsuite.latent.grpo import run_grpo
         latent_model, grpo = run_grpo(config.grpo, wd.path("grpo"), latent_model, train, tokenizer, fmt,
@@ -289,13 +301,18 @@ def run(config, workdir: str) -> dict[str, Any]:
     figures = {
         "train_examples": len(train), "test_examples": len(test), "stages": stages, "grpo": grpo,
         "cot": _public(cot_summary), "latent": _public(latent_summary), "curriculum": curve,
-        "win_rate": ev.win_rate(latent_summary["correct"], cot_summary["correct"]),
-        # reasoning forward passes (CoT: tokens before <answer>; latent: latent steps + any such tokens)
-        "reasoning_pass_reduction": cot_summary["mean_reasoning_passes"]
-        / max(latent_summary["mean_reasoning_passes"], 1e-9),
-        "wall_clock_speedup": cot_summary["seconds"] / max(latent_summary["seconds"], 1e-9),
+        # the headline compares the final latent model (after GRPO when it ran) with CoT; the curriculum's model
+        # is compared too, so a run over seeds shows what GRPO adds
+        "headline_model": "latent after GRPO" if grpo is not None else "latent after the curriculum",
+        **against_cot(latent_summary, cot_summary),
+        "before_grpo": against_cot(curriculum_summary, cot_summary),
         "causal_test": {"clean": latent_summary["accuracy"], **causal},
     }
+    # per-question correctness, in test order, so paired comparisons can pool runs over seeds
+    wd.write_json("correct.json", {
+        "cot": cot_summary["correct"].astype(int).tolist(),
+        "latent_before_grpo": curriculum_summary["correct"].astype(int).tolist(),
+        "latent": latent_summary["correct"].astype(int).tolist()})
     figures["plot"] = plot_stages(curve, cot_summary, wd)
     results = wd.finish(config, figures)
     log.info("latent %.3f vs CoT %.3f; non-tie win rate %s; speed-up %.2fx", latent_summary["accuracy"],

@@ -152,6 +152,15 @@ def test_tiny_latentchem_job_end_to_end(tmp_path, monkeypatch, check_png):
     assert saved["curriculum"][0]["accuracy"] == pytest.approx(judged(clean[0]).mean())
     wins, losses = int(np.sum(latent_ok & ~cot_ok)), int(np.sum(~latent_ok & cot_ok))
     assert [saved["win_rate"][k] for k in ("wins", "losses", "ties")] == [wins, losses, 8 - wins - losses]
+    assert saved["headline_model"] == "latent after GRPO"
+    assert saved["accuracy_gain"] == pytest.approx(latent_ok.mean() - cot_ok.mean())
+    before_ok = judged(clean[0])                # the curriculum's model, compared with CoT the same way
+    assert saved["before_grpo"]["accuracy_gain"] == pytest.approx(before_ok.mean() - cot_ok.mean())
+    assert saved["before_grpo"]["win_rate"]["wins"] == int(np.sum(before_ok & ~cot_ok))
+    assert saved["before_grpo"]["win_rate"]["losses"] == int(np.sum(~before_ok & cot_ok))
+    correct = json.loads((tmp_path / "correct.json").read_text())
+    assert correct == {"cot": cot_ok.astype(int).tolist(), "latent_before_grpo": before_ok.astype(int).tolist(),
+                       "latent": latent_ok.astype(int).tolist()}
     assert set(saved["causal_test"]) == {"clean", "zeros", "noise"}
     assert saved["causal_test"]["clean"] == pytest.approx(latent_ok.mean())
     for mode in ("zeros", "noise"):
