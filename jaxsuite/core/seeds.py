@@ -7,7 +7,8 @@ Each run is `python -m jaxsuite.launch --config <config> --config.seed=<seed> --
 process, with D forced host devices on the CPU (`--xla_force_host_platform_device_count`, set before JAX starts; on
 an accelerator the count is what the host has, so pass only that), and its own cache folder per device count
 ($JAXSUITE_CACHE/devices_<D>), so that a cached artefact such as HALO's teacher is built on each device count rather
-than reused. A run whose results.json exists is not run again, so the command resumes. Then every numeric leaf of
+than reused. A run whose results.json exists is not run again, so the command resumes (`--no-run` runs nothing and
+reports on the runs finished so far, naming the others). Then every numeric leaf of
 the runs' results.json (dotted keys) is aggregated per device count and over all runs: mean, sample standard
 deviation, and the 95% interval of the mean (Student's t with n-1 degrees of freedom; a single run has no interval).
 Writes <root>/seeds.json and, for the `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar,
@@ -107,6 +108,20 @@ def run_all(config: str, seeds: Sequence[int], devices: Sequence[int], root: str
     return out
 
 
+def read_finished(seeds: Sequence[int], devices: Sequence[int], root: str) -> tuple[dict, list[tuple[int, int]]]:
+    """The results.json of the (devices, seed) runs that finished, and the (devices, seed) pairs that have not;
+    runs nothing (for a report while runs are still going)."""
+    out, missing = {}, []
+    for d in devices:
+        for s in seeds:
+            done = files.join_path(run_dir(root, d, s), "results.json")
+            if files.exists(done):
+                out[(int(d), int(s))] = files.read_json_object(done)
+            else:
+                missing.append((int(d), int(s)))
+    return out, missing
+
+
 def plot(summary: dict, results: dict[tuple[int, int], dict], metrics: Sequence[str], path: str) -> str:
     from jaxsuite.core.metrics import pyplot, save_figure
     plt = pyplot()
@@ -137,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--workdir", required=True, help="the root: one run folder per (devices, seed) under it")
     p.add_argument("--metric", action="append", default=[], help="a dotted results.json key to plot (repeatable)")
     p.add_argument("--override", action="append", default=[], help="a --config.key=value passed to every run")
+    p.add_argument("--no-run", action="store_true",
+                   help="run nothing: aggregate the runs that have finished and name those that have not")
     args = p.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -145,7 +162,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         p.error(f"--seeds and --devices are comma-separated integers, got {args.seeds!r} and {args.devices!r}")
     if not seeds or not devices or min(devices) < 1:
         p.error("need at least one seed and device counts >= 1")
-    results = run_all(args.config, seeds, devices, args.workdir, overrides=args.override)
+    if args.no_run:
+        results, missing = read_finished(seeds, devices, args.workdir)
+        if not results:
+            p.error(f"--no-run: no finished run under {args.workdir} for seeds {args.seeds} on devices {args.devices}")
+        if missing:
+            print("not finished (left out): " + ", ".join(f"devices={d} seed={s}" for d, s in missing))
+    else:
+        results = run_all(args.config, seeds, devices, args.workdir, overrides=args.override)
     summary = aggregate(results)
     summary.update(config=args.config, seeds=seeds, devices=devices,
                    command=" ".join(["python -m jaxsuite.core.seeds", *(argv if argv is not None else sys.argv[1:])]))

@@ -80,3 +80,11 @@ def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, c
     assert all((root / f"d{d}_s{s}" / "calls.txt").read_text() == "run\n" for d in (1, 3) for s in range(3))
     with pytest.raises(SystemExit):
         seeds.main([*argv[:-2], "--metric", "nope"])
+    # --no-run aggregates what has finished and names the rest, launching nothing
+    capsys.readouterr()
+    partial = seeds.main([*argv, "--seeds", "0,1,2,7", "--no-run"])
+    assert partial["runs"] == summary["runs"] and partial["all"]["value"] == summary["all"]["value"]
+    assert "not finished (left out): devices=1 seed=7, devices=3 seed=7" in capsys.readouterr().out
+    assert not (root / "d1_s7").exists()
+    with pytest.raises(SystemExit):
+        seeds.main([*argv, "--seeds", "7", "--no-run"])
