@@ -38,6 +38,14 @@ def chem_reward(example: ChemExample, text: str) -> float:
     return format_reward(text) + type_reward(example, answer) + correctness_reward(example, answer)
 
 
+def informative_share(rewards: np.ndarray, questions: int, generations: int) -> float:
+    """The share of question groups whose answers earn different rewards. `rewards` is [questions * generations],
+    question-major. A group whose answers all earn the same reward has zero advantage everywhere: it teaches
+    nothing, so this share is how much of a GRPO step carries signal."""
+    groups = np.asarray(rewards, np.float64).reshape(questions, generations)          # [Q, G]
+    return float(np.mean(groups.max(axis=1) > groups.min(axis=1)))
+
+
 def rollout_batch(tokens, prompts: Sequence[list[int]], out, advantages: np.ndarray, *, seq_len: int, pad_id: int,
                   max_latents: int) -> dict[str, np.ndarray]:
     """The RL batch of latent rollouts: each row's "prompt" is its prompt, the latent slots it used and
@@ -74,7 +82,7 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
     writer = wd.metrics_writer(resume_step=start)
     progress = Progress(int(cfg.steps), start_step=start, every=int(cfg.log_every), name="grpo")
     hook = latent_hook(max_latents, model.updater is not None)
-    rewards_seen = []
+    rewards_seen, informative_seen = [], []
     for step in range(start + 1, int(cfg.steps) + 1):
         rng = np.random.default_rng([seed, step])
         chosen = [examples[i] for i in rng.choice(len(examples), size=q, replace=False)]
@@ -96,8 +104,11 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
         if features is not None:
             batch["mol_features"], batch["mol_mask"] = inputs["mol_features"], inputs["mol_mask"]
         metrics = policy.update(batch)
-        metrics.update(reward_mean=float(rewards.mean()), latent_steps=float(out.extras["latent_steps"].mean()))
+        informative = informative_share(rewards, q, n)
+        metrics.update(reward_mean=float(rewards.mean()), latent_steps=float(out.extras["latent_steps"].mean()),
+                       informative_groups=informative)
         rewards_seen.append(float(rewards.mean()))
+        informative_seen.append(informative)
         writer.write(step, metrics)
         progress.update(step, reward=metrics["reward_mean"], loss=metrics["loss"])
         if step % int(cfg.checkpoint_every) == 0 or step == int(cfg.steps):
@@ -106,7 +117,10 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
     writer.close()
     summary = {"steps": int(cfg.steps), "resumed_from_step": start,
                "reward_mean_first": rewards_seen[0] if rewards_seen else None,
-               "reward_mean_last": rewards_seen[-1] if rewards_seen else None}
+               "reward_mean_last": rewards_seen[-1] if rewards_seen else None,
+               # over the steps this process ran (a resumed run counts only its own)
+               "reward_mean_all": float(np.mean(rewards_seen)) if rewards_seen else None,
+               "informative_groups_mean": float(np.mean(informative_seen)) if informative_seen else None}
     logging.getLogger(__name__).info("GRPO: %s", summary)
     wd.finish(cfg, summary)
     return policy.module(), summary

@@ -170,6 +170,10 @@ def test_tiny_latentchem_job_end_to_end(tmp_path, monkeypatch, check_png):
     check_png(tmp_path / "stages.png", size=(1100, 418))      # 10 x 3.8 inches at 110 dpi
     assert set(saved["stages"]) == {"sft_answer", "sft_cot", "cot_baseline", "latent_stage1"}
     assert saved["grpo"]["steps"] == 2 and saved["grpo"]["accuracy_after"] == pytest.approx(latent_ok.mean())
+    grpo_rows = _metrics(tmp_path / "grpo" / "metrics.jsonl")
+    assert saved["grpo"]["informative_groups_mean"] == pytest.approx(np.mean([r["informative_groups"]
+                                                                              for r in grpo_rows]))
+    assert saved["grpo"]["reward_mean_all"] == pytest.approx(np.mean([r["reward_mean"] for r in grpo_rows]))
 
     # The same job on 1 device (issue 20): a few steps of every stage (SMILES-encoder pre-training, answer and CoT
     # SFT, the CoT baseline, the latent curriculum, GRPO) see the same rows in the same order, agree within float
@@ -202,6 +206,13 @@ def test_tiny_latentchem_job_end_to_end(tmp_path, monkeypatch, check_png):
 
 def _metrics(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_informative_share_by_hand():
+    from jaxsuite.latent.grpo import informative_share
+    # 3 questions x 2 answers: (2.5, 2.5) teaches nothing, (1.0, 2.5) and (0.0, 1.5) do
+    assert informative_share(np.array([2.5, 2.5, 1.0, 2.5, 0.0, 1.5]), 3, 2) == pytest.approx(2 / 3)
+    assert informative_share(np.array([1.0, 1.0, 1.0, 1.0]), 1, 4) == 0.0
 
 
 def test_chem_reward_by_hand():
