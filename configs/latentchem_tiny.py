@@ -4,6 +4,9 @@ Commands:
   python -m jaxsuite.launch --config configs/latentchem_tiny.py --workdir runs/latentchem_tiny
   python -m jaxsuite.launch --config configs/latentchem_tiny.py:test --workdir /tmp/lc     # seconds, for tests
   ... --config.latent.hinge_weight=1.0            # with the counterfactual hinge loss
+  python -m jaxsuite.core.seeds --config configs/latentchem_tiny.py --seeds 0,1,2,3,4 --devices 1,8 \
+      --workdir runs/latentchem_seeds --override=--config.data.test_size=512 --metric accuracy_gain
+                                                   # over seeds and device counts (benchmarks/RESULTS.md)
 
 What happens: RDKit-labelled molecule-understanding questions ("How many rings does c1ccccc1O have?") with
 programmatic step-by-step rationales; a small SMILES encoder pre-trained here with masked tokens feeds 4
