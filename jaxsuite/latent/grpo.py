@@ -22,12 +22,12 @@ import numpy as np
 from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.metrics import Progress
 from jaxsuite.core.sharding import use_sharding
-from jaxsuite.core.workdir import Workdir
+from jaxsuite.core.workdir import METRICS, Workdir
 from jaxsuite.generate import generate
 from jaxsuite.latent.chem_tasks import ChemExample, correctness_reward, extract_answer, format_reward, type_reward
 from jaxsuite.latent.head import LatentReasoner, latent_hook
 from jaxsuite.latent.sequences import SequenceFormat, prompt_ids
-from jaxsuite.rl.objectives import group_advantages
+from jaxsuite.rl.objectives import group_advantages, informative_group_share
 from jaxsuite.rl.policy import Policy, PolicyLossConfig
 from jaxsuite.rl.rollout import pack_rl_batch
 
@@ -36,14 +36,6 @@ def chem_reward(example: ChemExample, text: str) -> float:
     """format + type + correctness, as LatentChem sums them (0 to 2.5)."""
     answer = extract_answer(text)
     return format_reward(text) + type_reward(example, answer) + correctness_reward(example, answer)
-
-
-def informative_share(rewards: np.ndarray, questions: int, generations: int) -> float:
-    """The share of question groups whose answers earn different rewards. `rewards` is [questions * generations],
-    question-major. A group whose answers all earn the same reward has zero advantage everywhere: it teaches
-    nothing, so this share is how much of a GRPO step carries signal."""
-    groups = np.asarray(rewards, np.float64).reshape(questions, generations)          # [Q, G]
-    return float(np.mean(groups.max(axis=1) > groups.min(axis=1)))
 
 
 def rollout_batch(tokens, prompts: Sequence[list[int]], out, advantages: np.ndarray, *, seq_len: int, pad_id: int,
@@ -82,7 +74,6 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
     writer = wd.metrics_writer(resume_step=start)
     progress = Progress(int(cfg.steps), start_step=start, every=int(cfg.log_every), name="grpo")
     hook = latent_hook(max_latents, model.updater is not None)
-    rewards_seen, informative_seen = [], []
     for step in range(start + 1, int(cfg.steps) + 1):
         rng = np.random.default_rng([seed, step])
         chosen = [examples[i] for i in rng.choice(len(examples), size=q, replace=False)]
@@ -98,29 +89,30 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
                            extra_cache_slots=max_latents + 1)
         texts = [tokenizer.decode([t for t in s if t != fmt.eos_id]) for s in out.sequences()]
         rewards = np.asarray([chem_reward(e, t) for e, t in zip(rows, texts)], np.float32)
-        advantages = group_advantages(rewards, np.repeat(np.arange(q), n))
+        groups = np.repeat(np.arange(q), n)
+        advantages = group_advantages(rewards, groups)
         batch = rollout_batch(fmt.tokens, prompts, out, advantages, seq_len=seq_len, pad_id=fmt.pad_id,
                               max_latents=max_latents)
         if features is not None:
             batch["mol_features"], batch["mol_mask"] = inputs["mol_features"], inputs["mol_mask"]
         metrics = policy.update(batch)
-        informative = informative_share(rewards, q, n)
         metrics.update(reward_mean=float(rewards.mean()), latent_steps=float(out.extras["latent_steps"].mean()),
-                       informative_groups=informative)
-        rewards_seen.append(float(rewards.mean()))
-        informative_seen.append(informative)
+                       informative_groups=informative_group_share(rewards, groups))
         writer.write(step, metrics)
         progress.update(step, reward=metrics["reward_mean"], loss=metrics["loss"])
         if step % int(cfg.checkpoint_every) == 0 or step == int(cfg.steps):
             ckpt.save(step, policy.state)
     ckpt.close()
     writer.close()
+    # from metrics.jsonl, so a resumed run's summary covers the steps run before the interruption too
+    logged = [r for r in wd.read_jsonl(METRICS) if "reward_mean" in r]
+    rewards = [r["reward_mean"] for r in logged]
     summary = {"steps": int(cfg.steps), "resumed_from_step": start,
-               "reward_mean_first": rewards_seen[0] if rewards_seen else None,
-               "reward_mean_last": rewards_seen[-1] if rewards_seen else None,
-               # over the steps this process ran (a resumed run counts only its own)
-               "reward_mean_all": float(np.mean(rewards_seen)) if rewards_seen else None,
-               "informative_groups_mean": float(np.mean(informative_seen)) if informative_seen else None}
+               "reward_mean_first": rewards[0] if rewards else None,
+               "reward_mean_last": rewards[-1] if rewards else None,
+               "reward_mean_all": float(np.mean(rewards)) if rewards else None,
+               "informative_groups_mean": float(np.mean([r["informative_groups"] for r in logged]))
+               if logged and all("informative_groups" in r for r in logged) else None}
     logging.getLogger(__name__).info("GRPO: %s", summary)
     wd.finish(cfg, summary)
     return policy.module(), summary

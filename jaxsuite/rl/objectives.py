@@ -53,6 +53,17 @@ def group_advantages(rewards: Sequence[float], group_ids: Sequence, *, norm_by_s
     return out.astype(np.float32)
 
 
+def informative_group_share(rewards: Sequence[float], group_ids: Sequence) -> float:
+    """The share of groups whose members earn different rewards. A group of equal rewards has zero advantage
+    everywhere (group_advantages) and teaches nothing, so this is how much of a GRPO batch carries signal."""
+    rewards = np.asarray(rewards, np.float64).reshape(-1)
+    ids = np.asarray(group_ids).reshape(-1)
+    if ids.shape != rewards.shape:
+        raise ValueError(f"group_ids has {ids.shape[0]} entries for {rewards.shape[0]} rewards")
+    groups = np.unique(ids)
+    return float(np.mean([np.ptp(rewards[ids == g]) > 0 for g in groups])) if groups.size else 0.0
+
+
 def reinforce_advantages(rewards: Sequence[float], baseline: float = 0.0) -> np.ndarray:
     """Plain REINFORCE: A = r - b (b = 0 gives the raw reward). -> [N] f32."""
     return (np.asarray(rewards, np.float64).reshape(-1) - float(baseline)).astype(np.float32)

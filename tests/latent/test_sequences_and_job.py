@@ -208,13 +208,6 @@ def _metrics(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_informative_share_by_hand():
-    from jaxsuite.latent.grpo import informative_share
-    # 3 questions x 2 answers: (2.5, 2.5) teaches nothing, (1.0, 2.5) and (0.0, 1.5) do
-    assert informative_share(np.array([2.5, 2.5, 1.0, 2.5, 0.0, 1.5]), 3, 2) == pytest.approx(2 / 3)
-    assert informative_share(np.array([1.0, 1.0, 1.0, 1.0]), 1, 4) == 0.0
-
-
 def test_chem_reward_by_hand():
     from jaxsuite.latent.grpo import chem_reward
 

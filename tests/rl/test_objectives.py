@@ -82,3 +82,12 @@ def test_aggregations_by_hand():
     with pytest.raises(ValueError, match="unknown loss aggregation"):
         obj.aggregate(values, mask, "mean")
 
+
+
+def test_informative_group_share_by_hand():
+    from jaxsuite.rl.objectives import informative_group_share
+    # groups (2.5, 2.5) teaches nothing, (1.0, 2.5) and (0.0, 1.5) do; ids need not be sorted
+    assert informative_group_share([2.5, 1.0, 2.5, 0.0, 2.5, 1.5], [0, 1, 0, 2, 1, 2]) == pytest.approx(2 / 3)
+    assert informative_group_share([1.0, 1.0, 1.0, 1.0], [5, 5, 5, 5]) == 0.0
+    with pytest.raises(ValueError, match="3 entries for 2 rewards"):
+        informative_group_share([1.0, 2.0], [0, 0, 1])
