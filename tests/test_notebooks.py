@@ -260,13 +260,31 @@ def test_cpmobius_notebook_runs(tmp_path, monkeypatch, check_png, fresh_kernel):
     assert all("player/loss" in r and "rollout_tokens_per_s" in r for r in rows[1:])
     assert any("coach/loss" in r or r.get("coach_skipped") for r in rows[1:])
 
-    # interrupted after 2 steps, then continued: the same samples, losses and accuracies as the full run
-    def split_run(**overrides):
+    # stopped by a SIGTERM during step 1 (a checkpoint is due every 2 steps), then continued: a checkpoint at the
+    # step boundary, and the same samples, losses and accuracies as the full run
+    import signal
+
+    from jaxsuite.core import interrupt
+    from jaxsuite.rl.cpmobius.coach_player import CPMobiusTrainer
+
+    def split_run():
         config = load_config("configs/cpmobius_tiny.py", "test")
         config.methods = ["cpmobius"]
-        config.rl.update(overrides)
-        return run(config, str(tmp_path / "split"))
-    split_run(steps=2)
+        with interrupt.handling_signals():
+            return run(config, str(tmp_path / "split"))
+    step = CPMobiusTrainer.train_step
+
+    def step_then_stop(self, t):
+        metrics = step(self, t)
+        if t == 1:
+            os.kill(os.getpid(), signal.SIGTERM)        # a preemption notice during step 1
+        return metrics
+    monkeypatch.setattr(CPMobiusTrainer, "train_step", step_then_stop)
+    with pytest.raises(interrupt.Stopped, match="stopped by SIGTERM at step 1"):
+        split_run()
+    saved = tmp_path / "split" / "runs" / "cpmobius_seed0" / "checkpoints"
+    assert sorted(int(p.name) for p in saved.iterdir() if p.name.isdigit()) == [0, 1]
+    monkeypatch.setattr(CPMobiusTrainer, "train_step", step)
     split_run()
     again = read_metrics(tmp_path / "split" / "runs" / "cpmobius_seed0" / "metrics.jsonl")
     assert [r["step"] for r in again] == [0, 1, 2, 3]

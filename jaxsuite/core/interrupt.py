@@ -5,14 +5,14 @@ the run stopped and the command that resumes it, and exits 128 + the signal numb
     with interrupt.handling_signals():         # the launcher, around the job, in the main thread
         job(config, workdir)
 
-    with interrupt.listening():                # inside the job, a loop that can stop cleanly (train_loop)
+    with interrupt.step_loop(ckpt, writer):    # inside the job, a loop that can stop cleanly
         for step in ...:
             ...
-            if interrupt.should_stop():        # at a step boundary
-                save; raise interrupt.Stopped(step, workdir, interrupt.requested())
+            interrupt.stop_if_requested(step, workdir, save, ckpt, writer)   # at a step boundary
 
-Outside `listening()` (a job's evaluation, an RL loop that has no step boundary to stop at) a signal stops
-the process at once, as Python's default would, and the launcher reports the last checkpoint instead. A second
+Every loop that checkpoints uses the pair: train_loop, the RL stages (jaxsuite.rl.stages), CPMobius's
+self-play and LatentChem's GRPO. Outside a step loop (a job's evaluation, sampling between stages) a signal
+stops the process at once, as Python's default would, and the launcher reports the last checkpoint instead. A second
 Ctrl-C while a stop is pending also stops at once. In a multi-process run every process must stop at the same
 step (the next one is a collective): `should_stop` agrees across processes, every `every` calls.
 """
@@ -99,3 +99,29 @@ def should_stop(every: int = 1) -> bool:
     if signum and _state["requested"] is None:
         _state["requested"] = signum
     return bool(signum)
+
+
+@contextlib.contextmanager
+def step_loop(*closables):
+    """The block of a loop that checkpoints: a signal asks for a stop (see `stop_if_requested`) instead of
+    stopping the process, and on an error inside it (a bad record, a failed step) `closables` are closed, each
+    checkpointer waiting for the save it is writing and each metrics file flushed, before the error goes on, so
+    the error is the last thing the run reports, not an asynchronous save cut off at interpreter exit."""
+    with listening():
+        try:
+            yield
+        except BaseException:
+            for c in closables:
+                with contextlib.suppress(Exception):
+                    c.close()
+            raise
+
+
+def stop_if_requested(step: int, workdir, save, *closables, every: int = 1) -> None:
+    """At a step boundary inside `step_loop`: when a stop was asked for, calls save() (the step's checkpoint;
+    a Checkpointer skips a step it already saved), closes `closables` and raises Stopped."""
+    if should_stop(every=every):
+        save()
+        for c in closables:
+            c.close()
+        raise Stopped(step, str(workdir), requested())

@@ -11,7 +11,6 @@ loss, calls `train_loop`, and then does its own exporting from the returned fina
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import math
@@ -213,21 +212,6 @@ def training_programs(config, model: nnx.Module, *, mesh: jax.sharding.Mesh, rul
     return programs
 
 
-@contextlib.contextmanager
-def _closed_on_error(ckpt: Checkpointer, writer) -> Any:
-    """On an error inside the loop (a bad data record, a failed step), waits for the checkpoint being written and
-    closes the metrics file before the error goes on: the error is then the last thing the run reports, not an
-    asynchronous save cut off at interpreter exit."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(Exception):
-            ckpt.close()
-        with contextlib.suppress(Exception):
-            writer.close()
-        raise
-
-
 def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, *, mesh: jax.sharding.Mesh,
                rules: shd.Rules,
                train_ds, eval_ds=None, loss_fn: tr.LossFn = tr.next_token_loss,
@@ -275,7 +259,7 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
     progress = Progress(total_steps, start_step=start, every=int(tc.log_every), tokens_per_step=tokens_per_step)
     final_train_loss, last_eval, train_seconds = None, {}, 0.0
     # Ctrl-C / SIGTERM (a preemption) inside this block: a checkpoint at the step boundary, then Stopped
-    with interrupt.listening(), _closed_on_error(ckpt, writer):
+    with interrupt.step_loop(ckpt, writer):
         for step in range(start + 1, total_steps + 1):
             t0 = time.perf_counter()
             try:
@@ -301,11 +285,9 @@ def train_loop(config, workdir: str | os.PathLike | Workdir, model: nnx.Module, 
             if step % int(tc.checkpoint_every) == 0 or step == total_steps:
                 ckpt.save(step, state, data_iterator=train_iter, rng=rng)
             train_seconds += time.perf_counter() - t0
-            if interrupt.should_stop(every=int(tc.log_every)):
-                ckpt.save(step, state, data_iterator=train_iter, rng=rng)    # skipped when this step is saved
-                ckpt.close()
-                writer.close()
-                raise interrupt.Stopped(step, wd.root, interrupt.requested())
+            interrupt.stop_if_requested(step, wd.root, lambda: ckpt.save(step, state, data_iterator=train_iter,
+                                                                         rng=rng), ckpt, writer,
+                                        every=int(tc.log_every))
     ckpt.close()
     writer.close()
 

@@ -8,9 +8,10 @@ update without KL (the paper's settings). The update scores the answers with `La
 which re-runs the latent steps each row took, so the gradient reaches the projector and the adapter through
 the thoughts.
 
-Resumable: the policy's train state is checkpointed in workdir/checkpoints with the step; batches and
-sampling seeds are functions of (seed, step). The folder follows the job contract (jaxsuite.core.workdir):
-metrics.jsonl, checkpoints/, results.json (the summary) and a finished-marker.
+Resumable: the policy's train state is checkpointed in workdir/checkpoints with the step, and at the step
+boundary when the run is asked to stop (Ctrl-C, SIGTERM); batches and sampling seeds are functions of
+(seed, step), so a resumed run repeats the uninterrupted one. The folder follows the job contract
+(jaxsuite.core.workdir): metrics.jsonl, checkpoints/, results.json (the summary) and a finished-marker.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxsuite.core import interrupt
 from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.metrics import Progress
 from jaxsuite.core.sharding import use_sharding
@@ -74,34 +76,36 @@ def run_grpo(cfg, workdir: str, model: LatentReasoner, examples: Sequence[ChemEx
     writer = wd.metrics_writer(resume_step=start)
     progress = Progress(int(cfg.steps), start_step=start, every=int(cfg.log_every), name="grpo")
     hook = latent_hook(max_latents, model.updater is not None)
-    for step in range(start + 1, int(cfg.steps) + 1):
-        rng = np.random.default_rng([seed, step])
-        chosen = [examples[i] for i in rng.choice(len(examples), size=q, replace=False)]
-        rows = [e for e in chosen for _ in range(n)]
-        prompts = [prompt_ids(e, tokenizer, fmt, latent=True) for e in rows]
-        inputs = {}
-        if features is not None:
-            inputs["mol_features"], inputs["mol_mask"] = features([e.source for e in rows])
-        with use_sharding(mesh, rules):          # the job's mesh and rules, not generate's default-rules fallback
-            out = generate(policy.module(), prompts, int(cfg.max_new_tokens), temperature=float(cfg.temperature),
-                           top_p=float(cfg.top_p), stop_tokens=fmt.eos_id, pad_token_id=fmt.pad_id,
-                           seed=seed * 7 + step, prefill_hook=hook, hook_inputs=inputs,
-                           extra_cache_slots=max_latents + 1)
-        texts = [tokenizer.decode([t for t in s if t != fmt.eos_id]) for s in out.sequences()]
-        rewards = np.asarray([chem_reward(e, t) for e, t in zip(rows, texts)], np.float32)
-        groups = np.repeat(np.arange(q), n)
-        advantages = group_advantages(rewards, groups)
-        batch = rollout_batch(fmt.tokens, prompts, out, advantages, seq_len=seq_len, pad_id=fmt.pad_id,
-                              max_latents=max_latents)
-        if features is not None:
-            batch["mol_features"], batch["mol_mask"] = inputs["mol_features"], inputs["mol_mask"]
-        metrics = policy.update(batch)
-        metrics.update(reward_mean=float(rewards.mean()), latent_steps=float(out.extras["latent_steps"].mean()),
-                       informative_groups=informative_group_share(rewards, groups))
-        writer.write(step, metrics)
-        progress.update(step, reward=metrics["reward_mean"], loss=metrics["loss"])
-        if step % int(cfg.checkpoint_every) == 0 or step == int(cfg.steps):
-            ckpt.save(step, policy.state)
+    with interrupt.step_loop(ckpt, writer):     # Ctrl-C / SIGTERM: a checkpoint at the step boundary, then Stopped
+        for step in range(start + 1, int(cfg.steps) + 1):
+            rng = np.random.default_rng([seed, step])
+            chosen = [examples[i] for i in rng.choice(len(examples), size=q, replace=False)]
+            rows = [e for e in chosen for _ in range(n)]
+            prompts = [prompt_ids(e, tokenizer, fmt, latent=True) for e in rows]
+            inputs = {}
+            if features is not None:
+                inputs["mol_features"], inputs["mol_mask"] = features([e.source for e in rows])
+            with use_sharding(mesh, rules):          # the job's mesh and rules, not generate's default-rules fallback
+                out = generate(policy.module(), prompts, int(cfg.max_new_tokens), temperature=float(cfg.temperature),
+                               top_p=float(cfg.top_p), stop_tokens=fmt.eos_id, pad_token_id=fmt.pad_id,
+                               seed=seed * 7 + step, prefill_hook=hook, hook_inputs=inputs,
+                               extra_cache_slots=max_latents + 1)
+            texts = [tokenizer.decode([t for t in s if t != fmt.eos_id]) for s in out.sequences()]
+            rewards = np.asarray([chem_reward(e, t) for e, t in zip(rows, texts)], np.float32)
+            groups = np.repeat(np.arange(q), n)
+            advantages = group_advantages(rewards, groups)
+            batch = rollout_batch(fmt.tokens, prompts, out, advantages, seq_len=seq_len, pad_id=fmt.pad_id,
+                                  max_latents=max_latents)
+            if features is not None:
+                batch["mol_features"], batch["mol_mask"] = inputs["mol_features"], inputs["mol_mask"]
+            metrics = policy.update(batch)
+            metrics.update(reward_mean=float(rewards.mean()), latent_steps=float(out.extras["latent_steps"].mean()),
+                           informative_groups=informative_group_share(rewards, groups))
+            writer.write(step, metrics)
+            progress.update(step, reward=metrics["reward_mean"], loss=metrics["loss"])
+            if step % int(cfg.checkpoint_every) == 0 or step == int(cfg.steps):
+                ckpt.save(step, policy.state)
+            interrupt.stop_if_requested(step, wd.root, lambda: ckpt.save(step, policy.state), ckpt, writer)
     ckpt.close()
     writer.close()
     # from metrics.jsonl, so a resumed run's summary covers the steps run before the interruption too

@@ -5,9 +5,10 @@
 `block` is a config block with steps, log_every, checkpoint_every, clip, optim (make_optimizer's fields) and
 optionally temperature and kl_coef. `step_fn(policy, step, rng) -> metrics` does one step's work (an SFT batch,
 a rollout and its update); the stage writes each step's metrics to <wd>/<name>/metrics.jsonl, checkpoints the
-policy every `checkpoint_every` steps, and on a rerun resumes from the last checkpoint, or, when the stage
-finished earlier with the same block, restores its final state without running a step. The agent runtime's
-lookup demonstration and SE-Bench's regimes train this way.
+policy every `checkpoint_every` steps and at the step boundary when asked to stop (Ctrl-C, SIGTERM), and on a
+rerun resumes from the last checkpoint, or, when the stage finished earlier with the same block, restores its
+final state without running a step. The agent runtime's lookup demonstration and SE-Bench's regimes train
+this way.
 
     model, summary = sft_stage("sft", wd, with_adapters(model, config.model.lora, seed), prompts, targets,
                                config.sft, seq_len=1024, seed=0, mesh=mesh, rules=rules, lora=True)
@@ -25,12 +26,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxsuite.core import interrupt
 from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.config_utils import loop_config
 from jaxsuite.core.loop import train_loop
 from jaxsuite.core.metrics import Progress
 from jaxsuite.core.pairs import PairBatches
-from jaxsuite.core.workdir import Workdir
+from jaxsuite.core.workdir import METRICS, Workdir
 from jaxsuite.models.lora import LoraConfig, apply_lora, is_lora_path, merge_and_unload
 from jaxsuite.rl.policy import Policy, PolicyLossConfig
 
@@ -74,18 +76,20 @@ def train_stage(name: str, wd: Workdir, model, block, step_fn: Callable[[Policy,
         return policy.module(), stage.read_results()["summary"]
     writer = stage.metrics_writer(resume_step=start)
     progress = Progress(steps, start_step=start, every=int(block.log_every), name=name)
-    history = []
-    for step in range(start + 1, steps + 1):
-        metrics = step_fn(policy, step, np.random.default_rng([int(seed), step]))
-        history.append(metrics)
-        writer.write(step, metrics)
-        progress.update(step, **{k: v for k, v in metrics.items() if k in PROGRESS_KEYS})
-        if step % int(block.checkpoint_every) == 0 or step == steps:
-            ckpt.save(step, policy.state)
+    with interrupt.step_loop(ckpt, writer):     # Ctrl-C / SIGTERM: a checkpoint at the step boundary, then Stopped
+        for step in range(start + 1, steps + 1):
+            metrics = step_fn(policy, step, np.random.default_rng([int(seed), step]))
+            writer.write(step, metrics)
+            progress.update(step, **{k: v for k, v in metrics.items() if k in PROGRESS_KEYS})
+            if step % int(block.checkpoint_every) == 0 or step == steps:
+                ckpt.save(step, policy.state)
+            interrupt.stop_if_requested(step, stage.root, lambda: ckpt.save(step, policy.state), ckpt, writer)
     ckpt.close()
     writer.close()
+    # first and last from metrics.jsonl, so a resumed stage's summary covers the steps before the interruption
+    logged = [{k: v for k, v in row.items() if k not in ("step", "time")} for row in stage.read_jsonl(METRICS)]
     summary = {"steps": steps, "resumed_from_step": start,
-               "first": history[0] if history else None, "last": history[-1] if history else None}
+               "first": logged[0] if logged else None, "last": logged[-1] if logged else None}
     stage.finish(block, {"summary": summary})
     return policy.module(), summary
 

@@ -10,8 +10,9 @@ One run lives in its own folder:
                     groups, update metrics, rollout tokens/s, update seconds
   checkpoints/      orbax: player (and coach, and CPMobius's best player) train states + the loop's
                     bookkeeping (validation history, rollback counter, EMA baseline) as metadata
-Started again it restores the newest checkpoint and continues; sampling seeds are derived from (seed, step,
-round), so the continued run draws the same samples the uninterrupted one would have.
+A stop request (Ctrl-C, SIGTERM) saves a checkpoint at the step boundary. Started again, the run restores
+the newest checkpoint and continues; sampling seeds are derived from (seed, step, round), so the continued
+run draws the same samples the uninterrupted one would have.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from jaxsuite.core import interrupt
 from jaxsuite.core.checkpoint import Checkpointer
 from jaxsuite.core.metrics import MetricsWriter, Progress
 from jaxsuite.rl import math_env
@@ -206,18 +208,22 @@ class SelfPlayTrainer(abc.ABC):
             writer.write(0, {"val_acc": self.val_history[0], "test_acc": self.greedy_accuracy(self.test)})
             ckpt.save(0, self.state_tree(), metadata=self.bookkeeping())
         progress = Progress(steps, start_step=start, every=int(self.rl.log_every), name=f"{self.method}/s{self.seed}")
-        for t in range(start + 1, steps + 1):
-            t0 = time.perf_counter()
-            metrics = self.train_step(t)
-            metrics["val_acc"] = self.val_history[-1]
-            if t % eval_every == 0 or t == steps:
-                metrics["test_acc"] = self.greedy_accuracy(self.test)
-            metrics["step_seconds"] = time.perf_counter() - t0
-            writer.write(t, metrics)
-            progress.update(t, val=metrics["val_acc"], **({"test": metrics["test_acc"]} if "test_acc" in metrics
-                                                          else {}))
-            if t % int(self.rl.checkpoint_every) == 0 or t == steps:
-                ckpt.save(t, self.state_tree(), metadata=self.bookkeeping())
+        with interrupt.step_loop(ckpt, writer):     # Ctrl-C / SIGTERM: a checkpoint at the step boundary, then Stopped
+            for t in range(start + 1, steps + 1):
+                t0 = time.perf_counter()
+                metrics = self.train_step(t)
+                metrics["val_acc"] = self.val_history[-1]
+                if t % eval_every == 0 or t == steps:
+                    metrics["test_acc"] = self.greedy_accuracy(self.test)
+                metrics["step_seconds"] = time.perf_counter() - t0
+                writer.write(t, metrics)
+                progress.update(t, val=metrics["val_acc"], **({"test": metrics["test_acc"]} if "test_acc" in metrics
+                                                              else {}))
+                if t % int(self.rl.checkpoint_every) == 0 or t == steps:
+                    ckpt.save(t, self.state_tree(), metadata=self.bookkeeping())
+                interrupt.stop_if_requested(t, self.workdir, lambda: ckpt.save(t, self.state_tree(),
+                                                                               metadata=self.bookkeeping()),
+                                            ckpt, writer)
         ckpt.close()
         writer.close()
         return {"method": self.method, "seed": self.seed, "steps": steps, "resumed_from_step": start}
