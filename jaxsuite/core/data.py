@@ -542,19 +542,39 @@ def make_lm_dataset(
     (`on_bad_record` "error" raises naming file and line, "skip" leaves them out), no text at all, and, for an
     infinite stream, fewer tokens than one batch are errors before anything trains.
     """
+    shard_index, shard_count = _process_share(batch_size, shard_index, shard_count)
+    tokenizer = load_tokenizer(tokenizer)
+    name = source if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    opened = open_source(source, text_key=text_key, format=format, per_line=per_line, data_dir=data_dir)
+    packed = _packed_windows(opened, str(name), tokenizer, seq_len, seed=seed, window_seed=int(seed) + 1,
+                             shuffle=shuffle, num_epochs=num_epochs, shard_index=shard_index,
+                             shard_count=shard_count, append_eos=append_eos, prepend_bos=prepend_bos,
+                             read_threads=read_threads, shuffle_window=shuffle_window, on_bad_record=on_bad_record,
+                             check=check, needed_tokens=batch_size * seq_len if num_epochs is None else 0)
+    return packed.batch(batch_size // shard_count, drop_remainder=drop_remainder)
+
+
+def _process_share(batch_size: int, shard_index: int | None, shard_count: int | None) -> tuple[int, int]:
+    """(shard_index, shard_count), defaulting to this jax process; the global batch must split over them."""
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
     if batch_size % shard_count:
         raise ValueError(f"global batch_size {batch_size} is not divisible by the process count {shard_count}")
-    tokenizer = load_tokenizer(tokenizer)
+    return shard_index, shard_count
+
+
+def _packed_windows(opened: Any, name: str, tokenizer: Tokenizer, seq_len: int, *, seed: int, window_seed: int,
+                    shuffle: bool, num_epochs: int | None, shard_index: int, shard_count: int, append_eos: bool,
+                    prepend_bos: bool, read_threads: int, shuffle_window: int, on_bad_record: str, check: bool,
+                    needed_tokens: int) -> grain.IterDataset:
+    """One opened source as a stream of packed [seq_len] windows (this process's share): checked first when
+    `check` (malformed records, no text, fewer than `needed_tokens` tokens when that is > 0), documents permuted
+    per epoch by `seed`, windows shuffled within `shuffle_window` by `window_seed`."""
     from jaxsuite.core.data_checks import GuardedSource, check_enough_tokens, check_source
-    name = source if isinstance(source, (str, os.PathLike)) else type(source).__name__
-    opened = open_source(source, text_key=text_key, format=format, per_line=per_line, data_dir=data_dir)
     if check:
-        check_source(opened, str(name), on_bad_record=on_bad_record)
-        if num_epochs is None:
-            check_enough_tokens(opened, tokenizer, needed=batch_size * seq_len, name=str(name), bos=prepend_bos,
-                                eos=append_eos)
+        check_source(opened, name, on_bad_record=on_bad_record)
+        if needed_tokens > 0:
+            check_enough_tokens(opened, tokenizer, needed=needed_tokens, name=name, bos=prepend_bos, eos=append_eos)
     docs = document_dataset(
         GuardedSource(opened, on_bad_record), seed=seed, shuffle=shuffle, num_epochs=num_epochs,
         shard_index=shard_index, shard_count=shard_count,
@@ -567,8 +587,8 @@ def make_lm_dataset(
     if shuffle and shuffle_window > 1:
         # grain's window shuffle checkpoints as (parent state at the window's start, position): JSON-safe.
         packed = grain.experimental.WindowShuffleIterDataset(packed, window_size=int(shuffle_window),
-                                                             seed=(int(seed) + 1) % 2**32)
-    return packed.batch(batch_size // shard_count, drop_remainder=drop_remainder)
+                                                             seed=int(window_seed) % 2**32)
+    return packed
 
 
 def mixture_lm_dataset(
@@ -585,34 +605,31 @@ def mixture_lm_dataset(
     prepend_bos: bool = False,
     text_key: str = "text",
     shuffle_window: int = 256,
+    read_threads: int = 4,
+    on_bad_record: str = "error",
 ) -> grain.IterDataset:
     """Packed LM batches drawn from several sources in proportion to `weights`, by packed window: a share w of
     the windows, so of the tokens, comes from each source (grain's IterDataset.mix). Each source is an infinite,
     shuffled stream packed on its own (a window never spans two sources), seeded by (seed, its index), so the
     mixture is the same on any device count. For a data-mixture comparison with equal tokens: the same steps
-    and batch shape, different weights."""
+    and batch shape, different weights. Each source is checked as make_lm_dataset checks one (a malformed
+    record, `on_bad_record`; no text at all); a short source repeats, as every stream here is infinite."""
     if len(sources) != len(weights) or not sources:
         raise ValueError(f"need one weight per source, got {len(sources)} sources and {len(weights)} weights")
     if any(float(w) < 0 for w in weights) or sum(float(w) for w in weights) <= 0:
         raise ValueError(f"mixture weights must be >= 0 with a positive sum, got {list(weights)}")
-    shard_index = jax.process_index() if shard_index is None else shard_index
-    shard_count = jax.process_count() if shard_count is None else shard_count
-    if batch_size % shard_count:
-        raise ValueError(f"global batch_size {batch_size} is not divisible by the process count {shard_count}")
+    shard_index, shard_count = _process_share(batch_size, shard_index, shard_count)
     tokenizer = load_tokenizer(tokenizer)
-    pad_id = tokenizer.pad_id if tokenizer.pad_id is not None else 0
     streams, kept = [], []
     for i, (source, w) in enumerate(zip(sources, weights)):
         if float(w) == 0:
             continue
-        docs = document_dataset(open_source(source, text_key=text_key), seed=int(seed) * 1000 + i, shuffle=True,
-                                shard_index=shard_index, shard_count=shard_count)
-        tokens = docs.map(_Tokenize(tokenizer, prepend_bos, append_eos)).to_iter_dataset()
-        packed = PackedWindowsIterDataset(tokens, seq_len=seq_len, pad_id=pad_id)
-        if shuffle_window > 1:
-            packed = grain.experimental.WindowShuffleIterDataset(packed, window_size=int(shuffle_window),
-                                                                 seed=(int(seed) * 1000 + i + 1) % 2**32)
-        streams.append(packed)
+        name = source if isinstance(source, (str, os.PathLike)) else f"mixture source {i}"
+        streams.append(_packed_windows(
+            open_source(source, text_key=text_key), str(name), tokenizer, seq_len, seed=int(seed) * 1000 + i,
+            window_seed=int(seed) * 1000 + i + 1, shuffle=True, num_epochs=None, shard_index=shard_index,
+            shard_count=shard_count, append_eos=append_eos, prepend_bos=prepend_bos, read_threads=read_threads,
+            shuffle_window=shuffle_window, on_bad_record=on_bad_record, check=True, needed_tokens=0))
         kept.append(float(w))
     mixed = streams[0] if len(streams) == 1 else grain.IterDataset.mix(streams, kept)
     return mixed.batch(batch_size // shard_count, drop_remainder=True)

@@ -1,7 +1,8 @@
 """Data checked before training (jaxsuite.core.data_checks): the table of issue 14 — an empty file, a malformed
-jsonl line, too little text for one batch — each stops the job at start naming the file (and line), or with
-data.on_bad_record='skip' the bad record is left out and counted; a bad record past the checked prefix stops
-the run with its message as the last line, the last checkpoint intact."""
+jsonl line, too little text for one batch — each stops the job at start naming the file (and line), in a single
+source or in any source of a mixture, or with data.on_bad_record='skip' the bad record is left out and counted;
+a bad record past the checked prefix stops the run with its message as the last line, the last checkpoint
+intact."""
 import json
 
 import numpy as np
@@ -39,6 +40,21 @@ def test_a_malformed_jsonl_line_is_named_or_skipped(tmp_path, caplog):
     assert b"cut off" not in b"".join(bytes(np.asarray(b["inputs"], np.uint8).ravel()) for b in batches)
     with pytest.raises(DataError, match="on_bad_record='maybe'"):
         data.make_lm_dataset(str(path), "byte", seq_len=16, batch_size=2, seed=0, on_bad_record="maybe")
+
+
+def test_a_mixture_checks_each_source_as_a_single_source_is_checked(tmp_path):
+    good = _jsonl(tmp_path / "good.jsonl", [{"text": DOC}] * 2)
+    bad = _jsonl(tmp_path / "bad.jsonl", [{"text": DOC}, '{"text": "cut off'])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    with pytest.raises(DataError, match=rf"{bad}: line 2: invalid JSON"):
+        data.mixture_lm_dataset([str(good), str(bad)], [0.5, 0.5], "byte", 16, 2, seed=0)
+    with pytest.raises(DataError, match=r"empty\.txt.* holds no text"):
+        data.mixture_lm_dataset([str(good), str(empty)], [0.5, 0.5], "byte", 16, 2, seed=0)
+    # skipped, the bad record is left out of its source's stream: only the good document's bytes come back
+    batch = next(iter(data.mixture_lm_dataset([str(bad)], [1.0], "byte", 16, 2, seed=0, on_bad_record="skip")))
+    assert b"cut off" not in bytes(np.asarray(batch["inputs"], np.uint8).ravel())
+    data.mixture_lm_dataset([str(good), str(empty)], [1.0, 0.0], "byte", 16, 2, seed=0)   # weight 0: not read
 
 
 def test_fewer_tokens_than_one_batch_is_an_error(tmp_path):
