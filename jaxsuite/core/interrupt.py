@@ -119,7 +119,9 @@ def step_loop(*closables):
 
 def stop_if_requested(step: int, workdir, save, *closables, every: int = 1) -> None:
     """At a step boundary inside `step_loop`: when a stop was asked for, calls save() (the step's checkpoint;
-    a Checkpointer skips a step it already saved), closes `closables` and raises Stopped."""
+    a Checkpointer skips a step it already saved), closes `closables` and raises Stopped. In a multi-process
+    run every `every`-th call is one small host all-gather (`should_stop`): train_loop passes log_every, as its
+    steps are short; the RL loops check every step, whose sampling and update take far longer than that."""
     if should_stop(every=every):
         save()
         for c in closables:

@@ -83,7 +83,6 @@ def test_aggregations_by_hand():
         obj.aggregate(values, mask, "mean")
 
 
-
 def test_informative_group_share_by_hand():
     from jaxsuite.rl.objectives import informative_group_share
     # groups (2.5, 2.5) teaches nothing, (1.0, 2.5) and (0.0, 1.5) do; ids need not be sorted
