@@ -20,6 +20,7 @@ for a deviceless compile.
 """
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any, Callable, Sequence
 
@@ -28,6 +29,8 @@ import jax
 from jaxsuite.core import files
 from jaxsuite.core import sharding as shd
 from jaxsuite.core.tokenizer import Tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
 
 
 def mesh_and_rules(config, devices: Sequence[jax.Device] | None = None) -> tuple[jax.sharding.Mesh, shd.Rules]:
@@ -66,6 +69,24 @@ def encode_prompt(tokenizer: Tokenizer, text: str) -> list[int]:
     """A prompt's ids as generation and SFT rows start them: the tokenizer's BOS first when it has one."""
     bos = getattr(tokenizer, "bos_id", None)
     return ([bos] if bos is not None and bos >= 0 else []) + tokenizer.encode(text)
+
+
+def fitting_pairs(tokenizer: Tokenizer, prompts: Sequence[str], targets: Sequence[str], seq_len: int, *,
+                  what: str, hint: str) -> tuple[list[list[int]], list[list[int]]]:
+    """SFT pairs as ids (prompt as `encode_prompt` starts it, target + EOS), keeping the pairs whose prompt +
+    target fit seq_len. The rest are dropped and counted in the log: a toy job keeps its seq_len short, so a
+    few long examples should not stop it; none fitting is a config error, named with `what` and `hint`."""
+    if len(prompts) != len(targets):
+        raise ValueError(f"{what}: {len(prompts)} prompts but {len(targets)} targets")
+    p_ids = [encode_prompt(tokenizer, p) for p in prompts]
+    t_ids = [tokenizer.encode(t) + [tokenizer.eos_id] for t in targets]
+    keep = [i for i in range(len(p_ids)) if len(p_ids[i]) + len(t_ids[i]) <= seq_len]
+    if len(keep) < len(p_ids):
+        log.info("%s: %d of %d pairs exceed seq_len %d and are left out", what, len(p_ids) - len(keep), len(p_ids),
+                 seq_len)
+    if not keep:
+        raise ValueError(f"{what}: no training pair fits seq_len={seq_len}; raise seq_len or {hint}")
+    return [p_ids[i] for i in keep], [t_ids[i] for i in keep]
 
 
 def build_datasets(config, tokenizer: Tokenizer) -> tuple[Any, Any]:

@@ -38,7 +38,7 @@ import numpy as np
 
 from jaxsuite.agents.sandbox import SandboxPool
 from jaxsuite.core import files
-from jaxsuite.core.build import encode_prompt, job_tokenizer, mesh_and_rules
+from jaxsuite.core.build import encode_prompt, fitting_pairs, job_tokenizer, mesh_and_rules
 from jaxsuite.core.metrics import phase, pyplot
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
@@ -135,16 +135,10 @@ def wrapped(config, prompts: list[str]) -> list[str]:
 
 
 def _fitting(config, tokenizer, prompts: list[str], targets: list[str], what: str):
-    """Token pairs that fit seq_len (the rest dropped and counted: a long medium-size model is no toy target)."""
-    p_ids = [encode_prompt(tokenizer, p) for p in wrapped(config, prompts)]
-    t_ids = [tokenizer.encode(t) + [tokenizer.eos_id] for t in targets]
-    seq_len = int(config.seq_len)
-    keep = [i for i in range(len(p_ids)) if len(p_ids[i]) + len(t_ids[i]) <= seq_len]
-    if len(keep) < len(p_ids):
-        log.info("%s: %d of %d pairs exceed seq_len %d and are left out", what, len(p_ids) - len(keep), len(p_ids), seq_len)
-    if not keep:
-        raise ValueError(f"{what}: no training pair fits seq_len={seq_len}; raise seq_len or shrink the problems")
-    return [p_ids[i] for i in keep], [t_ids[i] for i in keep]
+    """Token pairs that fit seq_len, the prompts wrapped (the rest dropped and counted: a long medium-size model
+    is no toy target)."""
+    return fitting_pairs(tokenizer, wrapped(config, prompts), targets, int(config.seq_len), what=what,
+                         hint="shrink the problems")
 
 
 def base_model(config, tokenizer, data: Data, wd: Workdir, *, mesh, rules):

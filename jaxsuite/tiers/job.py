@@ -32,7 +32,7 @@ import ml_collections
 import numpy as np
 
 from jaxsuite.core import files
-from jaxsuite.core.build import encode_prompt, job_tokenizer, mesh_and_rules
+from jaxsuite.core.build import encode_prompt, fitting_pairs, job_tokenizer, mesh_and_rules
 from jaxsuite.core.metrics import phase, pyplot
 from jaxsuite.core.workdir import Workdir
 from jaxsuite.models.config import DecoderConfig, count_params
@@ -171,24 +171,14 @@ def base_model(config, tokenizer, l1_texts: list[str], wd: Workdir, *, mesh, rul
                             seed=seed, mesh=mesh, rules=rules, title="tiers base (L1)")[0]
 
 
-def _pairs(tokenizer, prompts: list[str], targets: list[str], seq_len: int, what: str):
-    p_ids = [encode_prompt(tokenizer, p) for p in prompts]
-    t_ids = [tokenizer.encode(t) + [tokenizer.eos_id] for t in targets]
-    keep = [i for i in range(len(p_ids)) if len(p_ids[i]) + len(t_ids[i]) <= seq_len]
-    if not keep:
-        raise ValueError(f"{what}: no training pair fits seq_len={seq_len}; raise seq_len or shorten the prompts "
-                         f"(judge.max_doc_tokens, refine.source_words)")
-    return [p_ids[i] for i in keep], [t_ids[i] for i in keep]
-
-
 def judge_model(config, tokenizer, base, guideline, wd: Workdir, *, mesh, rules):
     """The base taught the rubric on the guideline (skipped for a released instruct model)."""
     if config.model.get("init_from") or int(config.judge.sft.train.steps) <= 0:
         return base()
     j = config.judge
     prompts = [Q.judge_prompt(tokenizer, t, int(j.max_doc_tokens)) for t, _ in guideline]
-    p_ids, t_ids = _pairs(tokenizer, prompts, [Q.judge_target(s) for _, s in guideline], int(config.seq_len),
-                          "judge")
+    p_ids, t_ids = fitting_pairs(tokenizer, prompts, [Q.judge_target(s) for _, s in guideline], int(config.seq_len),
+                                 what="judge", hint="shorten the guideline pages (judge.max_doc_tokens)")
     return stages.sft_stage("judge", wd, base(), p_ids, t_ids, j.sft, seq_len=int(config.seq_len), seed=int(config.seed),
                             mesh=mesh, rules=rules, title="judge: annotation guideline")[0]
 
@@ -196,8 +186,8 @@ def judge_model(config, tokenizer, base, guideline, wd: Workdir, *, mesh, rules)
 def refiner_model(config, tokenizer, base, demos: list[R.RefineTask], wd: Workdir, *, mesh, rules):
     if config.model.get("init_from") or int(config.refine.sft.train.steps) <= 0:
         return base()
-    p_ids, t_ids = _pairs(tokenizer, [t.prompt for t in demos], [R.demonstration(t) for t in demos],
-                          int(config.seq_len), "refiner")
+    p_ids, t_ids = fitting_pairs(tokenizer, [t.prompt for t in demos], [R.demonstration(t) for t in demos],
+                                 int(config.seq_len), what="refiner", hint="shorten the sources (refine.source_words)")
     return stages.sft_stage("refiner", wd, base(), p_ids, t_ids, config.refine.sft, seq_len=int(config.seq_len),
                             seed=int(config.seed), mesh=mesh, rules=rules, title="refiner: formats")[0]
 

@@ -158,3 +158,18 @@ def test_every_config_shares_the_train_block_shape_and_names_its_tokenizer_once(
             assert isinstance(config.vocab_size, int), (name, arg)       # a tokenizer trained on generated texts
         elif "forecast" not in config.job and "bench_eval" not in config.job:   # bench_eval asks a served model               # every language-model job names its tokenizer once
             assert blocks and isinstance(config.tokenizer, str) and config.tokenizer, (name, arg)
+
+
+def test_fitting_pairs_by_hand_drops_what_does_not_fit_and_names_the_fix():
+    """Byte ids (a -> 100, b -> 101, ...): BOS 1 before each prompt, EOS 2 after each target; a pair is kept when
+    prompt + target fits seq_len, and no pair fitting is a one-line config error with the job's own hint."""
+    tok = ByteTokenizer()
+    prompts, targets = build.fitting_pairs(tok, ["ab", "abcdef", "c"], ["x", "y", "yz"], 5, what="judge",
+                                           hint="shorten the pages")
+    # "ab" -> [1, 100, 101] + "x" -> [123, 2] is 5 ids (kept); "abcdef" + "y" is 9 (dropped); "c" + "yz" is 5
+    assert prompts == [[1, 100, 101], [1, 102]]
+    assert targets == [[123, 2], [124, 125, 2]]
+    with pytest.raises(ValueError, match=r"^refiner: no training pair fits seq_len=3; raise seq_len or shorten it$"):
+        build.fitting_pairs(tok, ["ab"], ["x"], 3, what="refiner", hint="shorten it")
+    with pytest.raises(ValueError, match="2 prompts but 1 targets"):
+        build.fitting_pairs(tok, ["a", "b"], ["x"], 8, what="judge", hint="")
