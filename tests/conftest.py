@@ -1,8 +1,8 @@
 """Suite-wide test set-up, shared by every folder under tests/.
 
 - The environment: 8 forced CPU devices for the mesh tests, offline Hugging Face, no tokenizer threads, and a
-  persistent compilation cache for the run. XLA_FLAGS must be set before JAX is imported anywhere, so it happens
-  at import of this conftest.
+  persistent compilation cache for the run, removed when the run ends. XLA_FLAGS must be set before JAX is
+  imported anywhere, so it happens at import of this conftest.
 - The `accelerator` marker's skip on CPU-only machines (the markers themselves are registered in pytest.ini).
 - `hf_checkpoints(name)`: tiny random transformers checkpoints (Qwen3 / Qwen2 / Llama), each built and saved once
   per session. The fixture skips its test cleanly where torch or transformers is not installed, so the core
@@ -22,9 +22,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may be downloaded in tes
 # (notebook kernels, multi-process and launcher tests): many tests compile the same tiny programs, and on 2 cores
 # compiling is most of the suite's time. A fresh folder per run (the controller makes it before the workers
 # start, and they inherit it), so no test can pass on a program compiled by an earlier checkout.
+# The process that makes the folder removes it when the run ends (pytest_unconfigure below): ~110 MB per full run
+# would otherwise pile up in the temp folder.
+_OWN_XLA_CACHE = None
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     import tempfile
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxsuite-tests-xla-cache-")
+    _OWN_XLA_CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxsuite-tests-xla-cache-")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import copy  # noqa: E402
@@ -33,6 +36,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from jaxsuite.testing import randomize_torch_parameters  # noqa: E402
+
+
+def pytest_unconfigure(config):
+    if _OWN_XLA_CACHE is not None:         # only the controller made it; its xdist workers have ended by now
+        import shutil
+        shutil.rmtree(_OWN_XLA_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
