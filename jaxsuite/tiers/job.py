@@ -118,10 +118,12 @@ def l1_counts(wd: Workdir) -> dict:
                                                                                "minhash_filter")}
 
     def step(stage, fragment):
+        # datatrove names a step's stats by its display name; a renamed step must fail here, not report zeros
         for key, value in stats[stage].items():
             if fragment in key:
                 return value
-        return {}
+        raise RuntimeError(f"datatrove's stats for stage {stage} (under {f['logs']}) have no step named like "
+                           f"{fragment!r} (steps: {sorted(stats[stage]) or 'none'}); was a step renamed?")
 
     extract = step("l1_filter", "extractor")
     cleaner = step("l1_filter", "L1 cleaner")

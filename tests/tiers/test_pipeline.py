@@ -91,6 +91,21 @@ def test_l1_stages_apply_every_rule_and_both_dedups(tmp_path):
     assert next(v for k, v in stats["minhash_filter"].items() if "stage 4" in k)["dropped"] == 1
     excluded = {d["id"] for d in P.read_documents(str(tmp_path / "excluded" / "language"))}
     assert excluded == {"foreign"}
+    # the job's report reads the same stats (its logs folder is "datatrove"), and a step it cannot find is an error
+    from jaxsuite.core.workdir import Workdir
+    from jaxsuite.tiers.job import l1_counts
+    (tmp_path / "logs").rename(tmp_path / "datatrove")
+    counts = l1_counts(Workdir(tmp_path, primary=True))
+    assert counts["L1"] == len(TOPICS)
+    assert {k: counts["dropped"][k] for k in ("short_no_punctuation", "too_short", "language", "exact_duplicate",
+                                              "near_duplicate")} == {"short_no_punctuation": 1, "too_short": 1,
+                                                                     "language": 1, "exact_duplicate": 2,
+                                                                     "near_duplicate": 1}
+    assert counts["languages"]["de"] == 1
+    for path in (tmp_path / "datatrove" / "minhash_filter" / "stats").glob("*.json"):
+        path.write_text(path.read_text().replace("stage 4", "stage four"))
+    with pytest.raises(RuntimeError, match="stage minhash_filter .* no step named like 'MinHash stage 4'"):
+        l1_counts(Workdir(tmp_path, primary=True))
 
 
 KILLER = textwrap.dedent("""
