@@ -4,15 +4,15 @@
         --workdir runs/tiers_seeds --metric L2.heldout.f1 --metric training.tiered.heldout.L2_nll
 
 Each run is `python -m jaxsuite.launch --config <config> --config.seed=<seed> --workdir <root>/d<D>_s<S>` in its own
-process, with D forced host devices on the CPU (`--xla_force_host_platform_device_count`, set before JAX starts; on
-an accelerator the count is what the host has, so pass only that), and its own cache folder per device count
+process (a job that loops over a `seeds` list itself also gets `--config.seeds=[<seed>]`: one seed per run), with
+D forced host devices on the CPU (`--xla_force_host_platform_device_count`, set before JAX starts; on an accelerator
+the count is what the host has, so pass only that), and its own cache folder per device count
 ($JAXSUITE_CACHE/devices_<D>), so that a cached artefact such as HALO's teacher is built on each device count rather
 than reused. A run whose results.json exists is not run again, so the command resumes (`--no-run` runs nothing and
-reports on the runs finished so far, naming the others). Then every numeric leaf of
-the runs' results.json (dotted keys) is aggregated per device count and over all runs: mean, sample standard
-deviation, and the 95% interval of the mean (Student's t with n-1 degrees of freedom; a single run has no interval).
-Writes <root>/seeds.json and, for the `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar,
-per device count).
+reports on the runs finished so far, naming the others). Then every numeric leaf of the runs' results.json (dotted
+keys) is aggregated per device count and over all runs: mean, sample standard deviation, and the 95% interval of
+the mean (Student's t with n-1 degrees of freedom; a single run has no interval). Writes <root>/seeds.json and, for
+the `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar, per device count).
 
 A headline is reproducible at toy scale when the intervals of the two device counts overlap and the interval
 over all runs excludes the comparison's null (e.g. a difference of 0): `seeds.json` holds what is needed.
@@ -78,8 +78,22 @@ def run_dir(root: str, devices: int, seed: int) -> str:
     return files.join_path(root, f"d{devices}_s{seed}")
 
 
+def seed_flags(config: str, seed: int) -> list[str]:
+    """How one run is given its seed: `config.seed`, and for a job that loops over seeds itself (a `seeds`
+    list: CPMobius's RL runs, LDL-MoE, SE-Bench) `config.seeds=[seed]` too, so each run is one whole seed and
+    the runs are independent."""
+    from jaxsuite.core.config_utils import load_config
+    c = load_config(config)
+    flags = [f"--config.seed={seed}"] if "seed" in c else []
+    if "seeds" in c:
+        flags.append(f"--config.seeds=[{seed}]")
+    if not flags:
+        raise ValueError(f"{config} has neither a `seed` nor a `seeds` field: nothing to vary over seeds")
+    return flags
+
+
 def launch_command(config: str, seed: int, workdir: str, overrides: Iterable[str] = ()) -> list[str]:
-    return [sys.executable, "-m", "jaxsuite.launch", "--config", config, f"--config.seed={seed}",
+    return [sys.executable, "-m", "jaxsuite.launch", "--config", config, *seed_flags(config, seed),
             "--workdir", workdir, *overrides]
 
 
@@ -99,8 +113,9 @@ def run_all(config: str, seeds: Sequence[int], devices: Sequence[int], root: str
                 # one cache per device count: what a run caches (HALO's pre-trained teacher) is built again on
                 # this device count instead of being reused from a run on another
                 env["JAXSUITE_CACHE"] = str(files.cache_dir() / f"devices_{int(d)}")
-                log(f"[seeds] devices={d} seed={s}: {' '.join(launch_command(config, s, wd, overrides))}")
-                proc = subprocess.run(launch_command(config, s, wd, overrides), env=env)
+                command = launch_command(config, s, wd, overrides)
+                log(f"[seeds] devices={d} seed={s}: {' '.join(command)}")
+                proc = subprocess.run(command, env=env)
                 if proc.returncode != 0:
                     raise RuntimeError(f"the run devices={d} seed={s} failed (exit {proc.returncode}); its workdir "
                                        f"is {wd}: rerun this command to resume")
@@ -147,7 +162,7 @@ def plot(summary: dict, results: dict[tuple[int, int], dict], metrics: Sequence[
 def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m jaxsuite.core.seeds", description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="config file[:variant], as for jaxsuite.launch")
-    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (config.seed of each run)")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (config.seed of each run; and config.seeds=[seed] where the config has a seeds list)")
     p.add_argument("--devices", default="1", help="comma-separated forced host device counts (CPU)")
     p.add_argument("--workdir", required=True, help="the root: one run folder per (devices, seed) under it")
     p.add_argument("--metric", action="append", default=[], help="a dotted results.json key to plot (repeatable)")

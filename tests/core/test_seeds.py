@@ -37,7 +37,7 @@ TOY_JOB = textwrap.dedent('''
 
     def run(config, workdir):
         out = {"seed": int(config.seed), "devices": jax.device_count(), "value": 0.1 * int(config.seed) + 1.0,
-               "cache": os.environ["JAXSUITE_CACHE"]}
+               "cache": os.environ["JAXSUITE_CACHE"], "seeds_list": list(config.seeds)}
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(out, f)
@@ -52,6 +52,7 @@ TOY_CONFIG = textwrap.dedent('''
         c = ml_collections.ConfigDict()
         c.job = "toy_seeds_job:run"
         c.seed = 0
+        c.seeds = [0, 1, 2]           # a job that loops over seeds itself: each run gets only its own
         return c
 ''')
 
@@ -73,6 +74,7 @@ def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, c
     for d in (1, 3):                # each device count builds its own cached artefacts
         run = json.loads((root / f"d{d}_s0" / "results.json").read_text())
         assert run["cache"] == str(tmp_path / "cache" / f"devices_{d}")
+    assert all(json.loads((root / f"d1_s{s}" / "results.json").read_text())["seeds_list"] == [s] for s in range(3))
     assert json.loads((root / "seeds.json").read_text())["all"]["value"]["n"] == 6
     assert (root / "seeds.png").stat().st_size > 1000
     assert "value [3 devices]: 1.1000" in capsys.readouterr().out
@@ -88,3 +90,19 @@ def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, c
     assert not (root / "d1_s7").exists()
     with pytest.raises(SystemExit):
         seeds.main([*argv, "--seeds", "7", "--no-run"])
+
+
+def test_seed_flags_follow_the_configs_fields(tmp_path):
+    """`seed` gets --config.seed, a `seeds` list (LDL-MoE has only that) gets --config.seeds=[S], neither is an
+    error naming the config."""
+    def config(fields: str):
+        path = tmp_path / f"c{abs(hash(fields))}.py"
+        path.write_text(f"import ml_collections\ndef get_config():\n    return ml_collections.ConfigDict({fields})\n")
+        return str(path)
+
+    assert seeds.seed_flags(config("dict(seed=0)"), 3) == ["--config.seed=3"]
+    assert seeds.seed_flags(config("dict(seeds=[0, 1])"), 3) == ["--config.seeds=[3]"]
+    assert seeds.seed_flags(config("dict(seed=0, seeds=[0, 1])"), 4) == ["--config.seed=4", "--config.seeds=[4]"]
+    with pytest.raises(ValueError, match="has neither a `seed` nor a `seeds` field"):
+        seeds.seed_flags(config("dict(lr=1.0)"), 0)
+    assert seeds.seed_flags("configs/ldl_tiny.py", 2) == ["--config.seeds=[2]"]
