@@ -162,7 +162,8 @@ def plot(summary: dict, results: dict[tuple[int, int], dict], metrics: Sequence[
 def main(argv: Sequence[str] | None = None) -> dict:
     p = argparse.ArgumentParser(prog="python -m jaxsuite.core.seeds", description=__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="config file[:variant], as for jaxsuite.launch")
-    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (config.seed of each run; and config.seeds=[seed] where the config has a seeds list)")
+    p.add_argument("--seeds", default="0,1,2,3,4",
+                   help="comma-separated seeds (config.seed of each run; config.seeds=[seed] where it has that list)")
     p.add_argument("--devices", default="1", help="comma-separated forced host device counts (CPU)")
     p.add_argument("--workdir", required=True, help="the root: one run folder per (devices, seed) under it")
     p.add_argument("--metric", action="append", default=[], help="a dotted results.json key to plot (repeatable)")
