@@ -158,10 +158,15 @@ def _policy_logprob(logits: jax.Array, token: jax.Array, temperature: jax.Array)
     return jnp.take_along_axis(jax.nn.log_softmax(scaled, axis=-1), token[:, None], axis=-1)[:, 0]
 
 
-def _mesh_of(state) -> tuple[Any, Any] | None:
-    """(mesh, rules) to shard generation's rows over: the sharding context in force, else the mesh the model's
-    parameters live on (with the default rules), else None (one device)."""
+def _mesh_of(state, mesh=None, rules=None) -> tuple[Any, Any] | None:
+    """(mesh, rules) to shard generation's rows over: the caller's `mesh` (with its `rules`, default the default
+    rules), else the sharding context in force, else the mesh the model's parameters live on (with the default
+    rules), else None (one device: a one-device mesh has nothing to split)."""
     from jaxsuite.core import sharding as shd
+    if mesh is not None:
+        return (mesh, tuple(shd.DEFAULT_RULES if rules is None else rules)) if mesh.size > 1 else None
+    if rules is not None:
+        raise ValueError("rules without a mesh: pass mesh= with the rules it shards by")
     context = shd.current_sharding()
     if context is not None:
         return context
@@ -299,7 +304,8 @@ def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, atten
              logits_processor: LogitsProcessor | None = None, cache_dtype: Any = None,
              return_logprobs: bool = False, prefill_hook: PrefillHook | None = None, hook_inputs: Any = None,
              extra_cache_slots: int = 0, cache: Any = None, positions: Any = None,
-             return_cache: bool = False, split: tuple[Any, Any] | None = None) -> GenerateOutput:
+             return_cache: bool = False, split: tuple[Any, Any] | None = None, mesh: Any = None,
+             rules: Any = None) -> GenerateOutput:
     """Generates up to `max_new_tokens` tokens for each prompt of a batch.
 
     Args:
@@ -331,6 +337,9 @@ def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, atten
       split: `nnx.split(model)` when the caller holds it already and the model has not changed since: skips
         splitting again on every call (a host-side graph walk of a few ms, which loops of short calls such as
         a decode benchmark would otherwise time).
+      mesh, rules: the job's device mesh and logical-axis rules to split the rows (and so the cache) by. A job
+        passes its own, so that custom rules also govern sampling; without them, the sharding context in force
+        (`jaxsuite.core.sharding.use_sharding`), else the mesh the weights live on with the default rules.
     Returns a GenerateOutput: tokens [B, N], lengths [B], finished [B], logprobs [B, N] or None, the prefill
     hook's extras, and the cache when asked for.
     """
@@ -370,7 +379,7 @@ def generate(model: LanguageModel, input_ids: Any, max_new_tokens: int, *, atten
         max_new_tokens=int(max_new_tokens), greedy=temperature == 0.0, top_k=int(top_k), stop_tokens=stop_tokens,
         pad_token_id=int(pad_token_id), logits_processor=logits_processor, cache_dtype=cache_dtype,
         prefill_hook=prefill_hook, extra_cache_slots=int(extra_cache_slots), with_logprobs=bool(return_logprobs),
-        return_cache=bool(return_cache), sharding=_mesh_of(state))
+        return_cache=bool(return_cache), sharding=_mesh_of(state, mesh, rules))
     return GenerateOutput(np.asarray(tokens), np.asarray(lengths), np.asarray(done),
                           np.asarray(logprobs) if return_logprobs else None,
                           {k: np.asarray(v) for k, v in extras.items()}, cache)

@@ -31,7 +31,7 @@ from jaxsuite.models.lora import LoraConfig, adapters, apply_lora, is_lora_path,
 log = logging.getLogger(__name__)
 
 
-def sample_text(model: CausalLM, tokenizer, sample_cfg, seed: int) -> list[str]:
+def sample_text(model: CausalLM, tokenizer, sample_cfg, seed: int, *, mesh=None, rules=None) -> list[str]:
     from jaxsuite.generate import generate
     if int(sample_cfg.num_samples) <= 0:
         return []
@@ -40,7 +40,7 @@ def sample_text(model: CausalLM, tokenizer, sample_cfg, seed: int) -> list[str]:
     out = generate(model, prompts, int(sample_cfg.max_new_tokens), temperature=float(sample_cfg.temperature),
                    top_p=float(sample_cfg.top_p), top_k=int(sample_cfg.top_k), seed=seed,
                    stop_tokens=(tokenizer.eos_id,) if tokenizer.eos_id is not None and tokenizer.eos_id >= 0
-                   else (), pad_token_id=max(tokenizer.pad_id or 0, 0))
+                   else (), pad_token_id=max(tokenizer.pad_id or 0, 0), mesh=mesh, rules=rules)
     return [sample_cfg.prompt + tokenizer.decode(seq) for seq in out.sequences()]
 
 
@@ -91,7 +91,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     out = train_loop(config, wd, model, mesh=mesh, rules=rules, train_ds=train_ds, eval_ds=eval_ds,
                      trainable=trainable, curve_title=f"{model_name(config)}: next-token loss")
     final = out.model
-    samples = sample_text(final, tokenizer, config.sample, seed=int(config.seed))
+    samples = sample_text(final, tokenizer, config.sample, seed=int(config.seed), mesh=mesh, rules=rules)
 
     figures: dict[str, Any] = {"params": n_params, **out.summary(), "samples": samples}
     wd.write_text("samples.txt", "\n\n---\n\n".join(samples) + "\n")

@@ -62,10 +62,10 @@ def heldout_loss(model, eval_ds, batches: int) -> float:
     return loss / tokens
 
 
-def task_accuracy(model, tokenizer, problems, cfg) -> float:
+def task_accuracy(model, tokenizer, problems, cfg, *, mesh=None, rules=None) -> float:
     prompts = [math_env.format_player_prompt(p.problem) for p in problems]
     texts = greedy_answers(model, tokenizer, prompts, max_new_tokens=int(cfg.max_new_tokens),
-                           batch_size=int(cfg.batch_size))
+                           batch_size=int(cfg.batch_size), mesh=mesh, rules=rules)
     return float(np.mean([math_env.score_response(t, p.answer) for t, p in zip(texts, problems)]))
 
 
@@ -172,7 +172,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         if key in done:
             return done[key]
         point = {"method": key[0], "merge": key[1], "value": key[2],
-                 "accuracy": task_accuracy(model, tokenizer, test, config.eval),
+                 "accuracy": task_accuracy(model, tokenizer, test, config.eval, mesh=mesh, rules=rules),
                  "heldout_loss": heldout_loss(model, eval_ds, int(config.eval.heldout_batches))}
         wd.append_jsonl(POINTS, point)
         done[key] = point

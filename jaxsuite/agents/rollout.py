@@ -106,12 +106,13 @@ def turn_delta(fmt: ChatFormat, history: list[dict], new_messages: list[dict], *
 
 def run_episodes(model, fmt: ChatFormat, env: Environment, tasks: Sequence[Task], *, n: int = 1,
                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, context: int = 2048,
-                 budget: Budget | None = None, logits_processor=None) -> list[Episode]:
+                 budget: Budget | None = None, logits_processor=None, mesh=None, rules=None) -> list[Episode]:
     """Plays `n` episodes per task (rows task-major) to the end; returns them with rewards.
 
     context: cache slots per row (the prompt, every turn and observation, plus the padding that aligns rows).
     logits_processor: a `jaxsuite.generate.LogitsProcessor` (constrained decoding); the recorded log-probs are
-    the policy's own, before it, as an update recomputes them."""
+    the policy's own, before it, as an update recomputes them.
+    mesh, rules: the job's, which split the rows over the devices (see `jaxsuite.generate`)."""
     budget = budget or env.budget
     stop = fmt.end_of_turn_id
     if stop is None:
@@ -145,7 +146,7 @@ def run_episodes(model, fmt: ChatFormat, env: Environment, tasks: Sequence[Task]
             break
         out = generate(model, feed, budget.max_new_tokens, temperature=temperature, top_p=top_p,
                        stop_tokens=(stop,), seed=seed * 1_000_003 + turn, pad_token_id=pad, return_logprobs=True,
-                       cache=cache, logits_processor=logits_processor)
+                       cache=cache, logits_processor=logits_processor, mesh=mesh, rules=rules)
         cache, turn = out.cache, turn + 1
         pending = {}
         finished_turns = []

@@ -167,7 +167,7 @@ def adapted(name, wd, base, prompts, targets, block, config, *, mesh, rules):
 
 
 def evaluate_construction(model, tokenizer, problems: list[F.Problem], config, wd: Workdir, name: str, *,
-                          pool: SandboxPool) -> dict:
+                          pool: SandboxPool, mesh=None, rules=None) -> dict:
     """Samples eval.k answers per problem, checks each as written and repaired; cached in <name>/eval.json."""
     if wd.exists(f"{name}/eval.json"):
         return wd.read_json(f"{name}/eval.json")["summary"]
@@ -175,7 +175,7 @@ def evaluate_construction(model, tokenizer, problems: list[F.Problem], config, w
     ids = [encode_prompt(tokenizer, p) for p in wrapped(config, [construction_prompt(q.statement) for q in problems])]
     rollout = sample_responses(model, tokenizer, [""] * len(problems), prompt_ids=ids, n=k,
                                max_new_tokens=int(ev.max_new_tokens), temperature=float(ev.temperature),
-                               seed=int(config.seed) * 7919, batch_size=int(ev.batch_size))
+                               seed=int(config.seed) * 7919, batch_size=int(ev.batch_size), mesh=mesh, rules=rules)
     refs = [problems[g].optimum for g in rollout.group_ids]
     raw = _check_all(rollout.texts, refs, config, pool)
     repaired_texts, rules_applied = zip(*[repair_answer(t) for t in rollout.texts])
@@ -202,19 +202,21 @@ def _check_all(texts, references, config, pool: SandboxPool) -> list[C.CheckResu
                         workers=int(config.eval.workers), pool=pool)
 
 
-def _greedy(model, tokenizer, prompts: list[str], config, max_new_tokens: int) -> list[str]:
+def _greedy(model, tokenizer, prompts: list[str], config, max_new_tokens: int, *, mesh=None,
+            rules=None) -> list[str]:
     ids = [encode_prompt(tokenizer, p) for p in wrapped(config, prompts)]
     rollout = sample_responses(model, tokenizer, [""] * len(prompts), prompt_ids=ids, n=1,
                                max_new_tokens=max_new_tokens, temperature=0.0, seed=int(config.seed),
-                               batch_size=int(config.eval.batch_size))
+                               batch_size=int(config.eval.batch_size), mesh=mesh, rules=rules)
     return rollout.texts
 
 
-def evaluate_injection(model, tokenizer, tasks: list[I.InjectionTask], config, wd: Workdir) -> dict:
+def evaluate_injection(model, tokenizer, tasks: list[I.InjectionTask], config, wd: Workdir, *, mesh=None,
+                       rules=None) -> dict:
     if wd.exists("inject/eval.json"):
         return wd.read_json("inject/eval.json")["summary"]
     answers = _greedy(model, tokenizer, [I.injection_prompt(t) for t in tasks], config,
-                      int(config.injection.max_new_tokens))
+                      int(config.injection.max_new_tokens), mesh=mesh, rules=rules)
     reports = [I.verify_injection(t, a) for t, a in zip(tasks, answers)]
     checks = ("parsed", "objective_kept", "variables_kept", "constraints_kept", "rule_holds", "optimum_matches")
     summary = {c: float(np.mean([getattr(r, c) for r in reports])) for c in checks}
@@ -261,11 +263,11 @@ def gnn_pruning(data: Data, config, wd: Workdir) -> dict:
     return out
 
 
-def llm_pruning(model, tokenizer, data: Data, config, wd: Workdir) -> dict:
+def llm_pruning(model, tokenizer, data: Data, config, wd: Workdir, *, mesh=None, rules=None) -> dict:
     if wd.exists("prune_llm/eval.json"):
         return wd.read_json("prune_llm/eval.json")["summary"]
     answers = _greedy(model, tokenizer, [PR.pruning_prompt(m) for m in data.prune_test], config,
-                      int(config.pruning.max_new_tokens))
+                      int(config.pruning.max_new_tokens), mesh=mesh, rules=rules)
     predicted = [PR.parse_fix_list(a, m) for a, m in zip(answers, data.prune_test)]
     gold = [PR.gold_zeros(m, solve(m).values) for m in data.prune_test]
     summary = PR.pooled_prf(predicted, gold)
@@ -368,7 +370,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                     prompts, targets = _fitting(config, tokenizer, [construction_prompt(q.statement) for q in chosen],
                                                 [answer_text(q.model) for q in chosen], name)
                     model, _ = adapted(name, wd, base, prompts, targets, config.construct, config, **common)
-                    evaluate_construction(model, tokenizer, data.test, config, wd, name, pool=pool)
+                    evaluate_construction(model, tokenizer, data.test, config, wd, name, pool=pool, **common)
                     del model
                 curve[str(n)] = evaluate_construction(None, tokenizer, data.test, config, wd, name, pool=pool)
                 log.info("%s: %s", name, {key: round(curve[str(n)][key][f"mean@{k}"], 3) for key in ("raw", "repaired")})
@@ -377,7 +379,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             prompts, targets = _fitting(config, tokenizer, [I.injection_prompt(t) for t in data.inject_train],
                                         [I.injection_answer(t) for t in data.inject_train], "inject")
             model, _ = adapted("inject", wd, base, prompts, targets, config.injection, config, **common)
-            evaluate_injection(model, tokenizer, data.inject_test, config, wd)
+            evaluate_injection(model, tokenizer, data.inject_test, config, wd, **common)
             del model
         injection = evaluate_injection(None, tokenizer, data.inject_test, config, wd)
     with phase("variable pruning: the LLM variant", 0):
@@ -386,7 +388,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
             prompts, targets = _fitting(config, tokenizer, [PR.pruning_prompt(m) for m in data.prune_train], gold,
                                         "prune_llm")
             model, _ = adapted("prune_llm", wd, base, prompts, targets, config.pruning.llm, config, **common)
-            llm_pruning(model, tokenizer, data, config, wd)
+            llm_pruning(model, tokenizer, data, config, wd, **common)
             del model
         llm = llm_pruning(None, tokenizer, data, config, wd)
     gnn = gnn_pruning(data, config, wd)

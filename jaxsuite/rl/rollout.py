@@ -129,12 +129,13 @@ def pack_rl_batch(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Se
 def sample_responses(model, tokenizer, prompts: Sequence[str], *, n: int, max_new_tokens: int,
                      temperature: float, top_p: float = 1.0, top_k: int = 0, repetition_penalty: float = 1.0,
                      seed: int = 0, batch_size: int | None = None, prompt_ids: Sequence[Sequence[int]] | None = None,
-                     ) -> Rollout:
+                     mesh=None, rules=None) -> Rollout:
     """Samples `n` responses to each prompt (rows prompt-major) with per-token sampler log-probs.
 
     `tokenizer` needs encode/decode and eos_id (bos_id is prepended when it has one); `prompt_ids` overrides
     the encoding (e.g. a chat template applied by the caller). `batch_size` caps the rows per generate call
-    (default: all at once); keep it fixed across calls so the decode loop compiles once.
+    (default: all at once); keep it fixed across calls so the decode loop compiles once. `mesh` and `rules` are
+    the job's, which split the rows over the devices (see `jaxsuite.generate`; a `Policy` holds both).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -156,7 +157,7 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], *, n: int, max_ne
         part = part + [part[-1]] * (chunk - real)   # a fixed batch shape: pad with copies, drop them after
         out = generate(model, part, max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
                        stop_tokens=eos, seed=seed * 100003 + i, pad_token_id=pad if pad is not None else eos,
-                       logits_processor=processor, return_logprobs=True)
+                       logits_processor=processor, return_logprobs=True, mesh=mesh, rules=rules)
         tokens += [out.tokens[j, :out.lengths[j]].tolist() for j in range(real)]
         lengths += out.lengths[:real].tolist()
         finished += out.finished[:real].tolist()
@@ -168,8 +169,8 @@ def sample_responses(model, tokenizer, prompts: Sequence[str], *, n: int, max_ne
 
 
 def greedy_answers(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int, batch_size: int,
-                   repetition_penalty: float = 1.0) -> list[str]:
+                   repetition_penalty: float = 1.0, mesh=None, rules=None) -> list[str]:
     """Greedy responses (texts) to prompts, in fixed-size generate calls (validation and evaluation)."""
     rollout = sample_responses(model, tokenizer, prompts, n=1, max_new_tokens=max_new_tokens, temperature=0.0,
-                               repetition_penalty=repetition_penalty, batch_size=batch_size)
+                               repetition_penalty=repetition_penalty, batch_size=batch_size, mesh=mesh, rules=rules)
     return rollout.texts

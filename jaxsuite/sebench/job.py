@@ -137,7 +137,8 @@ def starting_model(config, tokenizer, seed: int, mesh, rules):
     return init_model(DecoderConfig(**{**dict(config.model.arch), "vocab_size": tokenizer.vocab_size}), seed=seed)
 
 
-def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int, pool) -> list[tuple[dict, str]]:
+def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int, pool, mesh=None,
+              rules=None) -> list[tuple[dict, str]]:
     """(task, response) pairs the SFT regimes train on, per `sft.source`:
       "reference"  each training task's reference solution (generated tasks carry one);
       "rollouts"   the paper's data: `sft.rollouts_per_task` responses of `start()` (the starting model) to each
@@ -161,7 +162,7 @@ def sft_pairs(bench: Bench, tokenizer, config, wd: Workdir, start, *, seed: int,
     ids = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=True)) for t in train]
     rollout = sample_responses(start(), tokenizer, [""] * len(train), prompt_ids=ids, n=n,
                                max_new_tokens=int(config.rl.max_new_tokens), temperature=float(sft.temperature),
-                               seed=seed * 15485863, batch_size=int(config.eval.batch_size))
+                               seed=seed * 15485863, batch_size=int(config.eval.batch_size), mesh=mesh, rules=rules)
     outcomes = E.evaluate_many([(train[g], text) for g, text in zip(rollout.group_ids, rollout.texts)],
                                package_dir=bench.package_dir, mapping=bench.mapping, pool=pool)
     kept = [(train[g], text) for g, text, o in zip(rollout.group_ids, rollout.texts, outcomes) if o.correct]
@@ -213,7 +214,8 @@ def rl_stage(name, wd, start, bench, tokenizer, config, *, update_with_docs: boo
         open_ids = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=True)) for t in chosen]
         rollout = sample_responses(policy.module(), tokenizer, [""] * q, prompt_ids=open_ids, n=n,
                                    max_new_tokens=int(rl.max_new_tokens), temperature=float(rl.temperature),
-                                   seed=seed * 7919 + step, batch_size=int(rl.get("rollout_batch_size", 0) or q * n))
+                                   seed=seed * 7919 + step, batch_size=int(rl.get("rollout_batch_size", 0) or q * n),
+                                   mesh=mesh, rules=rules)
         outcomes = E.evaluate_many([(chosen[g], text) for g, text in zip(rollout.group_ids, rollout.texts)],
                                    package_dir=bench.package_dir, mapping=bench.mapping, rules=rules_eval, pool=pool)
         rewards = np.asarray([float(o.correct) for o in outcomes], np.float32)
@@ -258,7 +260,7 @@ def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, see
         ids = [encode_prompt(tokenizer, S.proposal_prompt(bench.docs[f], package=package, wrapper=wrapper)) for f in chosen]
         proposals = sample_responses(policy.module(), tokenizer, [""] * q, prompt_ids=ids, n=n,
                                      max_new_tokens=int(sp.max_new_tokens), temperature=float(sp.temperature),
-                                     seed=seed * 7919 + step, batch_size=q * n)
+                                     seed=seed * 7919 + step, batch_size=q * n, mesh=mesh, rules=rules)
         kept = S.check_proposals(proposals.texts, [chosen[g] for g in proposals.group_ids], bench.mapping,
                                  bench.package_dir, pool, random.Random(seed * 1000003 + step))
         valid = np.asarray([k is not None for k in kept], np.float32)
@@ -277,7 +279,7 @@ def self_play_stage(name, wd, start, bench, tokenizer, config, *, mode: str, see
         m = int(sp.solutions_per_task)
         solutions = sample_responses(policy.module(), tokenizer, [""] * len(tasks), prompt_ids=closed, n=m,
                                      max_new_tokens=int(config.rl.max_new_tokens), temperature=float(sp.temperature),
-                                     seed=seed * 7919 + step + 1, batch_size=q * n * m)
+                                     seed=seed * 7919 + step + 1, batch_size=q * n * m, mesh=mesh, rules=rules)
         outcomes = E.evaluate_many([(tasks[g], text) for g, text in zip(solutions.group_ids, solutions.texts)],
                                    package_dir=bench.package_dir, mapping=bench.mapping, pool=pool)
         solved = np.asarray([float(o.correct) for o in outcomes], np.float32)
@@ -296,7 +298,8 @@ def cached_evaluation(wd: Workdir, name: str) -> dict | None:
     return wd.read_json(f"{name}/eval.json")["summary"] if wd.exists(f"{name}/eval.json") else None
 
 
-def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, seed: int, pool) -> dict:
+def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, seed: int, pool, mesh=None,
+                   rules=None) -> dict:
     """mean@k, pass@k and the outcome shares of one model on each test split, with and without docs; every
     response is kept in <name>/eval.json, and a finished evaluation is read back."""
     cached = f"{name}/eval.json"
@@ -310,7 +313,8 @@ def evaluate_model(model, bench, tokenizer, config, wd: Workdir, name: str, *, s
             ids = [encode_prompt(tokenizer, prompt(bench, t, config, with_docs=with_docs)) for t in tasks]
             rollout = sample_responses(model, tokenizer, [""] * len(tasks), prompt_ids=ids, n=k,
                                        max_new_tokens=int(ev.max_new_tokens), temperature=float(ev.temperature),
-                                       seed=seed * 104729 + len(records), batch_size=int(ev.batch_size))
+                                       seed=seed * 104729 + len(records), batch_size=int(ev.batch_size),
+                                       mesh=mesh, rules=rules)
             pairs = [(tasks[g], text) for g, text in zip(rollout.group_ids, rollout.texts)]
             outcomes = E.evaluate_many(pairs, package_dir=bench.package_dir, mapping=bench.mapping, pool=pool)
             correct = np.asarray([o.correct for o in outcomes]).reshape(len(tasks), k).sum(1)
@@ -349,7 +353,7 @@ def run_seed(config, wd: Workdir, bench: Bench, tokenizer, seed: int, mesh, rule
                                    pool=pool, **common)[0]
         if regime.endswith("_sft"):
             if made["pairs"] is None:
-                made["pairs"] = sft_pairs(bench, tokenizer, config, wd, base, seed=seed, pool=pool)
+                made["pairs"] = sft_pairs(bench, tokenizer, config, wd, base, pool=pool, **common)
             return sft_stage(regime, wd, start, bench, tokenizer, config, made["pairs"],
                              with_docs=regime.startswith("open"), **common)[0]
         return rl_stage(regime, wd, start, bench, tokenizer, config, update_with_docs=regime == "open_rl", pool=pool,
@@ -361,7 +365,7 @@ def run_seed(config, wd: Workdir, bench: Bench, tokenizer, seed: int, mesh, rule
             evaluations[regime] = cached_evaluation(wd, regime)
             if evaluations[regime] is None:
                 evaluations[regime] = evaluate_model(trained(regime), bench, tokenizer, config, wd, regime,
-                                                     seed=seed, pool=pool)
+                                                     pool=pool, **common)
             log.info("%s: %s", regime, {key: round(v[f"mean@{int(config.eval.k)}"], 3)
                                         for key, v in evaluations[regime].items()})
     return evaluations

@@ -278,7 +278,7 @@ def split_for_demos(config, l2_docs: list[dict]) -> tuple[list[dict], list[dict]
     return demo, rest
 
 
-def run_l3(config, wd: Workdir, tokenizer, refiner, tasks: list[R.RefineTask]) -> dict:
+def run_l3(config, wd: Workdir, tokenizer, refiner, tasks: list[R.RefineTask], *, mesh=None, rules=None) -> dict:
     if wd.exists("L3/summary.json"):
         return wd.read_json("L3/summary.json")
     r = config.refine
@@ -287,7 +287,7 @@ def run_l3(config, wd: Workdir, tokenizer, refiner, tasks: list[R.RefineTask]) -
         ids = [encode_prompt(tokenizer, t.prompt) for t in tasks]
         rollout = sample_responses(refiner(), tokenizer, [""] * len(tasks), prompt_ids=ids, n=1,
                                    max_new_tokens=int(r.max_new_tokens), temperature=float(r.temperature),
-                                   seed=int(config.seed), batch_size=int(r.batch_size))
+                                   seed=int(config.seed), batch_size=int(r.batch_size), mesh=mesh, rules=rules)
     kept, rejected, per_kind = [], [], {}
     for task, text in zip(tasks, rollout.texts):
         text = text.strip()
@@ -525,7 +525,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                source_words=words)
     tasks = R.refinement_tasks(refine_docs, per_document=int(r.per_document), seed=int(config.seed),
                                source_words=words)
-    l3 = run_l3(config, wd, tokenizer, lambda: refiner_model(config, tokenizer, base, demos, wd, **common), tasks)
+    l3 = run_l3(config, wd, tokenizer, lambda: refiner_model(config, tokenizer, base, demos, wd, **common), tasks,
+                **common)
     l3_records = read_l3(wd)
     sources = {str(d["id"]): R.cut_words(d["text"], words) for d in l2_docs}
     l4 = run_l4(config, wd, l3_records, sources)

@@ -85,3 +85,33 @@ def test_rollout_concat_and_select_keep_groups_apart():
     joined = Rollout.concat([roll([0, 0, 1, 1]).select([2, 3]), roll([0, 0])])
     assert joined.group_ids.tolist() == [0, 0, 1, 1]
     assert joined.seconds == 2.0 and joined.num_tokens == 4
+
+
+def test_sampling_splits_rows_by_the_jobs_mesh_and_rules(monkeypatch):
+    """A job's mesh and rules reach the decode loop (not generate's fallback: the weights' mesh under the default
+    rules), and sharded sampling draws the same tokens as one device; a one-device mesh has nothing to split."""
+    import importlib
+    G = importlib.import_module("jaxsuite.generate")      # the module (the package exports a function of that name)
+    seen, real = [], G._generate_jit
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["sharding"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(G, "_generate_jit", spy)
+    model = init_model(DecoderConfig(**ARCH), seed=2)
+    tok = ByteTokenizer()
+    rules = tuple((name, "data" if name == "act_batch" else None) for name, _ in shd.DEFAULT_RULES)  # a job's own
+    mesh = shd.make_mesh({"data": 4, "tensor": 2}, devices=jax.devices()[:8])
+    kwargs = dict(n=4, max_new_tokens=6, temperature=1.0, seed=5)
+    alone = sample_responses(model, tok, ["ab", "cd"], **kwargs)
+    split = sample_responses(model, tok, ["ab", "cd"], mesh=mesh, rules=rules, **kwargs)
+    one = sample_responses(model, tok, ["ab", "cd"], mesh=shd.make_mesh({"data": 1}, jax.devices()[:1]),
+                           rules=rules, **kwargs)
+    assert seen == [None, (mesh, rules), None]
+    assert split.response_ids == alone.response_ids == one.response_ids
+    from jaxsuite.rl.rollout import greedy_answers
+    greedy_answers(model, tok, ["ab"], max_new_tokens=3, batch_size=8, mesh=mesh)        # validation decoding
+    assert seen[3] == (mesh, shd.DEFAULT_RULES)
+    with pytest.raises(ValueError, match="rules without a mesh"):
+        generate(model, [[1, 40]], 2, rules=rules)

@@ -92,8 +92,9 @@ def teacher_episode(task: Task, env: Environment, fmt: ChatFormat) -> Episode:
                    turn_format_error=[False, False])
 
 
-def evaluate(model, fmt, env, tasks, config, *, seed: int) -> tuple[dict, list]:
-    episodes = run_episodes(model, fmt, env, tasks, temperature=0.0, seed=seed, context=int(config.context))
+def evaluate(model, fmt, env, tasks, config, *, seed: int, mesh=None, rules=None) -> tuple[dict, list]:
+    episodes = run_episodes(model, fmt, env, tasks, temperature=0.0, seed=seed, context=int(config.context),
+                            mesh=mesh, rules=rules)
     return summarize(episodes), episodes
 
 
@@ -130,7 +131,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                        seed=int(config.seed))
     evaluations: dict[str, dict] = {}
     with phase("stage 1/4: evaluate the untrained model", 0):
-        evaluations["untrained"], _ = evaluate(model, fmt, env, test_tasks, config, seed=0)
+        evaluations["untrained"], _ = evaluate(model, fmt, env, test_tasks, config, seed=0, mesh=mesh, rules=rules)
 
     teacher = [teacher_episode(t, env, fmt) for t in train_tasks]
     seq_len = int(config.seq_len)
@@ -147,7 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     with phase("stage 2/4: SFT on teacher trajectories", int(config.grpo.steps)):
         model, sft_summary = train_stage("sft", wd, model, config.sft, sft_step, mesh=mesh, rules=rules,
                                          seed=int(config.seed))
-        evaluations["sft"], _ = evaluate(model, fmt, env, test_tasks, config, seed=0)
+        evaluations["sft"], _ = evaluate(model, fmt, env, test_tasks, config, seed=0, mesh=mesh, rules=rules)
     log.info("after SFT: %s", evaluations["sft"])
 
     q, n = int(config.grpo.questions_per_step), int(config.grpo.num_generations)
@@ -155,7 +156,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     def grpo_step(policy, step, rng):
         chosen = [train_tasks[i] for i in rng.choice(len(train_tasks), size=q, replace=False)]
         episodes = run_episodes(policy.module(), fmt, env, chosen, n=n, temperature=float(config.grpo.temperature),
-                                seed=int(config.seed) * 7919 + step, context=int(config.context))
+                                seed=int(config.seed) * 7919 + step, context=int(config.context), mesh=mesh,
+                                rules=rules)
         rewards = np.asarray([ep.reward for ep in episodes], np.float32)
         advantages = group_advantages(rewards, np.repeat(np.arange(q), n))
         batch, _ = pack_turns(episodes, advantages, seq_len=seq_len, pad_id=0)
@@ -171,7 +173,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         model, grpo_summary = train_stage("grpo", wd, model, config.grpo, grpo_step, mesh=mesh, rules=rules,
                                           seed=int(config.seed))
     with phase("stage 4/4: evaluate", 0):
-        evaluations["grpo"], episodes = evaluate(model, fmt, env, test_tasks, config, seed=0)
+        evaluations["grpo"], episodes = evaluate(model, fmt, env, test_tasks, config, seed=0, mesh=mesh, rules=rules)
         write_trace(wd.path("traces.jsonl"), episodes)
     save_pretrained(model, wd.path("hf"))      # servable: python -m jaxsuite.serve --model <workdir>/hf
     if wd.primary:

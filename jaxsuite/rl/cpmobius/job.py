@@ -55,14 +55,15 @@ def load_problems(block, generator: math_env.ProblemGenerator, name: str) -> lis
     return generator.batch(int(block.size), seed=int(block.seed))
 
 
-def pseudo_labels(model, tokenizer, config, problems: list[math_env.MathProblem]) -> ProblemSet:
+def pseudo_labels(model, tokenizer, config, problems: list[math_env.MathProblem], *, mesh=None,
+                  rules=None) -> ProblemSet:
     """The probe set with majority-vote labels of the base player's samples; problems without a unique
     majority are dropped (they could not be scored)."""
     v, p = config.validation, config.player
     prompts = [math_env.format_player_prompt(q.problem, config.prompts.player_template) for q in problems]
     roll = sample_responses(model, tokenizer, prompts, n=int(v.pseudo_label_samples),
                             max_new_tokens=int(p.max_new_tokens), temperature=float(p.temperature),
-                            top_p=float(p.top_p), seed=int(v.seed))
+                            top_p=float(p.top_p), seed=int(v.seed), mesh=mesh, rules=rules)
     return majority_labels([q.problem for q in problems], roll.texts, int(v.pseudo_label_samples))
 
 
@@ -288,7 +289,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     if config.validation.labels == "ground_truth":
         probe = ProblemSet([q.problem for q in probe_problems], [q.answer for q in probe_problems], "probe")
     elif config.validation.labels == "majority_vote":
-        probe = pseudo_labels(base, tokenizer, config, probe_problems)
+        probe = pseudo_labels(base, tokenizer, config, probe_problems, mesh=mesh, rules=rules)
     else:
         raise ValueError(f"validation.labels must be 'ground_truth' or 'majority_vote', "
                          f"got {config.validation.labels!r}")

@@ -86,6 +86,7 @@ class SelfPlayTrainer(abc.ABC):
         self.config, self.workdir, self.seed = config, workdir, int(seed)
         self.rl, self.tokenizer = config.rl, tokenizer
         self.probe, self.test = probe, test
+        self.mesh, self.rules = mesh, rules       # the job's: training and sampling split rows alike
         steps = int(self.rl.steps)
         self.player = make_policy(player_model, config.player, total_steps=steps, mesh=mesh, rules=rules)
         self.coach = (make_policy(coach_model, config.coach, total_steps=steps, mesh=mesh, rules=rules)
@@ -124,7 +125,7 @@ class SelfPlayTrainer(abc.ABC):
                                 n=int(self.rl.problems_per_step),
                                 max_new_tokens=int(c.max_new_tokens), temperature=float(c.temperature),
                                 top_p=float(c.top_p), repetition_penalty=float(c.repetition_penalty),
-                                seed=step_seed(self.seed, t, round_, 0))
+                                seed=step_seed(self.seed, t, round_, 0), mesh=self.mesh, rules=self.rules)
         return roll, [text.strip() for text in roll.texts]
 
     def solve(self, problems: Sequence[str], t: int, round_: int) -> Rollout:
@@ -134,7 +135,7 @@ class SelfPlayTrainer(abc.ABC):
         return sample_responses(self.player.module(), self.tokenizer, prompts, n=int(self.rl.n),
                                 max_new_tokens=int(p.max_new_tokens), temperature=float(p.temperature),
                                 top_p=float(p.top_p), repetition_penalty=float(p.repetition_penalty),
-                                seed=step_seed(self.seed, t, round_, 1))
+                                seed=step_seed(self.seed, t, round_, 1), mesh=self.mesh, rules=self.rules)
 
     @staticmethod
     def answers(rollout: Rollout) -> list[str | None]:
@@ -154,7 +155,7 @@ class SelfPlayTrainer(abc.ABC):
         texts = greedy_answers(self.player.module(), self.tokenizer,
                                [self.player_prompt(q) for q in problems.problems],
                                max_new_tokens=int(p.max_new_tokens), batch_size=int(self.config.validation.batch_size),
-                               repetition_penalty=float(p.repetition_penalty))
+                               repetition_penalty=float(p.repetition_penalty), mesh=self.mesh, rules=self.rules)
         return float(np.mean([math_env.answers_equivalent(math_env.extract_boxed(t), label)
                               for t, label in zip(texts, problems.labels)]))
 
