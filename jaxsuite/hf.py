@@ -60,7 +60,8 @@ _BACKBONE_TABLE = (
     ("model.layers.{i}.mlp.down_proj.weight", "layers.{i}.mlp.down_proj.kernel", ("D", "I"), "linear", None),
 )
 
-QWEN3_TABLE = _BACKBONE_TABLE + (
+# The attention projections every architecture has; the tables differ only in biases and q/k norms.
+_ATTENTION_PROJECTIONS = (
     ("model.layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.q_proj.kernel", ("N*H", "D"),
      "proj_heads", None),
     ("model.layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.k_proj.kernel", ("K*H", "D"),
@@ -69,52 +70,30 @@ QWEN3_TABLE = _BACKBONE_TABLE + (
      "proj_heads", None),
     ("model.layers.{i}.self_attn.o_proj.weight", "layers.{i}.self_attn.o_proj.kernel", ("D", "N*H"),
      "out_heads", None),
-    ("model.layers.{i}.self_attn.q_proj.bias", "layers.{i}.self_attn.q_proj.bias", ("N*H",), "bias_heads",
-     "attention_bias"),
-    ("model.layers.{i}.self_attn.k_proj.bias", "layers.{i}.self_attn.k_proj.bias", ("K*H",), "bias_heads",
-     "attention_bias"),
-    ("model.layers.{i}.self_attn.v_proj.bias", "layers.{i}.self_attn.v_proj.bias", ("K*H",), "bias_heads",
-     "attention_bias"),
-    ("model.layers.{i}.self_attn.o_proj.bias", "layers.{i}.self_attn.o_proj.bias", ("D",), "copy",
-     "attention_bias"),
+)
+
+
+def _attention_biases(flag: str | None, *, o_proj: bool) -> tuple:
+    """q/k/v (and o) projection biases, present when the config field `flag` is true (None: always present)."""
+    rows = tuple((f"model.layers.{{i}}.self_attn.{p}_proj.bias", f"layers.{{i}}.self_attn.{p}_proj.bias",
+                  (width,), "bias_heads", flag) for p, width in (("q", "N*H"), ("k", "K*H"), ("v", "K*H")))
+    if o_proj:
+        rows += (("model.layers.{i}.self_attn.o_proj.bias", "layers.{i}.self_attn.o_proj.bias", ("D",), "copy",
+                  flag),)
+    return rows
+
+
+# Qwen3: attention_bias (off in the released models) biases q, k, v and o; q/k RMS norms over head_dim.
+QWEN3_TABLE = _BACKBONE_TABLE + _ATTENTION_PROJECTIONS + _attention_biases("attention_bias", o_proj=True) + (
     ("model.layers.{i}.self_attn.q_norm.weight", "layers.{i}.self_attn.q_norm.scale", ("H",), "copy", None),
     ("model.layers.{i}.self_attn.k_norm.weight", "layers.{i}.self_attn.k_norm.scale", ("H",), "copy", None),
 )
 
 # Qwen2/Qwen2.5: q/k/v always biased, o_proj never; no q/k norm.
-QWEN2_TABLE = _BACKBONE_TABLE + (
-    ("model.layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.q_proj.kernel", ("N*H", "D"),
-     "proj_heads", None),
-    ("model.layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.k_proj.kernel", ("K*H", "D"),
-     "proj_heads", None),
-    ("model.layers.{i}.self_attn.v_proj.weight", "layers.{i}.self_attn.v_proj.kernel", ("K*H", "D"),
-     "proj_heads", None),
-    ("model.layers.{i}.self_attn.o_proj.weight", "layers.{i}.self_attn.o_proj.kernel", ("D", "N*H"),
-     "out_heads", None),
-    ("model.layers.{i}.self_attn.q_proj.bias", "layers.{i}.self_attn.q_proj.bias", ("N*H",), "bias_heads", None),
-    ("model.layers.{i}.self_attn.k_proj.bias", "layers.{i}.self_attn.k_proj.bias", ("K*H",), "bias_heads", None),
-    ("model.layers.{i}.self_attn.v_proj.bias", "layers.{i}.self_attn.v_proj.bias", ("K*H",), "bias_heads", None),
-)
+QWEN2_TABLE = _BACKBONE_TABLE + _ATTENTION_PROJECTIONS + _attention_biases(None, o_proj=False)
 
 # Llama: no q/k norm; attention_bias (rare) biases q, k, v and o.
-LLAMA_TABLE = _BACKBONE_TABLE + (
-    ("model.layers.{i}.self_attn.q_proj.weight", "layers.{i}.self_attn.q_proj.kernel", ("N*H", "D"),
-     "proj_heads", None),
-    ("model.layers.{i}.self_attn.k_proj.weight", "layers.{i}.self_attn.k_proj.kernel", ("K*H", "D"),
-     "proj_heads", None),
-    ("model.layers.{i}.self_attn.v_proj.weight", "layers.{i}.self_attn.v_proj.kernel", ("K*H", "D"),
-     "proj_heads", None),
-    ("model.layers.{i}.self_attn.o_proj.weight", "layers.{i}.self_attn.o_proj.kernel", ("D", "N*H"),
-     "out_heads", None),
-    ("model.layers.{i}.self_attn.q_proj.bias", "layers.{i}.self_attn.q_proj.bias", ("N*H",), "bias_heads",
-     "attention_bias"),
-    ("model.layers.{i}.self_attn.k_proj.bias", "layers.{i}.self_attn.k_proj.bias", ("K*H",), "bias_heads",
-     "attention_bias"),
-    ("model.layers.{i}.self_attn.v_proj.bias", "layers.{i}.self_attn.v_proj.bias", ("K*H",), "bias_heads",
-     "attention_bias"),
-    ("model.layers.{i}.self_attn.o_proj.bias", "layers.{i}.self_attn.o_proj.bias", ("D",), "copy",
-     "attention_bias"),
-)
+LLAMA_TABLE = _BACKBONE_TABLE + _ATTENTION_PROJECTIONS + _attention_biases("attention_bias", o_proj=True)
 
 HF_TABLES = {"qwen3": QWEN3_TABLE, "qwen2": QWEN2_TABLE, "llama": LLAMA_TABLE}
 assert set(HF_TABLES) == set(ARCHITECTURES), "every architecture in config.py needs a name table"
