@@ -164,7 +164,8 @@ def _mesh_of(state, mesh=None, rules=None) -> tuple[Any, Any] | None:
     rules), else None (one device: a one-device mesh has nothing to split)."""
     from jaxsuite.core import sharding as shd
     if mesh is not None:
-        return (mesh, tuple(shd.DEFAULT_RULES if rules is None else rules)) if mesh.size > 1 else None
+        # rules_from_config validates the axis names and makes nested lists hashable (the jit's static argument)
+        return (mesh, shd.rules_from_config(shd.DEFAULT_RULES if rules is None else rules)) if mesh.size > 1 else None
     if rules is not None:
         raise ValueError("rules without a mesh: pass mesh= with the rules it shards by")
     context = shd.current_sharding()

@@ -113,5 +113,10 @@ def test_sampling_splits_rows_by_the_jobs_mesh_and_rules(monkeypatch):
     from jaxsuite.rl.rollout import greedy_answers
     greedy_answers(model, tok, ["ab"], max_new_tokens=3, batch_size=8, mesh=mesh)        # validation decoding
     assert seen[3] == (mesh, shd.DEFAULT_RULES)
+    as_lists = [[name, axis] for name, axis in rules]                    # as a config file may spell them
+    assert sample_responses(model, tok, ["ab", "cd"], mesh=mesh, rules=as_lists, **kwargs).response_ids == \
+        alone.response_ids and seen[4] == (mesh, rules)
     with pytest.raises(ValueError, match="rules without a mesh"):
         generate(model, [[1, 40]], 2, rules=rules)
+    with pytest.raises(ValueError, match="unknown mesh axis"):
+        generate(model, [[1, 40]], 2, mesh=mesh, rules=[("act_batch", "dta")])
