@@ -12,7 +12,8 @@ than reused. A run whose results.json exists is not run again, so the command re
 reports on the runs finished so far, naming the others). Then every numeric leaf of the runs' results.json (dotted
 keys) is aggregated per device count and over all runs: mean, sample standard deviation, and the 95% interval of
 the mean (Student's t with n-1 degrees of freedom; a single run has no interval). Writes <root>/seeds.json and, for
-the `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar, per device count).
+the `--metric` keys, <root>/seeds.png (each run a dot, mean and interval a bar, per device count). `--record DIR`
+copies each finished run's small JSON files to DIR/d<D>_s<S>/ (no checkpoints), for a repository to keep.
 
 A headline is reproducible at toy scale when the intervals of the two device counts overlap and the interval
 over all runs excludes the comparison's null (e.g. a difference of 0): `seeds.json` holds what is needed.
@@ -137,6 +138,22 @@ def read_finished(seeds: Sequence[int], devices: Sequence[int], root: str) -> tu
     return out, missing
 
 
+def record(runs: Iterable[tuple[int, int]], root: str, dest: str) -> list[str]:
+    """Copies each run's top-level JSON files (results.json, config.json, and what else the job writes beside
+    them, e.g. LatentChem's correct.json) from <root>/d<D>_s<S>/ to <dest>/d<D>_s<S>/, leaving checkpoints and
+    plots behind: a few kilobytes per run that a repository can keep when the machine's scratch space is not
+    kept (benchmarks/seed_runs/). `--no-run --workdir <dest>` aggregates what was recorded, over sessions.
+    Returns the files written."""
+    written = []
+    for d, s in runs:
+        src = files.as_path(run_dir(root, d, s))
+        for path in sorted(src.glob("*.json")):
+            if path.name == "finished.json":       # the resume marker: it names this machine's run, not a figure
+                continue
+            written.append(files.copy_file(path, files.join_path(run_dir(dest, d, s), path.name)))
+    return written
+
+
 def plot(summary: dict, results: dict[tuple[int, int], dict], metrics: Sequence[str], path: str) -> str:
     from jaxsuite.core.metrics import pyplot, save_figure
     plt = pyplot()
@@ -170,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     p.add_argument("--override", action="append", default=[], help="a --config.key=value passed to every run")
     p.add_argument("--no-run", action="store_true",
                    help="run nothing: aggregate the runs that have finished and name those that have not")
+    p.add_argument("--record", default="",
+                   help="also copy each finished run's top-level JSON files (results.json, config.json, ...) to "
+                        "<record>/d<D>_s<S>/, e.g. a folder under benchmarks/seed_runs/ to commit")
     args = p.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -193,6 +213,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if missing:
         p.error(f"--metric {missing} not in every run's results.json; e.g. {sorted(summary['all'])[:8]}")
     files.atomic_write_text(files.join_path(args.workdir, "seeds.json"), json.dumps(summary, indent=1))
+    if args.record:
+        written = record(sorted(results), args.workdir, args.record)
+        print(f"recorded {len(written)} files of {len(results)} runs under {args.record}")
     if args.metric:
         plot(summary, results, args.metric, files.join_path(args.workdir, "seeds.png"))
     for m in args.metric:

@@ -90,6 +90,17 @@ def test_runs_over_seeds_and_device_counts_then_resumes(tmp_path, monkeypatch, c
     assert not (root / "d1_s7").exists()
     with pytest.raises(SystemExit):
         seeds.main([*argv, "--seeds", "7", "--no-run"])
+    # --record keeps each run's small JSON files (not its other files) where a repository can keep them, and
+    # aggregating the record gives the same figures as the runs themselves
+    kept = tmp_path / "kept"
+    (root / "d1_s0" / "finished.json").write_text("{}")
+    seeds.main([*argv, "--no-run", "--record", str(kept)])
+    assert sorted(p.name for p in (kept / "d3_s2").iterdir()) == ["config.json", "results.json"]
+    assert not (kept / "d1_s0" / "finished.json").exists()
+    assert (kept / "d3_s2" / "results.json").read_text() == (root / "d3_s2" / "results.json").read_text()
+    again = seeds.main(["--config", str(tmp_path / "toy_seeds.py"), "--seeds", "0,1,2", "--devices", "1,3",
+                        "--workdir", str(kept), "--no-run"])
+    assert again["by_devices"] == summary["by_devices"] and again["all"] == summary["all"]
 
 
 def test_seed_flags_follow_the_configs_fields(tmp_path):
