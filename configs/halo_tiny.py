@@ -15,7 +15,7 @@ Variants (the argument after the colon):
                  only, so that retrieval beyond the training length can be compared (the cpu teacher does
                  not learn retrieval within its budget). About 10 CPU minutes. Over teacher seeds, and with
                  16x the stage-2 budget, where HypeNet keeps the teacher's retrieval (30+ CPU minutes a run):
-                   python -m jaxsuite.core.seeds --config configs/halo_tiny.py:passkey --seeds 0,1 \
+                   python -m jaxsuite.core.seeds --config configs/halo_tiny.py:passkey --seeds 0,1,2 \
                        --workdir runs/halo_probe_16x --override=--config.stage2.train.steps=2400
   test           byte tokenizer, 2 layers, a dozen steps per stage: a smoke test of the whole pipeline.
 
